@@ -1,0 +1,18 @@
+"""The Celery app: ``celery -A gateway worker`` and ``celery -A gateway beat``."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+
+app = Celery("gateway")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["jobs"])
+
+app.conf.beat_schedule = {
+    "purge-expired-jobs": {"task": "jobs.purge_expired_jobs", "schedule": 60.0},
+    "redispatch-stale-jobs": {"task": "jobs.redispatch_stale_jobs", "schedule": 15.0},
+}

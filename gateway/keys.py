@@ -1,0 +1,29 @@
+"""Virtual key material: generated once, shown once, stored as an HMAC and a display prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+
+KEY_PREFIX = "sk-bf-"
+DISPLAY_CHARS = 10  # "sk-bf-" plus four characters, enough to tell keys apart in the admin
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(raw_key: str) -> str:
+    pepper = hashlib.sha256(b"gateway-virtual-key:" + settings.SECRET_KEY.encode()).digest()
+    return hmac.new(pepper, raw_key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def display_prefix(raw_key: str) -> str:
+    return raw_key[:DISPLAY_CHARS]
+
+
+def looks_like_virtual_key(token: str) -> bool:
+    return token.startswith(KEY_PREFIX)

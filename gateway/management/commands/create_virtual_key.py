@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from gateway.models import VirtualKey
+
+
+class Command(BaseCommand):
+    help = "Create a virtual key. The key is printed once, on the last line; only its hash is kept."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--name", required=True, help="A unique name for the key.")
+        parser.add_argument(
+            "--allow-model", action="append", default=[], dest="allowed_models",
+            metavar="PATTERN",
+            help='A provider/model pattern the key may use (repeatable), e.g. "openai/*". '
+            "Without it the key may use any model.",
+        )
+        expiry = parser.add_mutually_exclusive_group()
+        expiry.add_argument("--expires-in-days", type=int, help="Expire the key after N days.")
+        expiry.add_argument("--expires-at", help="Expire the key at this ISO 8601 time.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        name = options["name"].strip()
+        if not name:
+            raise CommandError("--name must not be empty")
+        if VirtualKey.objects.filter(name=name).exists():
+            raise CommandError(f"a virtual key named {name!r} already exists")
+        expires_at = None
+        if options["expires_in_days"] is not None:
+            if options["expires_in_days"] < 1:
+                raise CommandError("--expires-in-days must be at least 1")
+            expires_at = timezone.now() + timedelta(days=options["expires_in_days"])
+        elif options["expires_at"]:
+            expires_at = parse_datetime(options["expires_at"])
+            if expires_at is None:
+                raise CommandError("--expires-at must be an ISO 8601 date and time")
+            if timezone.is_naive(expires_at):
+                expires_at = timezone.make_aware(expires_at, timezone.UTC)
+        for pattern in options["allowed_models"]:
+            if "/" not in pattern:
+                raise CommandError(f"--allow-model {pattern!r} must look like provider/model")
+        key, raw = VirtualKey.create_with_key(
+            name=name, allowed_models=options["allowed_models"], expires_at=expires_at
+        )
+        self.stderr.write(f"Created virtual key {key.name!r} ({key.prefix}…). "
+                          "Store it now; it is not shown again.")
+        self.stdout.write(raw)

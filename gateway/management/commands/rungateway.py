@@ -1,0 +1,79 @@
+"""Start the whole gateway in one process group: web (gunicorn), worker and beat (Celery)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Migrate, then run the web server, a Celery worker and Celery beat until interrupted."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--web-workers", type=int,
+                            default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        python = sys.executable
+        commands = {
+            "web": [python, "-m", "gunicorn", "gateway.wsgi:application",
+                    "--bind", f"{options['host']}:{options['port']}",
+                    "--workers", str(options["web_workers"]), "--worker-class", "gthread",
+                    "--threads", "8", "--access-logfile", "-"],
+            "worker": [python, "-m", "celery", "-A", "gateway", "worker", "--loglevel", "INFO"],
+            "beat": [python, "-m", "celery", "-A", "gateway", "beat", "--loglevel", "INFO",
+                     "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+        }
+        children = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        broker = settings.CELERY_BROKER_URL.split("://", 1)[0]
+        url = f"http://{options['host']}:{options['port']}"
+        self.stdout.write(
+            f"\nGateway running at {url} (database: {database}, broker: {broker}).\n"
+            f"Create a key:   {python} manage.py create_virtual_key --name my-app\n"
+            f"Submit a job:   curl -X POST {url}/v1/async/completions "
+            "-H 'Authorization: Bearer sk-bf-…' -H 'Content-Type: application/json' "
+            "-d '{\"model\": \"openai/gpt-4o-mini\", \"prompt\": \"Say hi\"}'\n"
+            f"API document:   {url}/openapi.json   Admin: {url}/admin/ "
+            "(python manage.py createsuperuser)\nPress Ctrl-C to stop.\n"
+        )
+        self._supervise(children)
+
+    def _supervise(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping:
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} exited with {child.returncode}; stopping.")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            for child in children.values():
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import fnmatch
+
+from django.db import models
+from django.utils import timezone
+
+from gateway.keys import display_prefix, generate_key, hash_key
+
+
+class VirtualKeyQuerySet(models.QuerySet["VirtualKey"]):
+    def usable(self) -> VirtualKeyQuerySet:
+        now = timezone.now()
+        return self.filter(is_active=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class VirtualKey(models.Model):
+    """A key an app uses to call the gateway. Only an HMAC of the key is stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, for display.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Patterns of "provider/model" this key may use, e.g. ["openai/*"]. Empty: any.',
+    )
+    is_active = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = VirtualKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def create_with_key(cls, **fields: object) -> tuple[VirtualKey, str]:
+        """Create a key and return it with its raw value, which is never stored or shown again."""
+        raw = generate_key()
+        key = cls.objects.create(prefix=display_prefix(raw), key_hash=hash_key(raw), **fields)
+        return key, raw
+
+    @property
+    def is_usable(self) -> bool:
+        return self.is_active and (self.expires_at is None or self.expires_at > timezone.now())
+
+    def allows(self, model: str) -> bool:
+        if not self.allowed_models:
+            return True
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)

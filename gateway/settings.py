@@ -1,0 +1,204 @@
+"""Settings for the gateway, read from the environment (see README "Configuration").
+
+With no DATABASE_URL and no CELERY_BROKER_URL the gateway runs on its embedded default: SQLite
+and a filesystem broker under ``var/``, which need no server.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from gateway.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _embedded_secret_key() -> str:
+    """A key kept in var/ so the embedded default works without configuration."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _embedded_secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "gateway",
+    "providers",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # serves the admin's static files
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gateway.urls"
+WSGI_APPLICATION = "gateway.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web, worker and beat processes read while one of them writes; IMMEDIATE
+    # transactions queue writers on the busy timeout instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+        "DB_CONNECT_TIMEOUT", 5, minimum=1
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Celery (the broker only rings the bell; the database is the record) ------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = env_str("GATEWAY_QUEUE", "gateway")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Tasks only hand job ids to the worker's in-process engine, so a few threads suffice; the
+# engine keeps GATEWAY_WORKER_MAX_IN_FLIGHT provider calls in flight per worker process.
+CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", {"threads", "solo", "prefork"})
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8, minimum=1)
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- The gateway ---------------------------------------------------------------------------------
+GATEWAY_DEFAULT_RESULT_TTL = env_int("GATEWAY_DEFAULT_RESULT_TTL", 3600, minimum=1)
+GATEWAY_MAX_RESULT_TTL = env_int("GATEWAY_MAX_RESULT_TTL", 7 * 24 * 3600, minimum=1)
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+GATEWAY_MAX_PROMPTS = env_int("GATEWAY_MAX_PROMPTS", 128, minimum=1)
+GATEWAY_MAX_PROMPT_CHARS = env_int("GATEWAY_MAX_PROMPT_CHARS", 400_000, minimum=1)
+GATEWAY_MAX_FALLBACKS = env_int("GATEWAY_MAX_FALLBACKS", 5, minimum=0)
+DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
+
+# Worker engine
+GATEWAY_WORKER_MAX_IN_FLIGHT = env_int("GATEWAY_WORKER_MAX_IN_FLIGHT", 400, minimum=1)
+GATEWAY_JOB_LEASE_SECONDS = env_int("GATEWAY_JOB_LEASE_SECONDS", 60, minimum=5)
+GATEWAY_JOB_MAX_ATTEMPTS = env_int("GATEWAY_JOB_MAX_ATTEMPTS", 3, minimum=1)
+GATEWAY_JOB_TIMEOUT = env_float("GATEWAY_JOB_TIMEOUT", 900.0, minimum=1.0)
+GATEWAY_REDISPATCH_AFTER = env_int("GATEWAY_REDISPATCH_AFTER", 60, minimum=1)
+GATEWAY_PURGE_BATCH_SIZE = env_int("GATEWAY_PURGE_BATCH_SIZE", 5000, minimum=1)
+
+# Upstream calls and routing
+GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 120.0, minimum=0.1)
+GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0, minimum=0.1)
+GATEWAY_RETRIES = env_int("GATEWAY_RETRIES", 2, minimum=0)
+GATEWAY_RETRY_BASE_DELAY = env_float("GATEWAY_RETRY_BASE_DELAY", 0.5, minimum=0.0)
+GATEWAY_RETRY_MAX_DELAY = env_float("GATEWAY_RETRY_MAX_DELAY", 20.0, minimum=0.0)
+GATEWAY_PROVIDER_CACHE_SECONDS = env_float("GATEWAY_PROVIDER_CACHE_SECONDS", 5.0, minimum=0.0)
+
+# Credentials stored in the admin are encrypted with this key (derived from SECRET_KEY if unset).
+GATEWAY_ENCRYPTION_KEY = env_str("GATEWAY_ENCRYPTION_KEY")
+
+# JWTs: the algorithm is pinned; HS256 uses the secret, RS256/ES256 the key pair.
+GATEWAY_JWT_ALGORITHM = env_choice("GATEWAY_JWT_ALGORITHM", "HS256", {"HS256", "RS256", "ES256"})
+GATEWAY_JWT_SECRET = env_str("GATEWAY_JWT_SECRET")
+GATEWAY_JWT_PUBLIC_KEY = env_str("GATEWAY_JWT_PUBLIC_KEY")
+GATEWAY_JWT_PRIVATE_KEY = env_str("GATEWAY_JWT_PRIVATE_KEY")
+GATEWAY_JWT_AUDIENCE = env_str("GATEWAY_JWT_AUDIENCE")
+GATEWAY_JWT_ISSUER = env_str("GATEWAY_JWT_ISSUER")
+GATEWAY_JWT_DEFAULT_LIFETIME = env_int("GATEWAY_JWT_DEFAULT_LIFETIME", 3600, minimum=1)
+
+# --- REST framework and OpenAPI -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.authentication.GatewayAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["gateway.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AI Gateway API",
+    "DESCRIPTION": "Asynchronous completions behind virtual keys. Submit a job, get 202 and a job "
+    "id at once, poll until it is completed or failed.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- The rest of Django ----------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView
+
+from gateway.health import HealthView
+
+urlpatterns = [
+    path("v1/", include("jobs.urls")),
+    path("health", HealthView.as_view(), name="health"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("docs/", SpectacularRedocView.as_view(url_name="openapi"), name="docs"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "gateway.errors.handler400"
+handler403 = "gateway.errors.handler403"
+handler404 = "gateway.errors.handler404"
+handler500 = "gateway.errors.handler500"

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from gateway.models import VirtualKey
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class RequestType(models.TextChoices):
+    TEXT_COMPLETION = "text_completion"
+
+
+class AsyncJob(models.Model):
+    """One accepted request. The row is the record; the broker message only points at it.
+
+    Life: pending -> processing (claimed by one worker under a lease) -> completed | failed.
+    A terminal state is written once. ``expires_at`` is ``completed_at + result_ttl``.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    request_type = models.CharField(max_length=32, choices=RequestType.choices)
+    virtual_key = models.ForeignKey(
+        VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
+        help_text="The key that submitted the job; empty for an admin JWT.",
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    provider = models.CharField(max_length=100)
+    model = models.CharField(max_length=300)
+    fallbacks = models.JSONField(default=list, blank=True)
+    request = models.JSONField(help_text="The validated parameters sent upstream.")
+    result_ttl = models.PositiveIntegerField()
+
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker claimed it.")
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["expires_at"], name="job_expires_at_idx"),
+            models.Index(fields=["status", "dispatched_at"], name="job_status_dispatched_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_status_lease_idx"),
+            models.Index(fields=["virtual_key", "-created_at"], name="job_key_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_type} {self.id} ({self.status})"
+
+    @property
+    def model_requested(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES

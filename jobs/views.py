@@ -1,0 +1,74 @@
+"""The async completions API: submit a job, poll it. Views only translate HTTP."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import services
+from jobs.models import JobStatus, RequestType
+from jobs.selectors import get_visible_job
+from jobs.serializers import AsyncJobSerializer, CompletionRequestSerializer, ErrorSerializer
+from jobs.ttl import TTL_HEADER, result_ttl_from
+
+ERRORS = {
+    code: OpenApiResponse(ErrorSerializer, description=text)
+    for code, text in {
+        400: "Invalid request (names the param or header)",
+        401: "Missing or invalid key or token",
+        403: "The key may not use this model",
+        404: "No such job for this caller",
+        413: "Request body too large",
+        503: "Database unavailable",
+    }.items()
+}
+
+
+class SubmitCompletionView(APIView):
+    @extend_schema(
+        operation_id="create_async_completion",
+        summary="Create async text completion",
+        description="Submits a text completion request for asynchronous execution. Returns a job "
+        "id at once with HTTP 202; poll the Location URL for the result. Streaming is not "
+        "supported for async requests.",
+        request=CompletionRequestSerializer,
+        parameters=[OpenApiParameter(
+            TTL_HEADER, int, OpenApiParameter.HEADER,
+            description="Seconds the result is kept after completion (default 3600).")],
+        responses={202: AsyncJobSerializer, **{k: v for k, v in ERRORS.items() if k != 404}},
+    )
+    def post(self, request: Request) -> Response:
+        result_ttl = result_ttl_from(request)
+        serializer = CompletionRequestSerializer(data=request.data,
+                                                 context={"principal": request.user})
+        serializer.is_valid(raise_exception=True)
+        valid = serializer.validated_data
+        job = services.submit_job(
+            principal=request.user,
+            request_type=RequestType.TEXT_COMPLETION,
+            provider=valid["primary"].provider,
+            model=valid["primary"].model,
+            fallbacks=valid["fallbacks"],
+            request=valid["params"],
+            result_ttl=result_ttl,
+        )
+        location = request.build_absolute_uri(reverse("poll-completion", args=[job.id]))
+        return Response(AsyncJobSerializer.render(job), status=202, headers={"Location": location})
+
+
+class PollCompletionView(APIView):
+    @extend_schema(
+        operation_id="get_async_completion",
+        summary="Get async text completion job",
+        description="202 while the job is pending or processing; 200 once it is completed or "
+        "failed (a failed job carries status_code and error).",
+        responses={200: AsyncJobSerializer, 202: AsyncJobSerializer,
+                   **{k: v for k, v in ERRORS.items() if k in (401, 404, 503)}},
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        job = get_visible_job(job_id, request.user, RequestType.TEXT_COMPLETION)
+        done = job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return Response(AsyncJobSerializer.render(job), status=200 if done else 202)

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ProvidersConfig(AppConfig):
+    name = "providers"
+    verbose_name = "Providers"
+
+    def ready(self) -> None:
+        from providers import signals  # noqa: F401  (clears the registry cache on admin edits)

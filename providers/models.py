@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from providers import crypto
+
+
+class Protocol(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible (/v1/completions)"
+    ANTHROPIC = "anthropic", "Anthropic Messages (/v1/messages)"
+
+
+class ProviderConfig(models.Model):
+    """A provider set in the admin; it overrides an environment provider of the same name."""
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[RegexValidator(r"^[a-z0-9][a-z0-9_.-]*$", "Lower-case letters, digits, _ . -")],
+        help_text='The "provider" part of "provider/model".',
+    )
+    protocol = models.CharField(max_length=16, choices=Protocol.choices, default=Protocol.OPENAI)
+    base_url = models.URLField(
+        max_length=500,
+        help_text="e.g. https://api.openai.com/v1 (OpenAI-compatible) or https://api.anthropic.com",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "provider"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProviderKey(models.Model):
+    """One API key of a provider, encrypted at rest; keys are chosen at random by weight."""
+
+    provider = models.ForeignKey(ProviderConfig, on_delete=models.CASCADE, related_name="keys")
+    label = models.CharField(max_length=100)
+    encrypted_key = models.TextField(editable=False)
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider__name", "label"]
+        verbose_name = "provider key"
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}: {self.label}"
+
+    def set_key(self, raw_key: str) -> None:
+        self.encrypted_key = crypto.encrypt(raw_key)
+
+    def get_key(self) -> str | None:
+        return crypto.decrypt(self.encrypted_key)

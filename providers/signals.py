@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from providers import registry
+from providers.models import ProviderConfig, ProviderKey
+
+
+@receiver([post_save, post_delete], sender=ProviderConfig)
+@receiver([post_save, post_delete], sender=ProviderKey)
+def _forget_cached_providers(**kwargs: Any) -> None:
+    registry.clear_cache()
