@@ -66,6 +66,7 @@ class JobEngine:
         self._transport = AiohttpTransport()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self._renewer: asyncio.Future[None] | None = None
         self.policy = RetryPolicy(retries=settings.GATEWAY_RETRIES,
                                   base_delay=settings.GATEWAY_RETRY_BASE_DELAY,
                                   max_delay=settings.GATEWAY_RETRY_MAX_DELAY)
@@ -75,7 +76,7 @@ class JobEngine:
     # --- called from other threads ------------------------------------------------------------
     def start(self) -> JobEngine:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._renew_leases_forever(), self._loop)
+        asyncio.run_coroutine_threadsafe(self._start_renewer(), self._loop).result()
         logger.info("job engine %s started: up to %d jobs in flight", self.worker_id,
                     self.max_in_flight)
         return self
@@ -169,6 +170,9 @@ class JobEngine:
                 logger.warning("job %s: no longer held by this worker; result dropped", job.pk)
             return
 
+    async def _start_renewer(self) -> None:
+        self._renewer = self._loop.create_task(self._renew_leases_forever())
+
     async def _renew_leases_forever(self) -> None:
         interval = max(1.0, settings.GATEWAY_JOB_LEASE_SECONDS / 4)
         while True:
@@ -182,6 +186,8 @@ class JobEngine:
                 logger.warning("lease renewal failed: %s", type(exc).__name__)
 
     async def _drain(self, grace: float) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
         tasks = list(self._in_flight.values())
         if tasks:
             logger.info("waiting up to %g s for %d jobs in flight", grace, len(tasks))

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from providers import registry
+from tests.factories import VirtualKeyFactory
+
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-signing"
+
+
+@pytest.fixture(autouse=True)
+def _gateway_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test sees the same providers and JWT settings, whatever the shell exported."""
+    for name in registry.ENV_PROVIDERS:
+        monkeypatch.delenv(f"{name.upper()}_API_KEY", raising=False)
+        monkeypatch.delenv(f"{name.upper()}_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-openai-secret")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-upstream-secret")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+    settings.GATEWAY_JWT_ALGORITHM = "HS256"
+    settings.GATEWAY_JWT_SECRET = JWT_SECRET
+    settings.GATEWAY_JWT_AUDIENCE = ""
+    settings.GATEWAY_JWT_ISSUER = ""
+    settings.GATEWAY_PROVIDER_CACHE_SECONDS = 0
+    registry.clear_cache()
+    yield
+    registry.clear_cache()
+
+
+@pytest.fixture
+def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Job ids published to the broker, captured instead of sent."""
+    sent: list[str] = []
+    monkeypatch.setattr("jobs.tasks.run_job.apply_async",
+                        lambda args, **kwargs: sent.append(args[0]))
+    return sent
+
+
+@pytest.fixture
+def key(db: None) -> Any:
+    return VirtualKeyFactory()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def key_client(key: Any) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key.raw}")
+    return api
