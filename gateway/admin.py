@@ -12,8 +12,9 @@ from gateway.models import VirtualKey
 
 
 class VirtualKeyForm(forms.ModelForm):
-    allowed_models = forms.JSONField(required=False, initial=list,
-                                     help_text='e.g. ["openai/*", "anthropic/claude-3-5-haiku"]')
+    allowed_models = forms.JSONField(
+        required=False, initial=list, help_text='e.g. ["openai/*", "anthropic/claude-3-5-haiku"]'
+    )
 
     class Meta:
         model = VirtualKey

@@ -6,4 +6,5 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self) -> None:
-        from gateway import checks  # noqa: F401  (registers the system checks)
+        # Imported for their side effects: system checks and the OpenAPI auth extension.
+        from gateway import checks, schema  # noqa: F401

@@ -53,10 +53,11 @@ def authenticate_token(token: str) -> Principal:
         raise AuthenticationRequired(f"Invalid token: {exc}.", code="invalid_token") from None
     if claims.role == ROLE_ADMIN:
         return Principal(virtual_key=None, is_admin=True)
-    key = VirtualKey.objects.filter(pk=claims.key_id).first()
+    key = VirtualKey.objects.filter(pk=claims.key_id or 0).first()
     if key is None or not key.is_usable:
-        raise AuthenticationRequired("The token's virtual key is unknown, inactive or expired.",
-                                     code="inactive_api_key")
+        raise AuthenticationRequired(
+            "The token's virtual key is unknown, inactive or expired.", code="inactive_api_key"
+        )
     return Principal(virtual_key=key)
 
 

@@ -12,18 +12,31 @@ from django.core.checks import Error, Warning, register
 def gateway_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     problems: list[Any] = []
     if settings.GATEWAY_DEFAULT_RESULT_TTL > settings.GATEWAY_MAX_RESULT_TTL:
-        problems.append(Error(
-            "GATEWAY_DEFAULT_RESULT_TTL is above GATEWAY_MAX_RESULT_TTL.", id="gateway.E001"))
+        problems.append(
+            Error("GATEWAY_DEFAULT_RESULT_TTL is above GATEWAY_MAX_RESULT_TTL.", id="gateway.E001")
+        )
     algorithm = settings.GATEWAY_JWT_ALGORITHM
-    if algorithm == "HS256" and settings.GATEWAY_JWT_SECRET and len(settings.GATEWAY_JWT_SECRET) < 32:
-        problems.append(Error(
-            "GATEWAY_JWT_SECRET must be at least 32 characters for HS256.", id="gateway.E002"))
+    if (
+        algorithm == "HS256"
+        and settings.GATEWAY_JWT_SECRET
+        and len(settings.GATEWAY_JWT_SECRET) < 32
+    ):
+        problems.append(
+            Error("GATEWAY_JWT_SECRET must be at least 32 characters for HS256.", id="gateway.E002")
+        )
     if algorithm != "HS256" and settings.GATEWAY_JWT_SECRET and not settings.GATEWAY_JWT_PUBLIC_KEY:
-        problems.append(Error(
-            f"GATEWAY_JWT_ALGORITHM is {algorithm} but only GATEWAY_JWT_SECRET is set; "
-            "set GATEWAY_JWT_PUBLIC_KEY.", id="gateway.E003"))
+        problems.append(
+            Error(
+                f"GATEWAY_JWT_ALGORITHM is {algorithm} but only GATEWAY_JWT_SECRET is set; "
+                "set GATEWAY_JWT_PUBLIC_KEY.",
+                id="gateway.E003",
+            )
+        )
     if settings.GATEWAY_JOB_LEASE_SECONDS < 15:
-        problems.append(Warning(
-            "GATEWAY_JOB_LEASE_SECONDS below 15 s risks running jobs twice on a busy worker.",
-            id="gateway.W001"))
+        problems.append(
+            Warning(
+                "GATEWAY_JOB_LEASE_SECONDS below 15 s risks running jobs twice on a busy worker.",
+                id="gateway.W001",
+            )
+        )
     return problems

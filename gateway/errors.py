@@ -176,8 +176,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return _respond(body, 400)
     if isinstance(exc, (Http404, drf.NotFound)):
         return _respond(
-            error_body(status_code=404, error_type="not_found_error", code="not_found",
-                       message="Not found."),
+            error_body(
+                status_code=404,
+                error_type="not_found_error",
+                code="not_found",
+                message="Not found.",
+            ),
             404,
         )
     if isinstance(exc, RequestDataTooBig):
@@ -187,8 +191,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status_code = exc.status_code
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return _respond(
-            error_body(status_code=status_code, error_type=error_type, code=code,
-                       message=str(message)),
+            error_body(
+                status_code=status_code, error_type=error_type, code=code, message=str(message)
+            ),
             status_code,
         )
     if isinstance(exc, DatabaseError):
@@ -208,9 +213,13 @@ def _respond(body: dict[str, Any], status_code: int) -> Response:
     return response
 
 
-def json_error_page(request: HttpRequest, status_code: int, code: str, message: str) -> JsonResponse:
-    error_type = "not_found_error" if status_code == 404 else (
-        "invalid_request_error" if status_code < 500 else "api_error"
+def json_error_page(
+    request: HttpRequest, status_code: int, code: str, message: str
+) -> JsonResponse:
+    error_type = (
+        "not_found_error"
+        if status_code == 404
+        else ("invalid_request_error" if status_code < 500 else "api_error")
     )
     body = error_body(status_code=status_code, error_type=error_type, code=code, message=message)
     return JsonResponse(body, status=status_code)

@@ -16,8 +16,11 @@ class HealthView(APIView):
 
     @extend_schema(
         summary="Health check",
-        responses={200: inline_serializer("Health", {"status": serializers.CharField(),
-                                                     "database": serializers.CharField()})},
+        responses={
+            200: inline_serializer(
+                "Health", {"status": serializers.CharField(), "database": serializers.CharField()}
+            )
+        },
     )
     def get(self, request: Request) -> Response:
         try:

@@ -20,7 +20,9 @@ class VirtualKey(models.Model):
     """A key an app uses to call the gateway. Only an HMAC of the key is stored."""
 
     name = models.CharField(max_length=100, unique=True)
-    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, for display.")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="First characters, for display."
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     allowed_models = models.JSONField(
         default=list,

@@ -7,6 +7,7 @@ Infinity are not JSON; NUL characters and lone surrogates cannot be stored in Po
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -24,13 +25,17 @@ def check_text(value: Any, path: str = "") -> None:
     """Raise InvalidRequest naming the first string that holds NUL or a lone surrogate."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise InvalidRequest("NUL characters are not allowed.", param=path or None,
-                                 code="invalid_characters")
+            raise InvalidRequest(
+                "NUL characters are not allowed.", param=path or None, code="invalid_characters"
+            )
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidRequest("Strings must be valid Unicode (lone surrogate found).",
-                                 param=path or None, code="invalid_characters") from None
+            raise InvalidRequest(
+                "Strings must be valid Unicode (lone surrogate found).",
+                param=path or None,
+                code="invalid_characters",
+            ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
             check_text(key, path)
@@ -43,8 +48,12 @@ def check_text(value: Any, path: str = "") -> None:
 class StrictJSONParser(BaseParser):
     media_type = "application/json"
 
-    def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(
+        self,
+        stream: Any,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
         limit = settings.GATEWAY_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None

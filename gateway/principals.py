@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
+
+from rest_framework.request import Request
 
 from gateway.models import VirtualKey
 
@@ -16,3 +19,8 @@ class Principal:
 
     def may_use(self, model: str) -> bool:
         return self.is_admin or self.virtual_key is None or self.virtual_key.allows(model)
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller of an authenticated API request (set by GatewayAuthentication)."""
+    return cast(Principal, request.user)

@@ -42,7 +42,9 @@ def _signing_key() -> str:
         key = settings.GATEWAY_JWT_PRIVATE_KEY
         name = "GATEWAY_JWT_PRIVATE_KEY"
     if not key:
-        raise ImproperlyConfigured(f"{name} must be set to issue {settings.GATEWAY_JWT_ALGORITHM} tokens")
+        raise ImproperlyConfigured(
+            f"{name} must be set to issue {settings.GATEWAY_JWT_ALGORITHM} tokens"
+        )
     return key
 
 

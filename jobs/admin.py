@@ -16,26 +16,57 @@ from jobs.models import AsyncJob, JobStatus
 def _pretty(value: Any) -> str:
     if value is None:
         return "-"
-    return format_html("<pre style='white-space: pre-wrap'>{}</pre>",
-                       json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+    return format_html(
+        "<pre style='white-space: pre-wrap'>{}</pre>",
+        json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True),
+    )
 
 
 @admin.register(AsyncJob)
 class AsyncJobAdmin(admin.ModelAdmin):
     """An ops console: find a job by id, see what was asked and what came back, retry it."""
 
-    list_display = ["id", "request_type", "status", "status_code", "provider", "model",
-                    "virtual_key", "attempts", "created_at", "completed_at", "expires_at"]
+    list_display = [
+        "id",
+        "request_type",
+        "status",
+        "status_code",
+        "provider",
+        "model",
+        "virtual_key",
+        "attempts",
+        "created_at",
+        "completed_at",
+        "expires_at",
+    ]
     list_filter = ["status", "request_type", "provider", "virtual_key"]
     search_fields = ["id"]
     search_help_text = "Search by job id"
     list_select_related = ["virtual_key"]
     date_hierarchy = "created_at"
     actions = ["retry_failed"]
-    readonly_fields = ["id", "request_type", "virtual_key", "status", "provider", "model",
-                       "fallbacks", "result_ttl", "attempts", "claimed_by", "lease_expires_at",
-                       "dispatched_at", "created_at", "started_at", "completed_at", "expires_at",
-                       "status_code", "request_pretty", "result_pretty", "error_pretty"]
+    readonly_fields = [
+        "id",
+        "request_type",
+        "virtual_key",
+        "status",
+        "provider",
+        "model",
+        "fallbacks",
+        "result_ttl",
+        "attempts",
+        "claimed_by",
+        "lease_expires_at",
+        "dispatched_at",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "expires_at",
+        "status_code",
+        "request_pretty",
+        "result_pretty",
+        "error_pretty",
+    ]
     exclude = ["request", "result", "error"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -53,8 +84,9 @@ class AsyncJobAdmin(admin.ModelAdmin):
     def error_pretty(self, obj: AsyncJob) -> str:
         return _pretty(obj.error)
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet[AsyncJob],
-                           search_term: str) -> tuple[QuerySet[AsyncJob], bool]:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AsyncJob], search_term: str
+    ) -> tuple[QuerySet[AsyncJob], bool]:
         # An id that is not a UUID matches nothing, instead of raising a validation error.
         term = search_term.strip()
         if term:

@@ -15,8 +15,12 @@ from kombu.exceptions import OperationalError
 logger = logging.getLogger(__name__)
 
 # Fail fast when the broker is down: the beat task re-dispatches, the client must not wait.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                        "interval_max": 0.2}
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 
 
 def dispatch(job_ids: Iterable[UUID | str]) -> int:
@@ -28,7 +32,10 @@ def dispatch(job_ids: Iterable[UUID | str]) -> int:
             run_job.apply_async(args=[str(job_id)], retry=True, retry_policy=PUBLISH_RETRY_POLICY)
             sent += 1
         except (OperationalError, OSError) as exc:
-            logger.warning("broker unavailable, job %s stays pending until re-dispatch: %s",
-                           job_id, type(exc).__name__)
+            logger.warning(
+                "broker unavailable, job %s stays pending until re-dispatch: %s",
+                job_id,
+                type(exc).__name__,
+            )
             break
     return sent

@@ -27,7 +27,7 @@ from jobs.models import AsyncJob
 from providers import registry
 from providers.base import Credentials, Target
 from providers.routing import RetryPolicy, route_completion
-from providers.transport import AiohttpTransport, Timeouts
+from providers.transport import AiohttpTransport, Timeouts, Transport
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,30 +55,42 @@ def _credentials_for(job: AsyncJob) -> tuple[list[Target], dict[str, Credentials
 
 
 class JobEngine:
-    def __init__(self, *, max_in_flight: int | None = None, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_in_flight: int | None = None,
+        worker_id: str | None = None,
+        transport: Transport | None = None,
+    ) -> None:
         self.max_in_flight = max_in_flight or settings.GATEWAY_WORKER_MAX_IN_FLIGHT
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._slots = threading.BoundedSemaphore(self.max_in_flight)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="job-engine",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="job-engine", daemon=True
+        )
         self._db = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="job-db")
-        self._transport = AiohttpTransport()
+        self._transport = transport or AiohttpTransport()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self._renewer: asyncio.Future[None] | None = None
-        self.policy = RetryPolicy(retries=settings.GATEWAY_RETRIES,
-                                  base_delay=settings.GATEWAY_RETRY_BASE_DELAY,
-                                  max_delay=settings.GATEWAY_RETRY_MAX_DELAY)
-        self.timeouts = Timeouts(total=settings.GATEWAY_UPSTREAM_TIMEOUT,
-                                 connect=settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT)
+        self.policy = RetryPolicy(
+            retries=settings.GATEWAY_RETRIES,
+            base_delay=settings.GATEWAY_RETRY_BASE_DELAY,
+            max_delay=settings.GATEWAY_RETRY_MAX_DELAY,
+        )
+        self.timeouts = Timeouts(
+            total=settings.GATEWAY_UPSTREAM_TIMEOUT,
+            connect=settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
+        )
 
     # --- called from other threads ------------------------------------------------------------
     def start(self) -> JobEngine:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start_renewer(), self._loop).result()
-        logger.info("job engine %s started: up to %d jobs in flight", self.worker_id,
-                    self.max_in_flight)
+        logger.info(
+            "job engine %s started: up to %d jobs in flight", self.worker_id, self.max_in_flight
+        )
         return self
 
     @property
@@ -132,9 +144,15 @@ class JobEngine:
         try:
             targets, credentials = await self._db_call(_credentials_for, job)
             outcome = await asyncio.wait_for(
-                route_completion(targets, job.request, transport=self._transport,
-                                 credentials=credentials, adapters=registry.ADAPTERS,
-                                 policy=self.policy, timeouts=self.timeouts),
+                route_completion(
+                    targets,
+                    job.request,
+                    transport=self._transport,
+                    credentials=credentials,
+                    adapters=registry.ADAPTERS,
+                    policy=self.policy,
+                    timeouts=self.timeouts,
+                ),
                 timeout=settings.GATEWAY_JOB_TIMEOUT,
             )
             terminal = outcomes.from_outcome(job, outcome)
@@ -152,15 +170,22 @@ class JobEngine:
             try:
                 written = await self._db_call(
                     lambda: services.finish_job(
-                        job.pk, self.worker_id, result_ttl=job.result_ttl,
-                        status_code=terminal.status_code, result=terminal.result,
+                        job.pk,
+                        self.worker_id,
+                        result_ttl=job.result_ttl,
+                        status_code=terminal.status_code,
+                        result=terminal.result,
                         error=terminal.error,
                     )
                 )
             except DatabaseError as exc:
                 if waited >= FINISH_RETRY_SECONDS:
-                    logger.error("job %s: result could not be written (%s); the lease will "
-                                 "lapse and the job run again", job.pk, type(exc).__name__)
+                    logger.error(
+                        "job %s: result could not be written (%s); the lease will "
+                        "lapse and the job run again",
+                        job.pk,
+                        type(exc).__name__,
+                    )
                     return
                 await asyncio.sleep(delay)
                 waited += delay
@@ -198,7 +223,9 @@ class JobEngine:
         if left:
             released = await self._db_call(services.release_jobs, self.worker_id, left)
             logger.info("gave %d unfinished jobs back to the queue", released)
-        await self._transport.close()
+        close = getattr(self._transport, "close", None)
+        if close is not None:
+            await close()
 
 
 _engine: JobEngine | None = None

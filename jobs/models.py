@@ -31,7 +31,11 @@ class AsyncJob(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     request_type = models.CharField(max_length=32, choices=RequestType.choices)
     virtual_key = models.ForeignKey(
-        VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
+        VirtualKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
         help_text="The key that submitted the job; empty for an admin JWT.",
     )
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)

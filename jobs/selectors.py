@@ -13,8 +13,11 @@ from jobs.models import AsyncJob
 
 def get_visible_job(job_id: str, principal: Principal, request_type: str) -> AsyncJob:
     """The job, if this caller may see it; 404 alike for unknown, expired, foreign, other type."""
-    not_found = NotFound(f"No {request_type} job with id {job_id!r}.", code="job_not_found",
-                         request_type=request_type)
+    not_found = NotFound(
+        f"No {request_type} job with id {job_id!r}.",
+        code="job_not_found",
+        request_type=request_type,
+    )
     try:
         pk = uuid.UUID(job_id)
     except ValueError:

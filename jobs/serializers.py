@@ -18,8 +18,9 @@ from providers.base import Target
 INT64_MAX = 2**63 - 1
 
 
-@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
-                                                      "minItems": 1}]})
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+)
 class PromptField(serializers.Field):
     default_error_messages = {
         "invalid": "Must be a string or a non-empty array of strings.",
@@ -45,8 +46,9 @@ class PromptField(serializers.Field):
         return value
 
 
-@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
-                                                      "maxItems": 4}]})
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]}
+)
 class StopField(serializers.Field):
     default_error_messages = {"invalid": "Must be a string or an array of at most 4 strings."}
 
@@ -62,8 +64,9 @@ class StopField(serializers.Field):
         return value
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "number",
-                                                                 "minimum": -100, "maximum": 100}})
+@extend_schema_field(
+    {"type": "object", "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}}
+)
 class LogitBiasField(serializers.Field):
     default_error_messages = {
         "invalid": "Must be an object mapping token ids (as strings) to numbers from -100 to 100.",
@@ -86,11 +89,17 @@ class LogitBiasField(serializers.Field):
 def _target(value: str, param: str) -> Target:
     target = Target.parse(value)
     if not target.provider or not target.model:
-        raise InvalidRequest(f"{param} must be in provider/model format, got {value!r}.",
-                             param=param, code="invalid_model")
+        raise InvalidRequest(
+            f"{param} must be in provider/model format, got {value!r}.",
+            param=param,
+            code="invalid_model",
+        )
     if registry.get_provider(target.provider) is None:
-        raise InvalidRequest(f"Provider {target.provider!r} is not configured on this gateway.",
-                             param=param, code="unknown_provider")
+        raise InvalidRequest(
+            f"Provider {target.provider!r} is not configured on this gateway.",
+            param=param,
+            code="unknown_provider",
+        )
     return target
 
 
@@ -99,23 +108,29 @@ class CompletionRequestSerializer(serializers.Serializer):
 
     model = StrictStringField(max_length=300, help_text="Model in provider/model format")
     prompt = PromptField(help_text="Prompt input: a string or an array of strings")
-    fallbacks = serializers.ListField(child=StrictStringField(max_length=300), required=False,
-                                      allow_null=True)
+    fallbacks = serializers.ListField(
+        child=StrictStringField(max_length=300), required=False, allow_null=True
+    )
     stream = StrictBooleanField(required=False, allow_null=True)
     best_of = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=20)
     echo = StrictBooleanField(required=False, allow_null=True)
-    frequency_penalty = StrictNumberField(required=False, allow_null=True, min_value=-2, max_value=2)
+    frequency_penalty = StrictNumberField(
+        required=False, allow_null=True, min_value=-2, max_value=2
+    )
     logit_bias = LogitBiasField(required=False, allow_null=True)
     logprobs = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=5)
-    max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=0,
-                                    max_value=10_000_000)
+    max_tokens = StrictIntegerField(
+        required=False, allow_null=True, min_value=0, max_value=10_000_000
+    )
     n = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=128)
     presence_penalty = StrictNumberField(required=False, allow_null=True, min_value=-2, max_value=2)
-    seed = StrictIntegerField(required=False, allow_null=True, min_value=-INT64_MAX - 1,
-                              max_value=INT64_MAX)
+    seed = StrictIntegerField(
+        required=False, allow_null=True, min_value=-INT64_MAX - 1, max_value=INT64_MAX
+    )
     stop = StopField(required=False, allow_null=True)
-    suffix = StrictStringField(required=False, allow_null=True, allow_blank=True,
-                               trim_whitespace=False, max_length=100_000)
+    suffix = StrictStringField(
+        required=False, allow_null=True, allow_blank=True, trim_whitespace=False, max_length=100_000
+    )
     temperature = StrictNumberField(required=False, allow_null=True, min_value=0, max_value=2)
     top_p = StrictNumberField(required=False, allow_null=True, min_value=0, max_value=1)
     user = StrictStringField(required=False, allow_null=True, allow_blank=True, max_length=256)
@@ -125,29 +140,39 @@ class CompletionRequestSerializer(serializers.Serializer):
             raise InvalidRequest("Request body must be a JSON object.", code="invalid_body")
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
-            raise InvalidRequest(f"Unrecognized request argument: {unknown[0]}.", param=unknown[0],
-                                 code="unknown_parameter")
+            raise InvalidRequest(
+                f"Unrecognized request argument: {unknown[0]}.",
+                param=unknown[0],
+                code="unknown_parameter",
+            )
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = {name: value for name, value in attrs.items() if value is not None}
         if attrs.get("stream"):
-            raise InvalidRequest("Streaming is not supported for async requests.", param="stream",
-                                 code="streaming_not_supported")
+            raise InvalidRequest(
+                "Streaming is not supported for async requests.",
+                param="stream",
+                code="streaming_not_supported",
+            )
         attrs.pop("stream", None)
         if "best_of" in attrs and attrs["best_of"] < attrs.get("n", 1):
             raise InvalidRequest("best_of must be greater than or equal to n.", param="best_of")
         fallbacks = attrs.pop("fallbacks", [])
         if len(fallbacks) > settings.GATEWAY_MAX_FALLBACKS:
-            raise InvalidRequest(f"At most {settings.GATEWAY_MAX_FALLBACKS} fallbacks are accepted.",
-                                 param="fallbacks", code="too_many_fallbacks")
+            raise InvalidRequest(
+                f"At most {settings.GATEWAY_MAX_FALLBACKS} fallbacks are accepted.",
+                param="fallbacks",
+                code="too_many_fallbacks",
+            )
         principal: Principal = self.context["principal"]
         primary = _target(attrs.pop("model"), "model")
         targets = [primary] + [_target(value, "fallbacks") for value in fallbacks]
         for target, param in zip(targets, ["model"] + ["fallbacks"] * len(fallbacks), strict=True):
             if not principal.may_use(str(target)):
-                raise Forbidden(f"This key may not use {target}.", param=param,
-                                code="model_not_allowed")
+                raise Forbidden(
+                    f"This key may not use {target}.", param=param, code="model_not_allowed"
+                )
         return {"primary": primary, "fallbacks": [str(t) for t in targets[1:]], "params": attrs}
 
 
@@ -171,7 +196,8 @@ class ErrorSerializer(serializers.Serializer):
     event_id = serializers.CharField()
     type = serializers.CharField()
     is_bifrost_error = serializers.BooleanField(
-        help_text="True when the gateway produced the error, false when it relays a provider's.")
+        help_text="True when the gateway produced the error, false when it relays a provider's."
+    )
     status_code = serializers.IntegerField()
     error = JobErrorDetailSerializer()
     extra_fields = ExtraFieldsSerializer()
@@ -205,4 +231,3 @@ class AsyncJobSerializer(serializers.Serializer):
             "result": job.result,
             "error": job.error,
         }
-

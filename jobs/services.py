@@ -135,8 +135,9 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
     now = timezone.now()
     counts = {"failed": 0, "requeued": 0, "redispatched": 0}
     stale = list(
-        AsyncJob.objects.filter(status=JobStatus.PROCESSING, lease_expires_at__lt=now)
-        .only("id", "attempts", "provider", "model", "request_type", "result_ttl", "claimed_by")[:limit]
+        AsyncJob.objects.filter(status=JobStatus.PROCESSING, lease_expires_at__lt=now).only(
+            "id", "attempts", "provider", "model", "request_type", "result_ttl", "claimed_by"
+        )[:limit]
     )
     requeue: list[UUID] = []
     for job in stale:
@@ -160,8 +161,9 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
 
     cutoff = now - timedelta(seconds=settings.GATEWAY_REDISPATCH_AFTER)
     waiting = list(
-        AsyncJob.objects.filter(status=JobStatus.PENDING, dispatched_at__lt=cutoff)
-        .values_list("pk", flat=True)[:limit]
+        AsyncJob.objects.filter(status=JobStatus.PENDING, dispatched_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:limit]
     )
     if waiting:
         AsyncJob.objects.filter(pk__in=waiting, status=JobStatus.PENDING).update(dispatched_at=now)

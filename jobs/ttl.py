@@ -18,11 +18,13 @@ def result_ttl_from(request: Request) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) < 1:
         raise InvalidRequest(
             f"{TTL_HEADER} must be a positive integer number of seconds.",
-            param=TTL_HEADER, code="invalid_result_ttl",
+            param=TTL_HEADER,
+            code="invalid_result_ttl",
         )
     if int(value) > maximum:
         raise InvalidRequest(
             f"{TTL_HEADER} may be at most {maximum} seconds.",
-            param=TTL_HEADER, code="invalid_result_ttl",
+            param=TTL_HEADER,
+            code="invalid_result_ttl",
         )
     return int(value)

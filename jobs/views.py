@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from gateway.principals import principal_of
 from jobs import services
 from jobs.models import JobStatus, RequestType
 from jobs.selectors import get_visible_job
@@ -35,19 +36,25 @@ class SubmitCompletionView(APIView):
         "id at once with HTTP 202; poll the Location URL for the result. Streaming is not "
         "supported for async requests.",
         request=CompletionRequestSerializer,
-        parameters=[OpenApiParameter(
-            TTL_HEADER, int, OpenApiParameter.HEADER,
-            description="Seconds the result is kept after completion (default 3600).")],
+        parameters=[
+            OpenApiParameter(
+                TTL_HEADER,
+                int,
+                OpenApiParameter.HEADER,
+                description="Seconds the result is kept after completion (default 3600).",
+            )
+        ],
         responses={202: AsyncJobSerializer, **{k: v for k, v in ERRORS.items() if k != 404}},
     )
     def post(self, request: Request) -> Response:
         result_ttl = result_ttl_from(request)
-        serializer = CompletionRequestSerializer(data=request.data,
-                                                 context={"principal": request.user})
+        serializer = CompletionRequestSerializer(
+            data=request.data, context={"principal": principal_of(request)}
+        )
         serializer.is_valid(raise_exception=True)
         valid = serializer.validated_data
         job = services.submit_job(
-            principal=request.user,
+            principal=principal_of(request),
             request_type=RequestType.TEXT_COMPLETION,
             provider=valid["primary"].provider,
             model=valid["primary"].model,
@@ -65,10 +72,13 @@ class PollCompletionView(APIView):
         summary="Get async text completion job",
         description="202 while the job is pending or processing; 200 once it is completed or "
         "failed (a failed job carries status_code and error).",
-        responses={200: AsyncJobSerializer, 202: AsyncJobSerializer,
-                   **{k: v for k, v in ERRORS.items() if k in (401, 404, 503)}},
+        responses={
+            200: AsyncJobSerializer,
+            202: AsyncJobSerializer,
+            **{k: v for k, v in ERRORS.items() if k in (401, 404, 503)},
+        },
     )
     def get(self, request: Request, job_id: str) -> Response:
-        job = get_visible_job(job_id, request.user, RequestType.TEXT_COMPLETION)
+        job = get_visible_job(job_id, principal_of(request), RequestType.TEXT_COMPLETION)
         done = job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
         return Response(AsyncJobSerializer.render(job), status=200 if done else 202)

@@ -4,14 +4,15 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
 
 from providers.models import ProviderConfig, ProviderKey
 
 
 class ProviderKeyForm(forms.ModelForm):
     api_key = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        strip=True,
         help_text="Stored encrypted; never shown again. Leave empty to keep the current key.",
     )
 

@@ -11,7 +11,9 @@ from django.conf import settings
 
 def _fernet() -> Fernet:
     secret = settings.GATEWAY_ENCRYPTION_KEY or settings.SECRET_KEY
-    key = base64.urlsafe_b64encode(hashlib.sha256(b"gateway-provider-key:" + secret.encode()).digest())
+    key = base64.urlsafe_b64encode(
+        hashlib.sha256(b"gateway-provider-key:" + secret.encode()).digest()
+    )
     return Fernet(key)
 
 

@@ -37,7 +37,8 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]{8,}")
 # "Incorrect API key provided: abcd1234...", "api_key=...", "x-api-key: ...": the token after the
 # word must look like a key (long, with a digit) so that prose such as "key: invalid_header" stays.
 _AFTER_KEY = re.compile(
-    r"(?i)(key(?:\s+provided)?[\"']?\s*[:=]?\s*[\"']?)(?=[\w\-.*]*\d)([A-Za-z0-9][\w\-.*]{14,}[\w\-*])"
+    r"(?i)(key(?:\s+provided)?[\"']?\s*[:=]?\s*[\"']?)"  # the word and its separator, kept
+    r"(?=[\w\-.*]*\d)([A-Za-z0-9][\w\-.*]{14,}[\w\-*])"  # the token, replaced
 )
 
 _TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})

@@ -1,7 +1,7 @@
 """Which providers exist, how to reach them, and which adapter speaks their protocol.
 
-Providers come from the environment (``OPENAI_API_KEY`` + ``OPENAI_BASE_URL``, ``ANTHROPIC_API_KEY``,
-and the OpenAI-compatible services below) and from the admin, which wins for the same name.
+Providers come from the environment (``OPENAI_API_KEY`` + ``OPENAI_BASE_URL``,
+``ANTHROPIC_API_KEY``, and the OpenAI-compatible services below) and from the admin, which wins for the same name.
 The merged table is cached per process for GATEWAY_PROVIDER_CACHE_SECONDS.
 """
 
@@ -91,12 +91,17 @@ def _from_database() -> dict[str, ProviderEntry]:
                 continue
             raw = provider_key.get_key()
             if raw is None:
-                logger.error("provider key %s of %s cannot be decrypted with the configured "
-                             "encryption key; it is skipped", provider_key.pk, config.name)
+                logger.error(
+                    "provider key %s of %s cannot be decrypted with the configured "
+                    "encryption key; it is skipped",
+                    provider_key.pk,
+                    config.name,
+                )
                 continue
             keys.append((raw, provider_key.weight))
-        entries[config.name] = ProviderEntry(config.name, config.protocol, config.base_url,
-                                             tuple(keys))
+        entries[config.name] = ProviderEntry(
+            config.name, config.protocol, config.base_url, tuple(keys)
+        )
     return entries
 
 
@@ -114,7 +119,10 @@ def providers() -> dict[str, ProviderEntry]:
     global _cache
     with _cache_lock:
         cached = _cache
-    if cached is not None and time.monotonic() - cached[0] < settings.GATEWAY_PROVIDER_CACHE_SECONDS:
+    if (
+        cached is not None
+        and time.monotonic() - cached[0] < settings.GATEWAY_PROVIDER_CACHE_SECONDS
+    ):
         return cached[1]
     table = {**_from_environment(), **_from_database()}
     with _cache_lock:

@@ -6,7 +6,6 @@ worker process), unit tests pass a fake with the same ``post`` method.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,14 +69,23 @@ class AiohttpTransport:
                     headers={k.lower(): v for k, v in response.headers.items()},
                     body=payload,
                 )
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise TransportError("timeout", f"upstream did not answer within {timeouts.total:g} s") from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise TransportError(
+                "timeout", f"upstream did not answer within {timeouts.total:g} s"
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise TransportError("connect", f"cannot connect to upstream: {exc.os_error.strerror or exc}") from exc
+            raise TransportError(
+                "connect", f"cannot connect to upstream: {exc.os_error.strerror or exc}"
+            ) from exc
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            raise TransportError("protocol", f"upstream closed the connection or sent a broken body: {type(exc).__name__}") from exc
+            raise TransportError(
+                "protocol",
+                f"upstream closed the connection or sent a broken body: {type(exc).__name__}",
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise TransportError("protocol", f"upstream request failed: {type(exc).__name__}") from exc
+            raise TransportError(
+                "protocol", f"upstream request failed: {type(exc).__name__}"
+            ) from exc
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

@@ -36,8 +36,9 @@ def _gateway_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Job ids published to the broker, captured instead of sent."""
     sent: list[str] = []
-    monkeypatch.setattr("jobs.tasks.run_job.apply_async",
-                        lambda args, **kwargs: sent.append(args[0]))
+    monkeypatch.setattr(
+        "jobs.tasks.run_job.apply_async", lambda args, **kwargs: sent.append(args[0])
+    )
     return sent
 
 

@@ -24,8 +24,9 @@ class VirtualKeyFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class: type[VirtualKey], *args: Any, **kwargs: Any) -> VirtualKey:
         raw = kwargs.pop("raw", None) or generate_key()
-        key = model_class.objects.create(prefix=display_prefix(raw), key_hash=hash_key(raw),
-                                         **kwargs)
+        key = model_class.objects.create(
+            prefix=display_prefix(raw), key_hash=hash_key(raw), **kwargs
+        )
         key.raw = raw  # type: ignore[attr-defined]
         return key
 

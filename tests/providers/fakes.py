@@ -67,9 +67,7 @@ class FakeTransport:
         return reply
 
 
-def json_response(
-    status: int, payload: Any, headers: dict[str, str] | None = None
-) -> HttpResponse:
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> HttpResponse:
     return HttpResponse(
         status=status,
         headers={"content-type": "application/json", **(headers or {})},

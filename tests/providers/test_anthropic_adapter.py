@@ -30,10 +30,14 @@ def complete(
     credentials: Credentials = ANTHROPIC,
 ) -> dict[str, Any]:
     params = {"prompt": "Say hi", "max_tokens": 5} if params is None else params
-    return asyncio.run(AnthropicMessages().complete(transport, credentials, MODEL, params, TIMEOUTS))
+    return asyncio.run(
+        AnthropicMessages().complete(transport, credentials, MODEL, params, TIMEOUTS)
+    )
 
 
-def failure(*replies: HttpResponse | TransportError, params: dict[str, Any] | None = None) -> ProviderError:
+def failure(
+    *replies: HttpResponse | TransportError, params: dict[str, Any] | None = None
+) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
         complete(FakeTransport(*replies), params)
     return caught.value
@@ -66,7 +70,8 @@ def test_posts_one_user_message_to_the_messages_url() -> None:
 
 
 @pytest.mark.parametrize(
-    "base_url", ["https://api.anthropic.com/", "https://api.anthropic.com/v1", "https://api.anthropic.com/v1/"]
+    "base_url",
+    ["https://api.anthropic.com/", "https://api.anthropic.com/v1", "https://api.anthropic.com/v1/"],
 )
 def test_base_url_with_version_or_slash_is_accepted(base_url: str) -> None:
     transport = FakeTransport(ok())
@@ -89,7 +94,14 @@ def test_sampling_stop_and_user_are_translated() -> None:
 
     complete(
         transport,
-        {"prompt": "p", "max_tokens": 9, "temperature": 0.3, "top_p": 0.9, "stop": "END", "user": "u-1"},
+        {
+            "prompt": "p",
+            "max_tokens": 9,
+            "temperature": 0.3,
+            "top_p": 0.9,
+            "stop": "END",
+            "user": "u-1",
+        },
     )
 
     body = transport.requests[0].json()
@@ -141,7 +153,11 @@ def test_logprobs_are_refused_before_any_call() -> None:
         complete(transport, {"prompt": "p", "logprobs": 0})
 
     error = caught.value
-    assert (error.status_code, error.code, error.param) == (400, "unsupported_parameter", "logprobs")
+    assert (error.status_code, error.code, error.param) == (
+        400,
+        "unsupported_parameter",
+        "logprobs",
+    )
     assert error.transient is False
     assert error.is_gateway_error is True
     assert transport.requests == []
@@ -263,7 +279,11 @@ def test_calls_for_several_prompts_run_concurrently() -> None:
 
 def test_non_json_200_is_an_invalid_reply() -> None:
     error = failure(raw_response(200, b"OK", "text/plain"))
-    assert (error.status_code, error.code, error.transient) == (502, "invalid_upstream_response", False)
+    assert (error.status_code, error.code, error.transient) == (
+        502,
+        "invalid_upstream_response",
+        False,
+    )
 
 
 def test_truncated_json_is_an_invalid_reply() -> None:
@@ -279,7 +299,11 @@ def test_reply_without_content_is_an_invalid_reply() -> None:
 
 def test_anthropic_error_body_is_mapped() -> None:
     error = failure(anthropic_error(529, "overloaded_error", "Overloaded"))
-    assert (error.status_code, error.error_type, error.message) == (529, "overloaded_error", "Overloaded")
+    assert (error.status_code, error.error_type, error.message) == (
+        529,
+        "overloaded_error",
+        "Overloaded",
+    )
     assert error.transient is True
     assert error.is_gateway_error is False
 
@@ -291,7 +315,9 @@ def test_invalid_request_is_permanent() -> None:
 
 
 def test_api_key_never_appears_in_the_error() -> None:
-    error = failure(anthropic_error(401, "authentication_error", f"invalid x-api-key {ANTHROPIC_KEY}"))
+    error = failure(
+        anthropic_error(401, "authentication_error", f"invalid x-api-key {ANTHROPIC_KEY}")
+    )
     assert ANTHROPIC_KEY not in error.message
     assert ANTHROPIC_KEY not in str(error)
 
@@ -302,7 +328,9 @@ def test_timeout_becomes_a_transient_provider_error() -> None:
 
 
 def test_one_failing_prompt_fails_the_whole_completion() -> None:
-    error = failure(ok(), anthropic_error(500, "api_error", "Internal error"), params={"prompt": ["a", "b"]})
+    error = failure(
+        ok(), anthropic_error(500, "api_error", "Internal error"), params={"prompt": ["a", "b"]}
+    )
     assert error.status_code == 500
 
 

@@ -142,7 +142,12 @@ def test_finish_reason_is_mapped_to_what_the_sdk_accepts(
 
 
 def test_logprobs_and_system_fingerprint_are_kept() -> None:
-    logprobs = {"tokens": ["Hi"], "token_logprobs": [-0.1], "top_logprobs": None, "text_offset": [0]}
+    logprobs = {
+        "tokens": ["Hi"],
+        "token_logprobs": [-0.1],
+        "top_logprobs": None,
+        "text_offset": [0],
+    }
     reply = openai_completion(
         choices=[{"text": "Hi", "index": 0, "logprobs": logprobs, "finish_reason": "length"}],
         system_fingerprint="fp_44709d6fcb",
@@ -229,7 +234,9 @@ def test_rate_limit_is_transient_with_retry_after() -> None:
 
 
 def test_api_key_never_appears_in_the_error() -> None:
-    error = failure(openai_error(401, f"Incorrect API key provided: {OPENAI_KEY}.", code="invalid_api_key"))
+    error = failure(
+        openai_error(401, f"Incorrect API key provided: {OPENAI_KEY}.", code="invalid_api_key")
+    )
     assert OPENAI_KEY not in error.message
     assert OPENAI_KEY not in str(error)
     assert error.code == "invalid_api_key"

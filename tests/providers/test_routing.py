@@ -368,7 +368,7 @@ def test_timeouts_are_passed_to_the_transport() -> None:
     assert transport.requests[0].timeouts == Timeouts(total=30.0, connect=5.0)
 
 
-def test_router_catches_only_what_adapters_raise_as_provider_errors() -> None:
+def test_cancellation_is_not_recorded_as_a_failed_try() -> None:
     # A cancelled worker must stop, not be recorded as a failed try.
     class Cancelling:
         async def complete(self, *args: Any) -> dict[str, Any]:
@@ -380,7 +380,12 @@ def test_router_catches_only_what_adapters_raise_as_provider_errors() -> None:
 
 def test_provider_error_from_adapter_is_kept_as_is() -> None:
     error = ProviderError(
-        "custom", status_code=418, error_type="x", code="teapot", transient=False, is_gateway_error=True
+        "custom",
+        status_code=418,
+        error_type="x",
+        code="teapot",
+        transient=False,
+        is_gateway_error=True,
     )
 
     class Refusing:

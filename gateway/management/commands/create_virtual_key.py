@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -16,7 +16,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True, help="A unique name for the key.")
         parser.add_argument(
-            "--allow-model", action="append", default=[], dest="allowed_models",
+            "--allow-model",
+            action="append",
+            default=[],
+            dest="allowed_models",
             metavar="PATTERN",
             help='A provider/model pattern the key may use (repeatable), e.g. "openai/*". '
             "Without it the key may use any model.",
@@ -41,13 +44,15 @@ class Command(BaseCommand):
             if expires_at is None:
                 raise CommandError("--expires-at must be an ISO 8601 date and time")
             if timezone.is_naive(expires_at):
-                expires_at = timezone.make_aware(expires_at, timezone.UTC)
+                expires_at = timezone.make_aware(expires_at, UTC)
         for pattern in options["allowed_models"]:
             if "/" not in pattern:
                 raise CommandError(f"--allow-model {pattern!r} must look like provider/model")
         key, raw = VirtualKey.create_with_key(
             name=name, allowed_models=options["allowed_models"], expires_at=expires_at
         )
-        self.stderr.write(f"Created virtual key {key.name!r} ({key.prefix}…). "
-                          "Store it now; it is not shown again.")
+        self.stderr.write(
+            f"Created virtual key {key.name!r} ({key.prefix}…). "
+            "Store it now; it is not shown again."
+        )
         self.stdout.write(raw)

@@ -20,21 +20,44 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--web-workers", type=int,
-                            default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+        parser.add_argument(
+            "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         python = sys.executable
         commands = {
-            "web": [python, "-m", "gunicorn", "gateway.wsgi:application",
-                    "--bind", f"{options['host']}:{options['port']}",
-                    "--workers", str(options["web_workers"]), "--worker-class", "gthread",
-                    "--threads", "8", "--access-logfile", "-"],
+            "web": [
+                python,
+                "-m",
+                "gunicorn",
+                "gateway.wsgi:application",
+                "--bind",
+                f"{options['host']}:{options['port']}",
+                "--workers",
+                str(options["web_workers"]),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--access-logfile",
+                "-",
+            ],
             "worker": [python, "-m", "celery", "-A", "gateway", "worker", "--loglevel", "INFO"],
-            "beat": [python, "-m", "celery", "-A", "gateway", "beat", "--loglevel", "INFO",
-                     "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+            "beat": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "gateway",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ],
         }
         children = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
@@ -45,7 +68,7 @@ class Command(BaseCommand):
             f"Create a key:   {python} manage.py create_virtual_key --name my-app\n"
             f"Submit a job:   curl -X POST {url}/v1/async/completions "
             "-H 'Authorization: Bearer sk-bf-…' -H 'Content-Type: application/json' "
-            "-d '{\"model\": \"openai/gpt-4o-mini\", \"prompt\": \"Say hi\"}'\n"
+            '-d \'{"model": "openai/gpt-4o-mini", "prompt": "Say hi"}\'\n'
             f"API document:   {url}/openapi.json   Admin: {url}/admin/ "
             "(python manage.py createsuperuser)\nPress Ctrl-C to stop.\n"
         )

@@ -1,0 +1,211 @@
+"""A fake LLM provider on 127.0.0.1 for the end-to-end tier.
+
+One aiohttp server speaks both protocols the gateway calls: OpenAI ``POST /v1/completions`` and
+Anthropic ``POST /v1/messages``. The requested model name picks the behaviour, so one server
+serves every scenario at once:
+
+- ``ok``: succeed; the text is derived from the prompt (``reply to: <prompt>``).
+- ``fail-500``: always 500 with an OpenAI error body.
+- ``flaky-503``: 503 on the first call for a given prompt, then succeed.
+- ``bad-400``: 400 with an error body that echoes the caller's API key, as careless providers
+  do, so the tests can prove the gateway redacts it.
+- ``slow-<ms>``: sleep, then succeed.
+
+Any other model is a 404. Every request is logged with its headers, and the server counts how
+many requests of each model were in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+OPENAI_PATH = "/v1/completions"
+ANTHROPIC_PATH = "/v1/messages"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the upstream received."""
+
+    path: str
+    model: str
+    prompts: tuple[str, ...]
+    headers: dict[str, str]  # lower-cased names
+    status: int
+    at: float
+
+
+class FakeUpstream:
+    """Runs in a daemon thread with its own event loop; ``stop()`` shuts it down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._seen: dict[tuple[str, str], int] = defaultdict(int)
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._max_in_flight: dict[str, int] = defaultdict(int)
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-upstream",
+                                        daemon=True)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> FakeUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post(OPENAI_PATH, self._openai)
+        app.router.add_post(ANTHROPIC_PATH, self._anthropic)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        # The gateway's worker opens hundreds of connections at once: a short accept queue would
+        # stall some of them for a SYN retry and hide the concurrency under test.
+        await web.SockSite(self._runner, self._sock, backlog=2048).start()
+
+    # --- what the tests read -------------------------------------------------------------------
+    def calls(self, *, model: str | None = None, prompt: str | None = None) -> list[Call]:
+        with self._lock:
+            calls = list(self._calls)
+        return [
+            call
+            for call in calls
+            if (model is None or call.model == model) and (prompt is None or prompt in call.prompts)
+        ]
+
+    def max_in_flight(self, model: str) -> int:
+        with self._lock:
+            return self._max_in_flight[model]
+
+    # --- the two protocols -----------------------------------------------------------------------
+    async def _openai(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        prompt = body.get("prompt", "")
+        prompts = (prompt,) if isinstance(prompt, str) else tuple(str(p) for p in prompt)
+        n = int(body.get("n") or 1)
+
+        async def succeed() -> web.Response:
+            choices = [
+                {"text": reply_text(p), "index": i * n + j, "logprobs": None,
+                 "finish_reason": "stop"}
+                for i, p in enumerate(prompts)
+                for j in range(n)
+            ]
+            prompt_tokens = sum(len(p.split()) for p in prompts)
+            completion_tokens = sum(len(reply_text(p).split()) for p in prompts) * n
+            return web.json_response({
+                "id": f"cmpl-{uuid.uuid4().hex}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            })
+
+        api_key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return await self._serve_model(request, model, prompts, succeed, api_key, openai_error)
+
+    async def _anthropic(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        messages = body.get("messages") or [{}]
+        prompts = (str(messages[0].get("content", "")),)
+
+        async def succeed() -> web.Response:
+            text = reply_text(prompts[0])
+            return web.json_response({
+                "id": f"msg_{uuid.uuid4().hex}",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": len(prompts[0].split()),
+                          "output_tokens": len(text.split())},
+            })
+
+        api_key = request.headers.get("x-api-key", "")
+        return await self._serve_model(request, model, prompts, succeed, api_key, anthropic_error)
+
+    async def _serve_model(
+        self,
+        request: web.Request,
+        model: str,
+        prompts: tuple[str, ...],
+        succeed: Any,
+        api_key: str,
+        error: Any,
+    ) -> web.Response:
+        with self._lock:
+            self._in_flight[model] += 1
+            self._max_in_flight[model] = max(self._max_in_flight[model], self._in_flight[model])
+            seen = self._seen[(model, prompts[0] if prompts else "")]
+            self._seen[(model, prompts[0] if prompts else "")] += 1
+        try:
+            if model == "ok":
+                response = await succeed()
+            elif model == "fail-500":
+                response = error(500, "api_error", "The upstream is broken.")
+            elif model == "flaky-503":
+                response = (error(503, "overloaded_error", "Overloaded, try again.")
+                            if seen == 0 else await succeed())
+            elif model == "bad-400":
+                response = error(400, "invalid_request_error",
+                                 f"bad-400 rejects every request (key used: {api_key}).",
+                                 param="prompt")
+            elif model.startswith("slow-") and model.removeprefix("slow-").isdigit():
+                await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
+                response = await succeed()
+            else:
+                response = error(404, "not_found_error", f"The model {model!r} does not exist.")
+        finally:
+            with self._lock:
+                self._in_flight[model] -= 1
+        with self._lock:
+            self._calls.append(Call(request.path, model, prompts,
+                                    {k.lower(): v for k, v in request.headers.items()},
+                                    response.status, time.time()))
+        return response
+
+
+def reply_text(prompt: str) -> str:
+    return f"reply to: {prompt}"
+
+
+def openai_error(status: int, error_type: str, message: str,
+                 param: str | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": None}}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+def anthropic_error(status: int, error_type: str, message: str,
+                    param: str | None = None) -> web.Response:
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")

@@ -1,0 +1,304 @@
+"""POST /v1/async/completions: what is accepted, what is refused, and what a client gets back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from jobs.models import AsyncJob, JobStatus
+from tests.factories import VirtualKeyFactory
+
+URL = "/v1/async/completions"
+pytestmark = pytest.mark.django_db
+
+
+def submit(api: Any, body: Any, **headers: str) -> Any:
+    return api.post(URL, body, format="json", **headers)
+
+
+def assert_error(
+    response: Any, status: int, param: str | None, *, prefix: bool = False
+) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {
+        "event_id",
+        "type",
+        "is_bifrost_error",
+        "status_code",
+        "error",
+        "extra_fields",
+    }
+    assert body["status_code"] == status
+    assert body["is_bifrost_error"] is True
+    if prefix:
+        assert (body["error"]["param"] or "").startswith(param or ""), body["error"]
+    else:
+        assert body["error"]["param"] == param, body["error"]
+    assert body["error"]["event_id"] == body["event_id"]
+    assert body["error"]["message"]
+    assert AsyncJob.objects.count() == 0, "an invalid request must not be stored"
+    return body
+
+
+def test_valid_submit_is_202_with_pending_job_and_location(
+    key_client, dispatched, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = submit(key_client, {"model": "openai/gpt-4o-mini", "prompt": "Say hi"})
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["expires_at"] is None and body["completed_at"] is None
+    assert body["status_code"] is None and body["result"] is None and body["error"] is None
+    assert body["created_at"].endswith("Z")
+    datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
+    assert response["Location"] == f"http://testserver/v1/async/completions/{body['id']}"
+    job = AsyncJob.objects.get(pk=body["id"])
+    assert (job.provider, job.model, job.status) == ("openai", "gpt-4o-mini", JobStatus.PENDING)
+    assert job.request == {"prompt": "Say hi"}
+    assert job.result_ttl == 3600
+    assert dispatched == [body["id"]]
+
+
+def test_model_splits_at_first_slash(key_client, dispatched, monkeypatch):
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-secret")
+    response = submit(key_client, {"model": "openrouter/meta/llama-3", "prompt": "x"})
+    assert response.status_code == 202
+    job = AsyncJob.objects.get()
+    assert (job.provider, job.model) == ("openrouter", "meta/llama-3")
+
+
+def test_every_parameter_is_stored_for_upstream(key_client, dispatched):
+    params = {
+        "best_of": 2,
+        "echo": False,
+        "frequency_penalty": 0.5,
+        "logit_bias": {"50256": -100},
+        "logprobs": 2,
+        "max_tokens": 32,
+        "n": 2,
+        "presence_penalty": -1.5,
+        "seed": 7,
+        "stop": ["\n", "END"],
+        "suffix": "!",
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "user": "u-1",
+    }
+    response = submit(
+        key_client,
+        {"model": "openai/m", "prompt": ["a", "b"], "fallbacks": ["anthropic/c"], **params},
+    )
+    assert response.status_code == 202, response.content
+    job = AsyncJob.objects.get()
+    assert job.request == {"prompt": ["a", "b"], **params}
+    assert job.fallbacks == ["anthropic/c"]
+
+
+def test_null_optional_parameters_mean_default(key_client, dispatched):
+    response = submit(
+        key_client,
+        {
+            "model": "openai/m",
+            "prompt": "x",
+            "temperature": None,
+            "stream": None,
+            "fallbacks": None,
+        },
+    )
+    assert response.status_code == 202
+    assert AsyncJob.objects.get().request == {"prompt": "x"}
+
+
+def test_stream_true_is_400_naming_stream(key_client):
+    body = assert_error(
+        submit(key_client, {"model": "openai/m", "prompt": "x", "stream": True}), 400, "stream"
+    )
+    assert body["error"]["code"] == "streaming_not_supported"
+
+
+def test_stream_false_is_accepted(key_client, dispatched):
+    assert (
+        submit(key_client, {"model": "openai/m", "prompt": "x", "stream": False}).status_code == 202
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", 2.5),
+        ("temperature", -0.1),
+        ("temperature", "0.5"),
+        ("temperature", True),
+        ("top_p", 1.5),
+        ("top_p", -1),
+        ("n", 0),
+        ("n", 129),
+        ("n", 1.5),
+        ("n", "2"),
+        ("max_tokens", -1),
+        ("max_tokens", "16"),
+        ("logprobs", 6),
+        ("logprobs", -1),
+        ("best_of", 21),
+        ("frequency_penalty", 2.1),
+        ("presence_penalty", -2.1),
+        ("seed", 2**64),
+        ("seed", "1"),
+        ("echo", "yes"),
+        ("echo", 1),
+        ("stop", ["a"] * 5),
+        ("stop", 3),
+        ("stop", [1]),
+        ("suffix", 5),
+        ("user", ["u"]),
+        ("logit_bias", []),
+        ("logit_bias", {"abc": 1}),
+        ("logit_bias", {"1": 101}),
+        ("logit_bias", {"1": "x"}),
+        ("fallbacks", "openai/m"),
+        ("fallbacks", [3]),
+        ("stream", "true"),
+    ],
+)
+def test_mistyped_or_out_of_range_parameter_is_400_naming_it(key_client, field, value):
+    response = submit(key_client, {"model": "openai/m", "prompt": "x", field: value})
+    assert_error(response, 400, field, prefix=True)
+
+
+@pytest.mark.parametrize("prompt", [[], 3, None, [1, 2], ["a", 2], {"a": 1}])
+def test_prompt_must_be_string_or_non_empty_string_array(key_client, prompt):
+    assert_error(submit(key_client, {"model": "openai/m", "prompt": prompt}), 400, "prompt")
+
+
+def test_missing_model_and_prompt_are_400(key_client):
+    assert_error(submit(key_client, {"prompt": "x"}), 400, "model")
+    assert_error(submit(key_client, {"model": "openai/m"}), 400, "prompt")
+
+
+@pytest.mark.parametrize("model", ["gpt-4", "openai/", "/gpt-4", "", 42])
+def test_model_not_in_provider_model_form_is_400(key_client, model):
+    assert_error(submit(key_client, {"model": model, "prompt": "x"}), 400, "model")
+
+
+def test_unconfigured_provider_is_400(key_client):
+    body = assert_error(submit(key_client, {"model": "nosuch/m", "prompt": "x"}), 400, "model")
+    assert body["error"]["code"] == "unknown_provider"
+
+
+def test_bad_fallback_is_400_naming_fallbacks(key_client):
+    assert_error(
+        submit(key_client, {"model": "openai/m", "prompt": "x", "fallbacks": ["nosuch/m"]}),
+        400,
+        "fallbacks",
+    )
+    assert_error(
+        submit(key_client, {"model": "openai/m", "prompt": "x", "fallbacks": ["no-slash"]}),
+        400,
+        "fallbacks",
+    )
+
+
+def test_too_many_fallbacks_is_400(key_client, settings):
+    settings.GATEWAY_MAX_FALLBACKS = 2
+    assert_error(
+        submit(
+            key_client,
+            {"model": "openai/m", "prompt": "x", "fallbacks": ["openai/a", "openai/b", "openai/c"]},
+        ),
+        400,
+        "fallbacks",
+    )
+
+
+def test_unknown_parameter_is_400_naming_it(key_client):
+    body = assert_error(
+        submit(key_client, {"model": "openai/m", "prompt": "x", "foo": 1}), 400, "foo"
+    )
+    assert body["error"]["code"] == "unknown_parameter"
+
+
+def test_best_of_below_n_is_400(key_client):
+    assert_error(
+        submit(key_client, {"model": "openai/m", "prompt": "x", "n": 3, "best_of": 2}),
+        400,
+        "best_of",
+    )
+
+
+def test_too_many_prompts_is_400(key_client, settings):
+    settings.GATEWAY_MAX_PROMPTS = 3
+    assert_error(submit(key_client, {"model": "openai/m", "prompt": ["a"] * 4}), 400, "prompt")
+
+
+def test_too_long_prompt_is_400(key_client, settings):
+    settings.GATEWAY_MAX_PROMPT_CHARS = 10
+    assert_error(submit(key_client, {"model": "openai/m", "prompt": "x" * 11}), 400, "prompt")
+
+
+def test_key_restricted_to_models_gets_403_for_others(api_client, dispatched):
+    key = VirtualKeyFactory(allowed_models=["openai/gpt-4o*"])
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key.raw}")
+    assert submit(api_client, {"model": "openai/gpt-4o-mini", "prompt": "x"}).status_code == 202
+    AsyncJob.objects.all().delete()
+    body = assert_error(
+        submit(api_client, {"model": "anthropic/claude", "prompt": "x"}), 403, "model"
+    )
+    assert body["error"]["code"] == "model_not_allowed"
+    assert_error(
+        submit(
+            api_client, {"model": "openai/gpt-4o", "prompt": "x", "fallbacks": ["anthropic/claude"]}
+        ),
+        403,
+        "fallbacks",
+    )
+
+
+@pytest.mark.parametrize(
+    "ttl", ["0", "-5", "abc", "1.5", "", " ", "1e3", "٣", "99999999999999", "10\r\nX-Injected: 1"]
+)
+def test_invalid_result_ttl_header_is_400_naming_it(key_client, ttl):
+    response = submit(
+        key_client, {"model": "openai/m", "prompt": "x"}, HTTP_X_BF_ASYNC_JOB_RESULT_TTL=ttl
+    )
+    body = assert_error(response, 400, "x-bf-async-job-result-ttl")
+    assert body["error"]["code"] == "invalid_result_ttl"
+
+
+def test_result_ttl_above_maximum_is_400(key_client, settings):
+    settings.GATEWAY_MAX_RESULT_TTL = 100
+    assert_error(
+        submit(
+            key_client, {"model": "openai/m", "prompt": "x"}, HTTP_X_BF_ASYNC_JOB_RESULT_TTL="101"
+        ),
+        400,
+        "x-bf-async-job-result-ttl",
+    )
+
+
+def test_result_ttl_header_is_stored(key_client, dispatched):
+    response = submit(
+        key_client, {"model": "openai/m", "prompt": "x"}, HTTP_X_BF_ASYNC_JOB_RESULT_TTL="60"
+    )
+    assert response.status_code == 202
+    assert AsyncJob.objects.get().result_ttl == 60
+
+
+def test_submit_when_broker_is_down_still_accepts_the_job(
+    key_client, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("jobs.tasks.run_job.apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = submit(key_client, {"model": "openai/m", "prompt": "x"})
+    assert len(callbacks) == 1
+    assert response.status_code == 202
+    assert AsyncJob.objects.get().status == JobStatus.PENDING
