@@ -1,8 +1,8 @@
 """Which providers exist, how to reach them, and which adapter speaks their protocol.
 
 Providers come from the environment (``OPENAI_API_KEY`` + ``OPENAI_BASE_URL``,
-``ANTHROPIC_API_KEY``, and the OpenAI-compatible services below) and from the admin, which wins for the same name.
-The merged table is cached per process for GATEWAY_PROVIDER_CACHE_SECONDS.
+``ANTHROPIC_API_KEY``, and the OpenAI-compatible services below) and from the admin, which wins
+for the same name. The merged table is cached per process for GATEWAY_PROVIDER_CACHE_SECONDS.
 """
 
 from __future__ import annotations

@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 GATEWAY_VAR_DIR=/app/var
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gateway gateway
+COPY jobs jobs
+COPY providers providers
+COPY manage.py ./
+RUN pip install --no-cache-dir . && useradd --create-home gateway && mkdir -p var \
+    && chown gateway var
+USER gateway
+EXPOSE 8000
