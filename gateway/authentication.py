@@ -29,6 +29,8 @@ def _bearer_token(request: Request) -> str | None:
             raise AuthenticationRequired("Authorization header must be 'Bearer <token>'.")
         return token.strip()
     virtual_key = request.META.get("HTTP_X_BF_VK", "").strip()
+    if virtual_key and not looks_like_virtual_key(virtual_key):
+        raise AuthenticationRequired("x-bf-vk takes a virtual key (sk-bf-…), not a token.")
     return virtual_key or None
 
 

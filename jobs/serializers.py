@@ -135,6 +135,11 @@ class CompletionRequestSerializer(serializers.Serializer):
     top_p = StrictNumberField(required=False, allow_null=True, min_value=0, max_value=1)
     user = StrictStringField(required=False, allow_null=True, allow_blank=True, max_length=256)
 
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        if data is None or data is serializers.empty:
+            raise InvalidRequest("Request body must be a JSON object.", code="invalid_body")
+        return super().run_validation(data)
+
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise InvalidRequest("Request body must be a JSON object.", code="invalid_body")

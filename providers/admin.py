@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 
 from providers.models import ProviderConfig, ProviderKey
 
@@ -47,6 +48,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     list_filter = ["protocol", "is_active"]
     search_fields = ["name"]
     inlines = [ProviderKeyInline]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(description="keys")
     def key_count(self, obj: ProviderConfig) -> int:

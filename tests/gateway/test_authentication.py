@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from gateway.tokens import ROLE_ADMIN, issue_token
 from jobs.models import AsyncJob
 from tests.factories import VirtualKeyFactory
 from tests.gateway.helpers import (
@@ -112,12 +114,15 @@ def test_overlong_token_is_401(api_client):
     assert_unauthorized(response)
 
 
-@pytest.mark.parametrize("make_key", [
-    pytest.param(lambda: VirtualKeyFactory(is_active=False), id="inactive"),
-    pytest.param(
-        lambda: VirtualKeyFactory(expires_at=timezone.now() - timedelta(days=1)), id="expired"
-    ),
-])
+@pytest.mark.parametrize(
+    "make_key",
+    [
+        pytest.param(lambda: VirtualKeyFactory(is_active=False), id="inactive"),
+        pytest.param(
+            lambda: VirtualKeyFactory(expires_at=timezone.now() - timedelta(days=1)), id="expired"
+        ),
+    ],
+)
 def test_refused_key_is_never_echoed_in_the_response(api_client, make_key):
     key = make_key()
     for response in (
@@ -147,3 +152,9 @@ def test_valid_key_is_never_echoed_in_the_response(key_client, key, dispatched):
     for response in responses:
         assert key.raw not in response.content.decode()
         assert key.raw not in str(response.headers)
+
+
+def test_x_bf_vk_refuses_a_jwt(api_client):
+    token = issue_token(role=ROLE_ADMIN)
+    response = api_client.get(f"/v1/async/completions/{uuid.uuid4()}", HTTP_X_BF_VK=token)
+    assert response.status_code == 401

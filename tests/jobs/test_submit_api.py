@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -302,3 +303,10 @@ def test_submit_when_broker_is_down_still_accepts_the_job(
     assert len(callbacks) == 1
     assert response.status_code == 202
     assert AsyncJob.objects.get().status == JobStatus.PENDING
+
+
+@pytest.mark.parametrize("body", [None, [], "text", 3])
+def test_body_that_is_not_a_json_object_is_400_invalid_body(key_client, body):
+    response = key_client.post(URL, data=json.dumps(body), content_type="application/json")
+    assert_error(response, 400, None)
+    assert response.json()["error"]["code"] == "invalid_body"

@@ -1,0 +1,360 @@
+"""The end-to-end harness: a real web server, a real Celery worker and a fake upstream.
+
+The test database is the one pytest-django creates, with data committed (no per-test
+transaction), because the web and worker processes must see it. The children get their whole
+configuration from an explicit environment: the test database, the configured broker (or the
+embedded filesystem broker in a fresh var dir), a queue of their own and the fake upstream.
+Everything is package-scoped: started once for tests/e2e, stopped and cleaned up after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import dj_database_url
+import httpx
+import pytest
+from django.conf import settings
+
+from providers import registry
+from tests.e2e.upstream import FakeUpstream
+
+UPSTREAM_OPENAI_KEY = "sk-upstream-e2e-SECRET123"
+# Not shaped like an "sk-" key on purpose: only the gateway's knowledge of the configured key
+# can keep this one out of responses, rows and logs.
+UPSTREAM_ANTHROPIC_KEY = "e2e-anthropic-SECRET456"
+
+# Seconds. The machine has two cores and other work on it: generous, but bounded.
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 45.0  # the worker drains jobs in flight for up to 30 s on SIGTERM
+JOB_TIMEOUT = 60.0
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+# --- database --------------------------------------------------------------------------------------
+@dataclass
+class Database:
+    """Access to the committed test database from the test process."""
+
+    blocker: Any  # pytest-django's DjangoDbBlocker
+    raw_keys: list[str] = field(default_factory=list)
+    key_ids: list[int] = field(default_factory=list)
+
+    def access(self) -> AbstractContextManager[None]:
+        return self.blocker.unblock()  # type: ignore[no-any-return]
+
+    def create_key(self, **kwargs: Any) -> str:
+        """A new virtual key, committed; returns the raw key."""
+        from tests.factories import VirtualKeyFactory
+
+        with self.access():
+            key = VirtualKeyFactory(**kwargs)
+        self.raw_keys.append(key.raw)
+        self.key_ids.append(key.pk)
+        return str(key.raw)
+
+    def wait_for_jobs(self, job_ids: list[str], timeout: float = JOB_TIMEOUT) -> None:
+        """Until every job is completed or failed; cheaper than polling hundreds over HTTP."""
+        from jobs.models import TERMINAL_STATUSES, AsyncJob
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.access():
+                done = AsyncJob.objects.filter(pk__in=job_ids, status__in=TERMINAL_STATUSES).count()
+            if done == len(job_ids):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(job_ids) - done} of {len(job_ids)} jobs not finished "
+                                     f"after {timeout:g} s")
+            time.sleep(0.25)
+
+
+def _original_database_name() -> str:
+    return str(dj_database_url.parse(settings.DATABASE_URL)["NAME"])
+
+
+def _database_url(db: dict[str, Any]) -> str:
+    """The URL of the database Django is connected to now (the test database)."""
+    engine = db["ENGINE"].rsplit(".", 1)[-1]
+    if engine == "sqlite3":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    if engine == "postgresql":
+        auth = quote(db.get("USER") or "", safe="")
+        if db.get("PASSWORD"):
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+        return f"postgres://{auth}@{host}/{quote(db['NAME'], safe='')}"
+    raise RuntimeError(f"the e2e tier does not know how to hand {engine} to child processes")
+
+
+@pytest.fixture(scope="package")
+def e2e_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[Database]:
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    # pytest-django creates the test database only when a collected test asks for `db`; run
+    # alone, this tier must create it itself (and never let the children use the real one).
+    own_setup = None
+    with django_db_blocker.unblock():
+        if connection.settings_dict["NAME"] == _original_database_name():
+            own_setup = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+        assert connection.settings_dict["NAME"] != _original_database_name()
+    database = Database(django_db_blocker)
+    yield database
+    with django_db_blocker.unblock():
+        from gateway.models import VirtualKey
+        from jobs.models import AsyncJob
+
+        # Unit tests later in the session expect an empty database.
+        AsyncJob.objects.filter(virtual_key_id__in=database.key_ids).delete()
+        VirtualKey.objects.filter(pk__in=database.key_ids).delete()
+        if own_setup is not None:
+            connection.close()
+            teardown_databases(own_setup, verbosity=0)
+
+
+# --- processes -------------------------------------------------------------------------------------
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+    def fail_if_dead(self) -> None:
+        if self.process.poll() is not None:
+            pytest.fail(f"{self.name} exited with {self.process.returncode} at start; "
+                        f"log {self.log}:\n{self.tail()}", pytrace=False)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+        # The child leads its own process group (gunicorn's workers are in it too).
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+
+@dataclass
+class Gateway:
+    base_url: str
+    web: Child
+    worker: Child
+    queue: str
+
+    def logs(self) -> dict[str, str]:
+        return {child.name: child.text() for child in (self.web, self.worker)}
+
+
+def _child_env(*, database_url: str, var_dir: Path, queue: str, upstream: str) -> dict[str, str]:
+    provider_vars = {f"{name.upper()}_{suffix}" for name in registry.ENV_PROVIDERS
+                     for suffix in ("API_KEY", "BASE_URL")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in provider_vars
+        and not name.startswith(("GATEWAY_", "CELERY_", "DJANGO_"))
+        and name not in {"DATABASE_URL", "SECRET_KEY"}
+    }
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "gateway.settings",
+        # Keys are stored as an HMAC peppered with SECRET_KEY: the children must share ours.
+        "SECRET_KEY": settings.SECRET_KEY,
+        "DATABASE_URL": database_url,
+        "GATEWAY_VAR_DIR": str(var_dir),
+        "GATEWAY_QUEUE": queue,
+        "OPENAI_BASE_URL": f"{upstream}/v1",
+        "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
+        "ANTHROPIC_BASE_URL": upstream,
+        "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
+        "GATEWAY_RETRIES": "2",
+        "GATEWAY_RETRY_BASE_DELAY": "0.05",
+        "GATEWAY_RETRY_MAX_DELAY": "0.2",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    })
+    broker = os.environ.get("CELERY_BROKER_URL")
+    if broker:  # else the embedded filesystem broker under GATEWAY_VAR_DIR
+        env["CELERY_BROKER_URL"] = broker
+    return env
+
+
+def _spawn(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Child:
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    return Child(name, process, log)
+
+
+def _wait_for(child: Child, what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not check():
+        child.fail_if_dead()
+        if time.monotonic() > deadline:
+            pytest.fail(f"{child.name}: no {what} after {STARTUP_TIMEOUT:g} s; log {child.log}:\n"
+                        f"{child.tail()}", pytrace=False)
+        time.sleep(0.2)
+
+
+def _listening_port(web: Child) -> int | None:
+    match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", web.text())
+    return int(match.group(1)) if match else None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _forget_redis_queue(broker: str, queue: str) -> None:
+    """Leftover messages of this run must not pile up in a shared Redis."""
+    import redis
+
+    client = redis.Redis.from_url(broker)
+    try:
+        for name in client.scan_iter(match=f"*{queue}*"):
+            client.delete(name)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="package")
+def upstream() -> Iterator[FakeUpstream]:
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def gateway(
+    e2e_db: Database, upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    from django.db import connection
+
+    root = tmp_path_factory.mktemp("e2e")
+    var_dir, log_dir = root / "var", root / "logs"
+    var_dir.mkdir()
+    log_dir.mkdir()
+    queue = f"e2e-{uuid.uuid4().hex}"
+    env = _child_env(database_url=_database_url(connection.settings_dict), var_dir=var_dir,
+                     queue=queue, upstream=upstream.base_url)
+    python = sys.executable
+    children: list[Child] = []
+    try:
+        # Port 0: the kernel picks a free port and gunicorn logs it, so no port race.
+        web = _spawn("web", [python, "-m", "gunicorn", os.environ.get("E2E_WSGI", "gateway.wsgi:application"),
+                             "--bind", "127.0.0.1:0", "--workers", "2", "--worker-class",
+                             "gthread", "--threads", "8", "--access-logfile", "-",
+                             "--graceful-timeout", "10"], env, log_dir)
+        children.append(web)
+        worker = _spawn("worker", [python, "-m", "celery", "-A", "gateway", "worker",
+                                   "--loglevel", "INFO", "--hostname", f"{queue}@%h"],
+                        env, log_dir)
+        children.append(worker)
+        _wait_for(web, "listening address", lambda: _listening_port(web) is not None)
+        base_url = f"http://127.0.0.1:{_listening_port(web)}"
+        _wait_for(web, "200 from /health", lambda: _healthy(base_url))
+        _wait_for(worker, "ready line", lambda: re.search(r"@\S+ ready\.", worker.text()) is not None)
+        yield Gateway(base_url, web, worker, queue)
+    finally:
+        for child in children:
+            child.stop()
+        broker = env.get("CELERY_BROKER_URL", "")
+        if broker.startswith("redis://"):
+            _forget_redis_queue(broker, queue)
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+class GatewayClient:
+    """Small client of the async API; keeps every response body for the secrets scan."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=64,
+                                                     max_keepalive_connections=64))
+        self._lock = threading.Lock()
+        self.bodies: list[str] = []
+
+    def _seen(self, response: httpx.Response) -> httpx.Response:
+        with self._lock:
+            self.bodies.append(response.text)
+            self.bodies.append(json.dumps(dict(response.headers)))
+        return response
+
+    def submit(self, key: str, body: dict[str, Any], *, ttl: int | None = None,
+               headers: dict[str, str] | None = None) -> httpx.Response:
+        sent = {"Authorization": f"Bearer {key}"} if key else {}
+        if ttl is not None:
+            sent["x-bf-async-job-result-ttl"] = str(ttl)
+        sent.update(headers or {})
+        return self._seen(self.http.post("/v1/async/completions", json=body, headers=sent))
+
+    def submit_ok(self, key: str, body: dict[str, Any], **kwargs: Any) -> str:
+        """Submit, insist on 202, return the job id."""
+        response = self.submit(key, body, **kwargs)
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    def poll(self, key: str, job_id: str, *, headers: dict[str, str] | None = None
+             ) -> httpx.Response:
+        sent = {"Authorization": f"Bearer {key}"} if key else {}
+        sent.update(headers or {})
+        return self._seen(self.http.get(f"/v1/async/completions/{job_id}", headers=sent))
+
+    def poll_until_done(self, key: str, job_id: str, timeout: float = JOB_TIMEOUT
+                        ) -> httpx.Response:
+        """Poll until the job is completed or failed (HTTP 200); fails on anything but 202."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.poll(key, job_id)
+            if response.status_code != 202:
+                assert response.status_code == 200, response.text
+                return response
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {response.json()['status']} after "
+                                     f"{timeout:g} s")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture(scope="package")
+def api(gateway: Gateway) -> Iterator[GatewayClient]:
+    client = GatewayClient(gateway.base_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_key(e2e_db: Database) -> Callable[..., str]:
+    return e2e_db.create_key

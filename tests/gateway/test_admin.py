@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+
+from gateway.keys import hash_key
+from gateway.models import VirtualKey
+from jobs.models import AsyncJob, JobStatus
+from providers.models import ProviderConfig, ProviderKey
+from tests.factories import AsyncJobFactory, VirtualKeyFactory
+
+pytestmark = pytest.mark.django_db
+
+RAW_KEY = re.compile(r"sk-bf-[A-Za-z0-9_-]{20,}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """``admin_client`` creates a superuser; PBKDF2 would make every test here take a second."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def changelist(model: str) -> str:
+    return reverse(f"admin:{model}_changelist")
+
+
+def failed_job(**kwargs: Any) -> AsyncJob:
+    now = timezone.now()
+    error = {"status_code": 502, "error": {"message": "upstream down", "code": "bad_gateway"}}
+    defaults: dict[str, Any] = {
+        "status": JobStatus.FAILED,
+        "status_code": 502,
+        "error": error,
+        "attempts": 3,
+        "completed_at": now,
+        "expires_at": now + timedelta(hours=1),
+    }
+    return AsyncJobFactory(**(defaults | kwargs))
+
+
+def result_count(response: Any) -> int:
+    count: int = response.context["cl"].result_count
+    return count
+
+
+# --- Pages render -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model", ["gateway_virtualkey", "providers_providerconfig", "jobs_asyncjob"]
+)
+def test_changelist_renders_its_rows(admin_client, model):
+    key = VirtualKeyFactory()
+    failed_job(virtual_key=key)
+    ProviderConfig.objects.create(name="acme", base_url="http://127.0.0.1:9/v1")
+    response = admin_client.get(changelist(model))
+    assert response.status_code == 200
+    assert result_count(response) == 1
+
+
+@pytest.mark.parametrize("model", ["gateway_virtualkey", "providers_providerconfig"])
+def test_add_page_renders(admin_client, model):
+    response = admin_client.get(reverse(f"admin:{model}_add"))
+    assert response.status_code == 200
+    assert b"<form" in response.content
+
+
+def test_jobs_cannot_be_added_by_hand(admin_client):
+    # Jobs come only from the API: the admin's add page for them is refused.
+    assert admin_client.get(reverse("admin:jobs_asyncjob_add")).status_code == 403
+
+
+def test_virtual_key_change_page_does_not_expose_the_hash(admin_client, key):
+    response = admin_client.get(reverse("admin:gateway_virtualkey_change", args=[key.pk]))
+    assert response.status_code == 200
+    assert key.prefix in response.content.decode()
+    assert key.key_hash not in response.content.decode()
+    assert key.raw not in response.content.decode()
+
+
+def test_job_change_page_shows_request_result_and_error_as_pretty_json(admin_client):
+    request = {"prompt": "Say hi", "max_tokens": 5}
+    result = {"object": "text_completion", "choices": [{"text": "héllo <b>"}]}
+    job = failed_job(request=request, result=result)
+    response = admin_client.get(reverse("admin:jobs_asyncjob_change", args=[job.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for value in (request, result, job.error):
+        pretty = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+        assert escape(pretty) in html
+    assert html.count("<pre") >= 3
+    assert '"text": "héllo <b>"' not in html  # job content is escaped, never rendered as HTML
+
+
+# --- Search and filters -------------------------------------------------------------------------
+
+
+def test_job_search_by_id_finds_it(admin_client):
+    job, other = failed_job(), failed_job()
+    response = admin_client.get(changelist("jobs_asyncjob"), {"q": str(job.id)})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [job]
+    assert str(other.id) not in response.content.decode()
+
+
+def test_job_search_by_id_tolerates_surrounding_spaces(admin_client):
+    job = failed_job()
+    response = admin_client.get(changelist("jobs_asyncjob"), {"q": f"  {job.id} "})
+    assert list(response.context["cl"].result_list) == [job]
+
+
+def test_job_search_by_non_uuid_returns_no_rows_without_error(admin_client):
+    failed_job()
+    response = admin_client.get(changelist("jobs_asyncjob"), {"q": "not-a-uuid"})
+    assert response.status_code == 200
+    assert result_count(response) == 0
+
+
+def test_job_list_filters_by_status(admin_client):
+    failed = failed_job()
+    AsyncJobFactory(status=JobStatus.PENDING)
+    response = admin_client.get(changelist("jobs_asyncjob"), {"status": "failed"})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [failed]
+
+
+def test_job_list_filters_by_provider(admin_client):
+    openai = AsyncJobFactory(provider="openai")
+    AsyncJobFactory(provider="anthropic", model="claude-3-5-haiku")
+    response = admin_client.get(changelist("jobs_asyncjob"), {"provider": "openai"})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [openai]
+
+
+def test_virtual_key_search_by_prefix_finds_it(admin_client, key):
+    VirtualKeyFactory()
+    response = admin_client.get(changelist("gateway_virtualkey"), {"q": key.prefix})
+    assert key in response.context["cl"].result_list
+
+
+# --- Virtual keys -------------------------------------------------------------------------------
+
+
+def create_key_through_admin(admin_client: Any, **fields: Any) -> Any:
+    data = {
+        "name": "from-admin",
+        "allowed_models": '["openai/*"]',
+        "is_active": "on",
+        "expires_at_0": "",
+        "expires_at_1": "",
+    } | fields
+    return admin_client.post(reverse("admin:gateway_virtualkey_add"), data, follow=True)
+
+
+def test_admin_add_form_shows_the_raw_key_once_and_stores_only_its_hash(admin_client):
+    response = create_key_through_admin(admin_client)
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    shown = [match for m in messages for match in RAW_KEY.findall(m)]
+    assert len(shown) == 1
+    raw = shown[0]
+    key = VirtualKey.objects.get(name="from-admin")
+    assert key.key_hash == hash_key(raw)
+    assert key.allowed_models == ["openai/*"]
+    row = VirtualKey.objects.filter(pk=key.pk).values().get()
+    assert all(raw not in str(value) for value in row.values())
+    again = admin_client.get(changelist("gateway_virtualkey"))
+    assert raw not in again.content.decode()
+
+
+def test_admin_created_key_authenticates(admin_client, api_client):
+    response = create_key_through_admin(admin_client)
+    raw = RAW_KEY.findall(" ".join(str(m) for m in response.context["messages"]))[0]
+    poll = reverse("poll-completion", args=["00000000-0000-0000-0000-000000000000"])
+    assert api_client.get(poll, headers={"Authorization": f"Bearer {raw}"}).status_code == 404
+
+
+def test_admin_add_form_refuses_allowed_models_that_are_not_a_list(admin_client):
+    response = create_key_through_admin(admin_client, allowed_models='{"openai": "*"}')
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["allowed_models"]
+    assert not VirtualKey.objects.exists()
+
+
+def test_editing_a_key_keeps_its_hash(admin_client, key):
+    url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
+    data = {
+        "name": "renamed",
+        "allowed_models": '["anthropic/*"]',
+        "is_active": "on",
+        "expires_at_0": "",
+        "expires_at_1": "",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert (key.name, key.allowed_models) == ("renamed", ["anthropic/*"])
+    assert key.key_hash == hash_key(key.raw)
+
+
+def test_deactivate_action_deactivates_selected_keys(admin_client):
+    chosen, other = VirtualKeyFactory(), VirtualKeyFactory()
+    data = {"action": "deactivate", "_selected_action": [chosen.pk]}
+    response = admin_client.post(changelist("gateway_virtualkey"), data)
+    assert response.status_code == 302
+    chosen.refresh_from_db()
+    other.refresh_from_db()
+    assert (chosen.is_active, other.is_active) == (False, True)
+
+
+def test_activate_action_activates_selected_keys(admin_client):
+    key = VirtualKeyFactory(is_active=False)
+    data = {"action": "activate", "_selected_action": [key.pk]}
+    admin_client.post(changelist("gateway_virtualkey"), data)
+    key.refresh_from_db()
+    assert key.is_active
+
+
+# --- Providers ----------------------------------------------------------------------------------
+
+
+def provider_form(**fields: Any) -> dict[str, Any]:
+    return {
+        "name": "acme",
+        "protocol": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "is_active": "on",
+        "keys-TOTAL_FORMS": "1",
+        "keys-INITIAL_FORMS": "0",
+        "keys-MIN_NUM_FORMS": "0",
+        "keys-MAX_NUM_FORMS": "1000",
+        "keys-0-label": "primary",
+        "keys-0-api_key": "sk-acme-very-secret-upstream-key",
+        "keys-0-weight": "3",
+        "keys-0-is_active": "on",
+    } | fields
+
+
+def test_provider_with_inline_key_stores_the_key_encrypted(admin_client):
+    raw = "sk-acme-very-secret-upstream-key"
+    response = admin_client.post(reverse("admin:providers_providerconfig_add"), provider_form())
+    assert response.status_code == 302, response.content
+    stored = ProviderKey.objects.get(provider__name="acme")
+    assert stored.encrypted_key != raw
+    assert raw not in stored.encrypted_key
+    assert stored.get_key() == raw
+    assert stored.weight == 3
+
+
+def test_provider_change_page_never_shows_the_raw_key(admin_client):
+    raw = "sk-acme-very-secret-upstream-key"
+    admin_client.post(reverse("admin:providers_providerconfig_add"), provider_form())
+    provider = ProviderConfig.objects.get(name="acme")
+    response = admin_client.get(
+        reverse("admin:providers_providerconfig_change", args=[provider.pk])
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "primary" in html
+    assert raw not in html
+    assert provider.keys.get().encrypted_key not in html
+
+
+def test_new_provider_key_without_api_key_is_refused(admin_client):
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_add"), provider_form(**{"keys-0-api_key": ""})
+    )
+    assert response.status_code == 200
+    assert not ProviderConfig.objects.exists()
+    assert not ProviderKey.objects.exists()
+
+
+def test_saving_a_provider_key_with_empty_api_key_keeps_the_current_key(admin_client):
+    raw = "sk-acme-very-secret-upstream-key"
+    admin_client.post(reverse("admin:providers_providerconfig_add"), provider_form())
+    provider = ProviderConfig.objects.get(name="acme")
+    stored = provider.keys.get()
+    data = provider_form(
+        **{
+            "keys-INITIAL_FORMS": "1",
+            "keys-0-id": str(stored.pk),
+            "keys-0-provider": str(provider.pk),
+            "keys-0-api_key": "",
+            "keys-0-weight": "5",
+        }
+    )
+    url = reverse("admin:providers_providerconfig_change", args=[provider.pk])
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content
+    stored.refresh_from_db()
+    assert (stored.get_key(), stored.weight) == (raw, 5)
+
+
+# --- Jobs actions -------------------------------------------------------------------------------
+
+
+def test_retry_failed_action_puts_a_failed_job_back_to_pending(
+    admin_client, dispatched, django_capture_on_commit_callbacks
+):
+    job = failed_job()
+    data = {"action": "retry_failed", "_selected_action": [str(job.pk)]}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(changelist("jobs_asyncjob"), data)
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING
+    assert (job.error, job.status_code, job.attempts, job.expires_at) == (None, None, 0, None)
+    assert dispatched == [str(job.pk)]
+
+
+def test_retry_failed_action_leaves_other_jobs_alone(
+    admin_client, dispatched, django_capture_on_commit_callbacks
+):
+    completed = AsyncJobFactory(
+        status=JobStatus.COMPLETED,
+        status_code=200,
+        result={"choices": []},
+        completed_at=timezone.now(),
+    )
+    pending = AsyncJobFactory(status=JobStatus.PENDING)
+    data = {"action": "retry_failed", "_selected_action": [str(completed.pk), str(pending.pk)]}
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(changelist("jobs_asyncjob"), data)
+    completed.refresh_from_db()
+    assert completed.status == JobStatus.COMPLETED
+    assert completed.result == {"choices": []}
+    assert dispatched == []

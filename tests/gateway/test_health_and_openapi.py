@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import DatabaseError
+
+from jobs.ttl import TTL_HEADER
+
+pytestmark = pytest.mark.django_db
+
+SUBMIT_PATH = "/v1/async/completions"
+POLL_PATH = "/v1/async/completions/{job_id}"
+
+
+@pytest.fixture
+def schema(api_client: Any) -> dict[str, Any]:
+    response = api_client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/")
+    assert "json" in response["Content-Type"]
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow one ``$ref`` inside the document, if there is one."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    target: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return dict(target)
+
+
+def test_health_is_200_ok_without_credentials(api_client):
+    response = api_client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["database"] == "ok"
+
+
+def test_health_is_503_when_the_database_is_unreachable(api_client, monkeypatch):
+    def broken_cursor(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr("gateway.health.connection.cursor", broken_cursor)
+    response = api_client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] != "ok"
+
+
+def test_openapi_is_served_without_credentials(schema):
+    assert schema["openapi"].startswith("3.")
+    assert schema["info"]["title"]
+
+
+def test_openapi_lists_submit_and_poll_paths(schema):
+    assert "post" in schema["paths"][SUBMIT_PATH]
+    assert "get" in schema["paths"][POLL_PATH]
+
+
+def test_openapi_declares_http_bearer_security(schema):
+    schemes = schema["components"]["securitySchemes"]
+    bearer = [
+        name for name, s in schemes.items() if (s["type"], s.get("scheme")) == ("http", "bearer")
+    ]
+    assert bearer, schemes
+    for path, method in [(SUBMIT_PATH, "post"), (POLL_PATH, "get")]:
+        names = {
+            name
+            for requirement in schema["paths"][path][method]["security"]
+            for name in requirement
+        }
+        assert set(bearer) & names, (path, names)
+
+
+def test_openapi_health_needs_no_security(schema):
+    security = schema["paths"]["/health"]["get"].get("security")
+    assert security in (None, [], [{}]) or {} in security
+
+
+def test_openapi_error_component_has_the_error_shape(schema):
+    error = schema["components"]["schemas"]["Error"]
+    properties = set(error["properties"])
+    assert {
+        "event_id",
+        "type",
+        "is_bifrost_error",
+        "status_code",
+        "error",
+        "extra_fields",
+    } <= properties
+    assert error["properties"]["is_bifrost_error"]["type"] == "boolean"
+    detail = resolve(schema, error["properties"]["error"])
+    assert {"type", "code", "message", "param", "event_id"} <= set(detail["properties"])
+
+
+def test_openapi_submit_documents_the_result_ttl_header(schema):
+    parameters = schema["paths"][SUBMIT_PATH]["post"]["parameters"]
+    ttl = [p for p in parameters if p["name"] == TTL_HEADER]
+    assert len(ttl) == 1
+    assert ttl[0]["in"] == "header"
+    assert ttl[0]["schema"]["type"] == "integer"
+
+
+def test_openapi_submit_answers_202_with_the_job(schema):
+    responses = schema["paths"][SUBMIT_PATH]["post"]["responses"]
+    assert "202" in responses
+    job = resolve(schema, responses["202"]["content"]["application/json"]["schema"])
+    assert {"id", "status", "created_at", "result", "error"} <= set(job["properties"])
+
+
+def test_openapi_submit_errors_use_the_error_component(schema):
+    responses = schema["paths"][SUBMIT_PATH]["post"]["responses"]
+    for status in ("400", "401", "403", "413"):
+        content = responses[status]["content"]["application/json"]["schema"]
+        assert content["$ref"].endswith("/Error"), status
+
+
+def test_openapi_poll_answers_200_202_and_404(schema):
+    responses = schema["paths"][POLL_PATH]["get"]["responses"]
+    assert {"200", "202", "404", "401"} <= set(responses)
+    assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
