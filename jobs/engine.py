@@ -10,6 +10,7 @@ flight are renewed periodically, so a dead worker's jobs are recovered by the be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from jobs import outcomes, services
 from jobs.models import AsyncJob
@@ -121,7 +122,23 @@ class JobEngine:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
-            self._db.shutdown(wait=False)
+            self._close_db_connections()
+
+    def _close_db_connections(self) -> None:
+        """Close the connection each database thread holds, then stop the threads.
+
+        One closing call per thread: the barrier keeps each call on its own thread.
+        """
+        barrier = threading.Barrier(DB_THREADS)
+
+        def close() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+            connections.close_all()
+
+        for _ in range(DB_THREADS):
+            self._db.submit(close)
+        self._db.shutdown(wait=True)
 
     # --- inside the loop --------------------------------------------------------------------------
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:

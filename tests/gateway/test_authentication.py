@@ -10,7 +10,7 @@ from django.utils import timezone
 from gateway.tokens import ROLE_ADMIN, issue_token
 from jobs.models import AsyncJob
 from tests.factories import VirtualKeyFactory
-from tests.gateway.helpers import (
+from tests.helpers import (
     SUBMIT_URL,
     VALID_BODY,
     assert_error_shape,

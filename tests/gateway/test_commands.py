@@ -14,7 +14,7 @@ from gateway.models import VirtualKey
 from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY
 from jobs.models import AsyncJob, JobStatus
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
-from tests.gateway.helpers import assert_error_shape, bearer, poll_url, unknown_job_url
+from tests.helpers import assert_error_shape, bearer, poll_url, unknown_job_url
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from jobs.models import AsyncJob
-from tests.gateway.helpers import SUBMIT_URL, VALID_BODY, assert_error_shape
+from tests.helpers import SUBMIT_URL, VALID_BODY, assert_error_shape
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from jobs.models import AsyncJob, JobStatus
 from tests.conftest import JWT_SECRET
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
-from tests.gateway.helpers import (
+from tests.helpers import (
     SUBMIT_URL,
     VALID_BODY,
     assert_error_shape,

@@ -10,6 +10,7 @@ import pytest
 
 from jobs.models import AsyncJob, JobStatus
 from tests.factories import VirtualKeyFactory
+from tests.helpers import assert_error_shape
 
 URL = "/v1/async/completions"
 pytestmark = pytest.mark.django_db
@@ -22,24 +23,12 @@ def submit(api: Any, body: Any, **headers: str) -> Any:
 def assert_error(
     response: Any, status: int, param: str | None, *, prefix: bool = False
 ) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {
-        "event_id",
-        "type",
-        "is_bifrost_error",
-        "status_code",
-        "error",
-        "extra_fields",
-    }
-    assert body["status_code"] == status
-    assert body["is_bifrost_error"] is True
+    """An error in the one shape, naming ``param`` (or a param starting with it); nothing stored."""
+    body = assert_error_shape(response, status)
     if prefix:
         assert (body["error"]["param"] or "").startswith(param or ""), body["error"]
     else:
         assert body["error"]["param"] == param, body["error"]
-    assert body["error"]["event_id"] == body["event_id"]
-    assert body["error"]["message"]
     assert AsyncJob.objects.count() == 0, "an invalid request must not be stored"
     return body
 
