@@ -38,4 +38,9 @@ def dispatch(job_ids: Iterable[UUID | str]) -> int:
                 type(exc).__name__,
             )
             break
+        except Exception:
+            # The row is committed and the client is told 202: whatever goes wrong with the
+            # bell must not turn that into an error. The beat task publishes the job again.
+            logger.exception("publishing job %s failed; it stays pending until re-dispatch", job_id)
+            break
     return sent

@@ -35,6 +35,11 @@ T = TypeVar("T")
 
 DB_THREADS = 4
 FINISH_RETRY_SECONDS = 300.0
+CLAIM_TIMEOUT = 60.0
+
+
+class EngineClosed(RuntimeError):
+    """The worker is shutting down; the job should go back to the queue."""
 
 
 def _in_db_thread(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
@@ -101,11 +106,17 @@ class JobEngine:
     def run(self, job_id: str) -> bool:
         """Claim the job and start it; blocks while the engine is full. True if claimed here."""
         if self._closing:
-            raise RuntimeError("the job engine is shutting down")
+            raise EngineClosed("the job engine is shutting down")
         self._slots.acquire()
         try:
+            if self._closing:  # the slot was freed by the shutdown's drain
+                raise EngineClosed("the job engine is shutting down")
             future = asyncio.run_coroutine_threadsafe(self._claim_and_start(job_id), self._loop)
-            claimed = future.result()
+            try:
+                claimed = future.result(timeout=CLAIM_TIMEOUT)
+            except TimeoutError:
+                future.cancel()
+                raise EngineClosed("the job engine did not answer in time") from None
         except BaseException:
             self._slots.release()
             raise
@@ -246,6 +257,7 @@ class JobEngine:
 
 
 _engine: JobEngine | None = None
+_engine_closed = False
 _engine_lock = threading.Lock()
 
 
@@ -253,14 +265,17 @@ def get_engine() -> JobEngine:
     """This process's engine, started on first use (so each prefork child gets its own)."""
     global _engine
     with _engine_lock:
+        if _engine_closed:
+            raise EngineClosed("this worker is shutting down")
         if _engine is None:
             _engine = JobEngine().start()
         return _engine
 
 
 def shutdown_engine(grace: float = 30.0) -> None:
-    global _engine
+    """Drain this process's engine; no new one starts afterwards."""
+    global _engine, _engine_closed
     with _engine_lock:
-        engine, _engine = _engine, None
+        engine, _engine, _engine_closed = _engine, None, True
     if engine is not None:
         engine.shutdown(grace)

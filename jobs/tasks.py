@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
 
 from jobs import services
-from jobs.engine import get_engine, shutdown_engine
+from jobs.engine import EngineClosed, get_engine, shutdown_engine
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +18,11 @@ logger = logging.getLogger(__name__)
 @shared_task(name="jobs.run_job", acks_late=True, ignore_result=True)
 def run_job(job_id: str) -> bool:
     """Hand the job to this process's engine; acknowledged once the row is claimed (or taken)."""
-    return get_engine().run(job_id)
+    try:
+        return get_engine().run(job_id)
+    except EngineClosed:
+        # Shutting down: back to the queue for another worker, the try not counted.
+        raise Reject("worker shutting down", requeue=True) from None
 
 
 @shared_task(name="jobs.purge_expired_jobs", ignore_result=True)

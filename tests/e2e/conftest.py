@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,7 @@ import pytest
 from django.conf import settings
 
 from providers import registry
-from tests.e2e.upstream import FakeUpstream
-
-UPSTREAM_OPENAI_KEY = "sk-upstream-e2e-SECRET123"
-# Not shaped like an "sk-" key on purpose: only the gateway's knowledge of the configured key
-# can keep this one out of responses, rows and logs.
-UPSTREAM_ANTHROPIC_KEY = "e2e-anthropic-SECRET456"
+from tests.e2e.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, FakeUpstream
 
 # Seconds. The machine has two cores and other work on it: generous, but bounded.
 STARTUP_TIMEOUT = 60.0
@@ -45,8 +41,16 @@ JOB_TIMEOUT = 60.0
 
 BASE_DIR = Path(settings.BASE_DIR)
 
+# The production commands, as rungateway starts them; port 0: the kernel picks a free port and
+# gunicorn logs it, so there is no race for a port.
+WEB_COMMAND = shlex.split(
+    "-m gunicorn gateway.wsgi:application --bind 127.0.0.1:0 --workers 2 --worker-class gthread "
+    "--threads 8 --access-logfile - --graceful-timeout 10"
+)
+WORKER_COMMAND = shlex.split("-m celery -A gateway worker --loglevel INFO")
 
-# --- database --------------------------------------------------------------------------------------
+
+# --- database ----------------------------------------------------------------------------------
 @dataclass
 class Database:
     """Access to the committed test database from the test process."""
@@ -54,6 +58,8 @@ class Database:
     blocker: Any  # pytest-django's DjangoDbBlocker
     raw_keys: list[str] = field(default_factory=list)
     key_ids: list[int] = field(default_factory=list)
+    # Raises once a gateway process has died, so waits fail at once instead of timing out.
+    check_alive: Callable[[], None] = lambda: None
 
     def access(self) -> AbstractContextManager[None]:
         return self.blocker.unblock()  # type: ignore[no-any-return]
@@ -78,9 +84,11 @@ class Database:
                 done = AsyncJob.objects.filter(pk__in=job_ids, status__in=TERMINAL_STATUSES).count()
             if done == len(job_ids):
                 return
+            self.check_alive()
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(job_ids) - done} of {len(job_ids)} jobs not finished "
-                                     f"after {timeout:g} s")
+                raise AssertionError(
+                    f"{len(job_ids) - done} of {len(job_ids)} jobs not finished after {timeout:g} s"
+                )
             time.sleep(0.25)
 
 
@@ -128,7 +136,7 @@ def e2e_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[Database]:
             teardown_databases(own_setup, verbosity=0)
 
 
-# --- processes -------------------------------------------------------------------------------------
+# --- processes ---------------------------------------------------------------------------------
 @dataclass
 class Child:
     name: str
@@ -141,23 +149,22 @@ class Child:
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.text().splitlines()[-lines:])
 
-    def fail_if_dead(self) -> None:
+    def fail_if_dead(self, when: str, *, with_tail: bool = True) -> None:
         if self.process.poll() is not None:
-            pytest.fail(f"{self.name} exited with {self.process.returncode} at start; "
-                        f"log {self.log}:\n{self.tail()}", pytrace=False)
+            tail = f":\n{self.tail()}" if with_tail else ""
+            pytest.fail(
+                f"{self.name} exited with {self.process.returncode} {when}; log {self.log}{tail}",
+                pytrace=False,
+            )
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
         # The child leads its own process group (gunicorn's workers are in it too).
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=10)
 
 
@@ -171,10 +178,17 @@ class Gateway:
     def logs(self) -> dict[str, str]:
         return {child.name: child.text() for child in (self.web, self.worker)}
 
+    def check_alive(self, *, with_tail: bool = True) -> None:
+        for child in (self.web, self.worker):
+            child.fail_if_dead("while the tests ran", with_tail=with_tail)
+
 
 def _child_env(*, database_url: str, var_dir: Path, queue: str, upstream: str) -> dict[str, str]:
-    provider_vars = {f"{name.upper()}_{suffix}" for name in registry.ENV_PROVIDERS
-                     for suffix in ("API_KEY", "BASE_URL")}
+    provider_vars = {
+        f"{name.upper()}_{suffix}"
+        for name in registry.ENV_PROVIDERS
+        for suffix in ("API_KEY", "BASE_URL")
+    }
     env = {
         name: value
         for name, value in os.environ.items()
@@ -182,23 +196,27 @@ def _child_env(*, database_url: str, var_dir: Path, queue: str, upstream: str) -
         and not name.startswith(("GATEWAY_", "CELERY_", "DJANGO_"))
         and name not in {"DATABASE_URL", "SECRET_KEY"}
     }
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "gateway.settings",
-        # Keys are stored as an HMAC peppered with SECRET_KEY: the children must share ours.
-        "SECRET_KEY": settings.SECRET_KEY,
-        "DATABASE_URL": database_url,
-        "GATEWAY_VAR_DIR": str(var_dir),
-        "GATEWAY_QUEUE": queue,
-        "OPENAI_BASE_URL": f"{upstream}/v1",
-        "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
-        "ANTHROPIC_BASE_URL": upstream,
-        "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
-        "GATEWAY_RETRIES": "2",
-        "GATEWAY_RETRY_BASE_DELAY": "0.05",
-        "GATEWAY_RETRY_MAX_DELAY": "0.2",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "gateway.settings",
+            # Keys are stored as an HMAC peppered with SECRET_KEY: the children must share ours.
+            "SECRET_KEY": settings.SECRET_KEY,
+            "DATABASE_URL": database_url,
+            "GATEWAY_VAR_DIR": str(var_dir),
+            "GATEWAY_QUEUE": queue,
+            "OPENAI_BASE_URL": f"{upstream}/v1",
+            "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
+            "ANTHROPIC_BASE_URL": upstream,
+            "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
+            "GATEWAY_RETRIES": "2",
+            "GATEWAY_RETRY_BASE_DELAY": "0.05",
+            "GATEWAY_RETRY_MAX_DELAY": "0.2",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            # The children run in the var dir (see _spawn), so the project comes from the path.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(BASE_DIR), env.get("PYTHONPATH")])),
+        }
+    )
     broker = os.environ.get("CELERY_BROKER_URL")
     if broker:  # else the embedded filesystem broker under GATEWAY_VAR_DIR
         env["CELERY_BROKER_URL"] = broker
@@ -208,18 +226,29 @@ def _child_env(*, database_url: str, var_dir: Path, queue: str, upstream: str) -
 def _spawn(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Child:
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            # Not the checkout: kombu's filesystem transport writes its exchange tables to
+            # ./control, relative to the working directory.
+            cwd=env["GATEWAY_VAR_DIR"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return Child(name, process, log)
 
 
 def _wait_for(child: Child, what: str, check: Callable[[], bool]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while not check():
-        child.fail_if_dead()
+        child.fail_if_dead("at start")
         if time.monotonic() > deadline:
-            pytest.fail(f"{child.name}: no {what} after {STARTUP_TIMEOUT:g} s; log {child.log}:\n"
-                        f"{child.tail()}", pytrace=False)
+            pytest.fail(
+                f"{child.name}: no {what} after {STARTUP_TIMEOUT:g} s; log {child.log}:\n"
+                f"{child.tail()}",
+                pytrace=False,
+            )
         time.sleep(0.2)
 
 
@@ -265,27 +294,32 @@ def gateway(
     var_dir.mkdir()
     log_dir.mkdir()
     queue = f"e2e-{uuid.uuid4().hex}"
-    env = _child_env(database_url=_database_url(connection.settings_dict), var_dir=var_dir,
-                     queue=queue, upstream=upstream.base_url)
+    env = _child_env(
+        database_url=_database_url(connection.settings_dict),
+        var_dir=var_dir,
+        queue=queue,
+        upstream=upstream.base_url,
+    )
     python = sys.executable
     children: list[Child] = []
     try:
-        # Port 0: the kernel picks a free port and gunicorn logs it, so no port race.
-        web = _spawn("web", [python, "-m", "gunicorn", os.environ.get("E2E_WSGI", "gateway.wsgi:application"),
-                             "--bind", "127.0.0.1:0", "--workers", "2", "--worker-class",
-                             "gthread", "--threads", "8", "--access-logfile", "-",
-                             "--graceful-timeout", "10"], env, log_dir)
+        web = _spawn("web", [python, *WEB_COMMAND], env, log_dir)
         children.append(web)
-        worker = _spawn("worker", [python, "-m", "celery", "-A", "gateway", "worker",
-                                   "--loglevel", "INFO", "--hostname", f"{queue}@%h"],
-                        env, log_dir)
+        # A node name of its own: workers of other runs may share the Redis.
+        worker_name = ["--hostname", f"{queue}@%h"]
+        worker = _spawn("worker", [python, *WORKER_COMMAND, *worker_name], env, log_dir)
         children.append(worker)
         _wait_for(web, "listening address", lambda: _listening_port(web) is not None)
         base_url = f"http://127.0.0.1:{_listening_port(web)}"
         _wait_for(web, "200 from /health", lambda: _healthy(base_url))
-        _wait_for(worker, "ready line", lambda: re.search(r"@\S+ ready\.", worker.text()) is not None)
-        yield Gateway(base_url, web, worker, queue)
+        _wait_for(
+            worker, "ready line", lambda: re.search(r"@\S+ ready\.", worker.text()) is not None
+        )
+        running = Gateway(base_url, web, worker, queue)
+        e2e_db.check_alive = running.check_alive
+        yield running
     finally:
+        e2e_db.check_alive = lambda: None
         for child in children:
             child.stop()
         broker = env.get("CELERY_BROKER_URL", "")
@@ -293,14 +327,21 @@ def gateway(
             _forget_redis_queue(broker, queue)
 
 
-# --- HTTP ------------------------------------------------------------------------------------------
+# --- HTTP --------------------------------------------------------------------------------------
 class GatewayClient:
     """Small client of the async API; keeps every response body for the secrets scan."""
 
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64,
-                                                     max_keepalive_connections=64))
+    def __init__(self, base_url: str, check_alive: Callable[[], None]) -> None:
+        self.check_alive = check_alive
+        # gunicorn closes idle keep-alive connections after 2 s; dropping ours after 1 s avoids
+        # sending a request down a connection the server is closing ("connection reset").
+        self.http = httpx.Client(
+            base_url=base_url,
+            timeout=30,
+            limits=httpx.Limits(
+                max_connections=64, max_keepalive_connections=64, keepalive_expiry=1.0
+            ),
+        )
         self._lock = threading.Lock()
         self.bodies: list[str] = []
 
@@ -310,8 +351,14 @@ class GatewayClient:
             self.bodies.append(json.dumps(dict(response.headers)))
         return response
 
-    def submit(self, key: str, body: dict[str, Any], *, ttl: int | None = None,
-               headers: dict[str, str] | None = None) -> httpx.Response:
+    def submit(
+        self,
+        key: str,
+        body: dict[str, Any],
+        *,
+        ttl: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         sent = {"Authorization": f"Bearer {key}"} if key else {}
         if ttl is not None:
             sent["x-bf-async-job-result-ttl"] = str(ttl)
@@ -324,14 +371,15 @@ class GatewayClient:
         assert response.status_code == 202, response.text
         return str(response.json()["id"])
 
-    def poll(self, key: str, job_id: str, *, headers: dict[str, str] | None = None
-             ) -> httpx.Response:
-        sent = {"Authorization": f"Bearer {key}"} if key else {}
-        sent.update(headers or {})
-        return self._seen(self.http.get(f"/v1/async/completions/{job_id}", headers=sent))
+    def get(self, key: str, url: str) -> httpx.Response:
+        return self._seen(self.http.get(url, headers={"Authorization": f"Bearer {key}"}))
 
-    def poll_until_done(self, key: str, job_id: str, timeout: float = JOB_TIMEOUT
-                        ) -> httpx.Response:
+    def poll(self, key: str, job_id: str) -> httpx.Response:
+        return self.get(key, f"/v1/async/completions/{job_id}")
+
+    def poll_until_done(
+        self, key: str, job_id: str, timeout: float = JOB_TIMEOUT
+    ) -> httpx.Response:
         """Poll until the job is completed or failed (HTTP 200); fails on anything but 202."""
         deadline = time.monotonic() + timeout
         while True:
@@ -339,18 +387,33 @@ class GatewayClient:
             if response.status_code != 202:
                 assert response.status_code == 200, response.text
                 return response
+            self.check_alive()
             if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {response.json()['status']} after "
-                                     f"{timeout:g} s")
+                raise AssertionError(
+                    f"job {job_id} still {response.json()['status']} after {timeout:g} s"
+                )
             time.sleep(0.1)
 
     def close(self) -> None:
         self.http.close()
 
 
+@pytest.fixture(autouse=True)
+def _children_stay_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A web or worker process that died is the failure, whatever else broke; and once one
+    has died, the tests after it fail at once instead of each waiting out its timeout."""
+    gateway: Gateway | None = None
+    if "gateway" in request.fixturenames:
+        gateway = request.getfixturevalue("gateway")
+        gateway.check_alive(with_tail=False)  # the test it died under showed the log
+    yield
+    if gateway is not None:
+        gateway.check_alive()
+
+
 @pytest.fixture(scope="package")
 def api(gateway: Gateway) -> Iterator[GatewayClient]:
-    client = GatewayClient(gateway.base_url)
+    client = GatewayClient(gateway.base_url, gateway.check_alive)
     yield client
     client.close()
 

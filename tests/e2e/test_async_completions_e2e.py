@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from openai.types import Completion
 
-from tests.e2e.conftest import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY
-from tests.e2e.upstream import ANTHROPIC_PATH, OPENAI_PATH, FakeUpstream, reply_text
+from tests.e2e.upstream import (
+    ANTHROPIC_PATH,
+    OPENAI_PATH,
+    UPSTREAM_ANTHROPIC_KEY,
+    UPSTREAM_OPENAI_KEY,
+    FakeUpstream,
+    reply_text,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,8 +59,12 @@ def test_submit_then_poll_returns_the_completion(
     assert submitted.status_code == 202, submitted.text
     job = submitted.json()
     assert job["status"] == "pending"
-    assert job["result"] is None and job["error"] is None and job["completed_at"] is None
-    assert submitted.headers["Location"].endswith(f"/v1/async/completions/{job['id']}")
+    assert timestamp(job["created_at"])
+    assert [job[name] for name in ("expires_at", "completed_at", "status_code")] == [None] * 3
+    assert job["result"] is None and job["error"] is None
+    location = submitted.headers["Location"]
+    assert location.endswith(f"/v1/async/completions/{job['id']}")
+    assert api.get(key, location).status_code in (200, 202)
     done = api.poll_until_done(key, job["id"]).json()
     assert done["status"] == "completed"
     assert done["status_code"] == 200
@@ -93,8 +103,9 @@ def test_anthropic_model_is_served_by_the_messages_api_as_a_text_completion(
     prompt = unique("Hello Claude")
 
     # The x-bf-vk header authenticates as well as a bearer token does.
-    job_id = api.submit_ok("", {"model": "anthropic/ok", "prompt": prompt, "max_tokens": 20},
-                           headers={"x-bf-vk": key})
+    job_id = api.submit_ok(
+        "", {"model": "anthropic/ok", "prompt": prompt, "max_tokens": 20}, headers={"x-bf-vk": key}
+    )
 
     done = api.poll_until_done(key, job_id).json()
     assert done["status"] == "completed", done
@@ -116,8 +127,9 @@ def test_job_falls_back_after_an_upstream_500(
     key = make_key()
     prompt = unique("fall back")
 
-    job_id = api.submit_ok(key, {"model": "openai/fail-500", "prompt": prompt,
-                                 "fallbacks": ["openai/ok"]})
+    job_id = api.submit_ok(
+        key, {"model": "openai/fail-500", "prompt": prompt, "fallbacks": ["openai/ok"]}
+    )
 
     done = api.poll_until_done(key, job_id).json()
     assert done["status"] == "completed", done
@@ -247,7 +259,8 @@ def test_worker_holds_at_least_100_calls_in_flight(
     )
 
     e2e_db.wait_for_jobs(job_ids, timeout=120)
-    assert upstream.max_in_flight("slow-2000") >= 100
+    peak = upstream.max_in_flight("slow-2000")
+    assert peak >= 100, f"at most {peak} upstream calls were in flight at once"
     assert len(upstream.calls(model="slow-2000")) == 150
 
 
@@ -273,8 +286,11 @@ def test_no_secret_appears_in_responses_rows_or_logs(
             for job in AsyncJob.objects.filter(virtual_key_id__in=e2e_db.key_ids)
         ]
     secrets = [UPSTREAM_OPENAI_KEY, UPSTREAM_ANTHROPIC_KEY, *e2e_db.raw_keys]
-    places = {"response bodies": api.bodies, "job rows": rows,
-              **{f"{name} log": [text] for name, text in gateway.logs().items()}}
+    places = {
+        "response bodies": api.bodies,
+        "job rows": rows,
+        **{f"{name} log": [text] for name, text in gateway.logs().items()},
+    }
     for place, texts in places.items():
         for secret in secrets:
             assert not any(secret in text for text in texts), f"{secret[:10]}… found in {place}"

@@ -24,10 +24,16 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
+
+# The keys the gateway is configured with. The Anthropic one is not shaped like an "sk-" key on
+# purpose: only the gateway's knowledge of its configured keys can keep it out of responses, job
+# rows and logs, no pattern will.
+UPSTREAM_OPENAI_KEY = "sk-upstream-e2e-SECRET123"
+UPSTREAM_ANTHROPIC_KEY = "e2e-anthropic-SECRET456"
 
 OPENAI_PATH = "/v1/completions"
 ANTHROPIC_PATH = "/v1/messages"
@@ -56,15 +62,16 @@ class FakeUpstream:
         self._max_in_flight: dict[str, int] = defaultdict(int)
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-upstream",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fake-upstream", daemon=True
+        )
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
 
-    # --- lifecycle ---------------------------------------------------------------------------------
+    # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeUpstream:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
@@ -87,7 +94,7 @@ class FakeUpstream:
         # stall some of them for a SYN retry and hide the concurrency under test.
         await web.SockSite(self._runner, self._sock, backlog=2048).start()
 
-    # --- what the tests read -------------------------------------------------------------------
+    # --- what the tests read --------------------------------------------------------------------
     def calls(self, *, model: str | None = None, prompt: str | None = None) -> list[Call]:
         with self._lock:
             calls = list(self._calls)
@@ -101,7 +108,7 @@ class FakeUpstream:
         with self._lock:
             return self._max_in_flight[model]
 
-    # --- the two protocols -----------------------------------------------------------------------
+    # --- the two protocols ----------------------------------------------------------------------
     async def _openai(self, request: web.Request) -> web.Response:
         body = await request.json()
         model = str(body.get("model", ""))
@@ -111,22 +118,31 @@ class FakeUpstream:
 
         async def succeed() -> web.Response:
             choices = [
-                {"text": reply_text(p), "index": i * n + j, "logprobs": None,
-                 "finish_reason": "stop"}
+                {
+                    "text": reply_text(p),
+                    "index": i * n + j,
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
                 for i, p in enumerate(prompts)
                 for j in range(n)
             ]
             prompt_tokens = sum(len(p.split()) for p in prompts)
             completion_tokens = sum(len(reply_text(p).split()) for p in prompts) * n
-            return web.json_response({
-                "id": f"cmpl-{uuid.uuid4().hex}",
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": choices,
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            })
+            return web.json_response(
+                {
+                    "id": f"cmpl-{uuid.uuid4().hex}",
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": choices,
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                }
+            )
 
         api_key = request.headers.get("Authorization", "").removeprefix("Bearer ")
         return await self._serve_model(request, model, prompts, succeed, api_key, openai_error)
@@ -139,17 +155,21 @@ class FakeUpstream:
 
         async def succeed() -> web.Response:
             text = reply_text(prompts[0])
-            return web.json_response({
-                "id": f"msg_{uuid.uuid4().hex}",
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {"input_tokens": len(prompts[0].split()),
-                          "output_tokens": len(text.split())},
-            })
+            return web.json_response(
+                {
+                    "id": f"msg_{uuid.uuid4().hex}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {
+                        "input_tokens": len(prompts[0].split()),
+                        "output_tokens": len(text.split()),
+                    },
+                }
+            )
 
         api_key = request.headers.get("x-api-key", "")
         return await self._serve_model(request, model, prompts, succeed, api_key, anthropic_error)
@@ -159,9 +179,9 @@ class FakeUpstream:
         request: web.Request,
         model: str,
         prompts: tuple[str, ...],
-        succeed: Any,
+        succeed: Callable[[], Awaitable[web.Response]],
         api_key: str,
-        error: Any,
+        error: Callable[..., web.Response],
     ) -> web.Response:
         with self._lock:
             self._in_flight[model] += 1
@@ -174,12 +194,18 @@ class FakeUpstream:
             elif model == "fail-500":
                 response = error(500, "api_error", "The upstream is broken.")
             elif model == "flaky-503":
-                response = (error(503, "overloaded_error", "Overloaded, try again.")
-                            if seen == 0 else await succeed())
+                response = (
+                    error(503, "overloaded_error", "Overloaded, try again.")
+                    if seen == 0
+                    else await succeed()
+                )
             elif model == "bad-400":
-                response = error(400, "invalid_request_error",
-                                 f"bad-400 rejects every request (key used: {api_key}).",
-                                 param="prompt")
+                response = error(
+                    400,
+                    "invalid_request_error",
+                    f"bad-400 rejects every request (key used: {api_key}).",
+                    param="prompt",
+                )
             elif model.startswith("slow-") and model.removeprefix("slow-").isdigit():
                 await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
                 response = await succeed()
@@ -189,9 +215,16 @@ class FakeUpstream:
             with self._lock:
                 self._in_flight[model] -= 1
         with self._lock:
-            self._calls.append(Call(request.path, model, prompts,
-                                    {k.lower(): v for k, v in request.headers.items()},
-                                    response.status, time.time()))
+            self._calls.append(
+                Call(
+                    request.path,
+                    model,
+                    prompts,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    response.status,
+                    time.time(),
+                )
+            )
         return response
 
 
@@ -199,13 +232,15 @@ def reply_text(prompt: str) -> str:
     return f"reply to: {prompt}"
 
 
-def openai_error(status: int, error_type: str, message: str,
-                 param: str | None = None) -> web.Response:
+def openai_error(
+    status: int, error_type: str, message: str, param: str | None = None
+) -> web.Response:
     body = {"error": {"message": message, "type": error_type, "param": param, "code": None}}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
-def anthropic_error(status: int, error_type: str, message: str,
-                    param: str | None = None) -> web.Response:
+def anthropic_error(
+    status: int, error_type: str, message: str, param: str | None = None
+) -> web.Response:
     body = {"type": "error", "error": {"type": error_type, "message": message}}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jobs.engine import JobEngine
+from jobs.engine import EngineClosed, JobEngine
 from jobs.models import AsyncJob, JobStatus
 from providers.transport import HttpResponse, Timeouts
 from tests.factories import AsyncJobFactory
@@ -143,3 +143,25 @@ def test_shutdown_gives_unfinished_jobs_back_as_pending(dispatched):
     job.refresh_from_db()
     assert (job.status, job.attempts, job.claimed_by) == (JobStatus.PENDING, 0, "")
     assert dispatched == [str(job.pk)]
+
+
+def test_a_closing_engine_refuses_new_jobs(dispatched):
+    transport = GatedTransport(json_response(200, openai_completion()))
+    engine = JobEngine(transport=transport, worker_id="closing").start()
+    engine.shutdown(grace=0.1)
+    job = AsyncJobFactory()
+    with pytest.raises(EngineClosed):
+        engine.run(str(job.pk))
+    assert AsyncJob.objects.get(pk=job.pk).status == JobStatus.PENDING
+
+
+def test_run_job_task_requeues_when_the_worker_is_shutting_down(monkeypatch):
+    from celery.exceptions import Reject
+
+    from jobs import engine as engine_module
+    from jobs.tasks import run_job
+
+    monkeypatch.setattr(engine_module, "_engine_closed", True)
+    with pytest.raises(Reject) as rejected:
+        run_job(str(AsyncJobFactory().pk))
+    assert rejected.value.requeue is True

@@ -299,3 +299,16 @@ def test_body_that_is_not_a_json_object_is_400_invalid_body(key_client, body):
     response = key_client.post(URL, data=json.dumps(body), content_type="application/json")
     assert_error(response, 400, None)
     assert response.json()["error"]["code"] == "invalid_body"
+
+
+def test_submit_is_202_even_when_publishing_fails_unexpectedly(
+    key_client, monkeypatch, django_capture_on_commit_callbacks
+):
+    def broken_publish(*args, **kwargs):
+        raise TypeError("a bug in the publishing path")
+
+    monkeypatch.setattr("jobs.tasks.run_job.apply_async", broken_publish)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = submit(key_client, {"model": "openai/m", "prompt": "x"})
+    assert response.status_code == 202
+    assert AsyncJob.objects.get().status == JobStatus.PENDING
