@@ -162,6 +162,24 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = _error_response(exc)
+    if response is not None:
+        _describe_request(response.data["extra_fields"], context.get("view"))
+    return response
+
+
+def _describe_request(extra_fields: dict[str, Any], view: Any) -> None:
+    """Fill what the error left empty with what the view knows the request was about."""
+    request_type = getattr(view, "request_type", None)
+    model_requested = getattr(view, "model_requested", None)
+    if extra_fields["request_type"] is None:
+        extra_fields["request_type"] = request_type
+    if extra_fields["model_requested"] is None and model_requested:
+        extra_fields["model_requested"] = model_requested
+        extra_fields["provider"] = extra_fields["provider"] or model_requested.partition("/")[0]
+
+
+def _error_response(exc: Exception) -> Response | None:
     if isinstance(exc, GatewayError):
         return _respond(exc.body(), exc.status_code)
     if isinstance(exc, drf.ValidationError):

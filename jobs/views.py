@@ -29,6 +29,9 @@ ERRORS = {
 
 
 class SubmitCompletionView(APIView):
+    request_type = RequestType.TEXT_COMPLETION.value
+    model_requested: str | None = None  # named in errors once the body is parsed
+
     @extend_schema(
         operation_id="create_async_completion",
         summary="Create async text completion",
@@ -47,6 +50,8 @@ class SubmitCompletionView(APIView):
         responses={202: AsyncJobSerializer, **{k: v for k, v in ERRORS.items() if k != 404}},
     )
     def post(self, request: Request) -> Response:
+        model = request.data.get("model") if isinstance(request.data, dict) else None
+        self.model_requested = model if isinstance(model, str) and "/" in model else None
         result_ttl = result_ttl_from(request)
         serializer = CompletionRequestSerializer(
             data=request.data, context={"principal": principal_of(request)}
@@ -67,6 +72,8 @@ class SubmitCompletionView(APIView):
 
 
 class PollCompletionView(APIView):
+    request_type = RequestType.TEXT_COMPLETION.value
+
     @extend_schema(
         operation_id="get_async_completion",
         summary="Get async text completion job",

@@ -312,3 +312,13 @@ def test_submit_is_202_even_when_publishing_fails_unexpectedly(
         response = submit(key_client, {"model": "openai/m", "prompt": "x"})
     assert response.status_code == 202
     assert AsyncJob.objects.get().status == JobStatus.PENDING
+
+
+def test_errors_name_the_request_type_and_model_requested(key_client):
+    response = submit(key_client, {"model": "openai/m", "prompt": "x", "temperature": 9})
+    body = assert_error(response, 400, "temperature")
+    assert body["extra_fields"] == {
+        "provider": "openai",
+        "model_requested": "openai/m",
+        "request_type": "text_completion",
+    }
