@@ -322,3 +322,20 @@ def test_errors_name_the_request_type_and_model_requested(key_client):
         "model_requested": "openai/m",
         "request_type": "text_completion",
     }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"model": "openai/m", "prompt": "x", "temperature": 1e309}',
+        '{"model": "openai/m", "prompt": "x", "max_tokens": ' + "9" * 5000 + "}",
+        '{"model": "openai/m", "prompt": "x", "logit_bias": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"model": "openai/m", "prompt": "x", "seed": 1e400}',
+        '{"model": "openai/m", "prompt": "x", "user": "\\ud800"}',
+        b'{"model": "openai/m", "prompt": "\xff\xfe"}',
+    ],
+)
+def test_hostile_json_is_a_clear_400_never_a_500(key_client, raw):
+    response = key_client.post(URL, data=raw, content_type="application/json")
+    assert_error_shape(response, 400)
+    assert AsyncJob.objects.count() == 0
