@@ -39,4 +39,18 @@ def gateway_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="gateway.W001",
             )
         )
+    if _database_is_shared() and settings.SECRET_KEY_FROM_VAR_DIR:
+        problems.append(
+            Warning(
+                "SECRET_KEY is not set, so this process uses the key in var/secret_key. Virtual "
+                "keys are hashed with it: every web process sharing this database must use the "
+                "same SECRET_KEY.",
+                id="gateway.W002",
+            )
+        )
     return problems
+
+
+def _database_is_shared() -> bool:
+    """Anything but the embedded SQLite file can be reached by processes on other machines."""
+    return bool(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3")

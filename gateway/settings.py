@@ -27,6 +27,7 @@ def _embedded_secret_key() -> str:
     return path.read_text().strip()
 
 
+SECRET_KEY_FROM_VAR_DIR = not env_str("SECRET_KEY")
 SECRET_KEY = env_str("SECRET_KEY") or _embedded_secret_key()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])

@@ -1,0 +1,87 @@
+"""Settings read from the environment fail loudly; bad combinations are reported by checks."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway.checks import gateway_settings_check
+from gateway.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+
+def ids(problems: list) -> set[str]:
+    return {problem.id for problem in problems}
+
+
+@pytest.mark.parametrize(
+    ("reader", "value"),
+    [
+        (lambda: env_int("GW_TEST", 1), "ten"),
+        (lambda: env_int("GW_TEST", 1, minimum=5), "4"),
+        (lambda: env_float("GW_TEST", 1.0), "fast"),
+        (lambda: env_bool("GW_TEST", False), "maybe"),
+        (lambda: env_choice("GW_TEST", "a", {"a", "b"}), "c"),
+    ],
+)
+def test_malformed_environment_value_stops_start_up(monkeypatch, reader, value):
+    monkeypatch.setenv("GW_TEST", value)
+    with pytest.raises(ImproperlyConfigured, match="GW_TEST"):
+        reader()
+
+
+def test_environment_values_are_parsed(monkeypatch):
+    monkeypatch.setenv("GW_INT", " 42 ")
+    monkeypatch.setenv("GW_BOOL", "yes")
+    monkeypatch.setenv("GW_LIST", "a, b,,c")
+    assert env_int("GW_INT", 1) == 42
+    assert env_bool("GW_BOOL", False) is True
+    assert env_list("GW_LIST") == ["a", "b", "c"]
+    assert env_int("GW_UNSET", 7) == 7
+
+
+def test_secret_can_come_from_a_file(monkeypatch, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    monkeypatch.delenv("GW_SECRET", raising=False)
+    monkeypatch.setenv("GW_SECRET_FILE", str(secret))
+    assert env_str("GW_SECRET") == "from-a-file"
+
+
+def test_unreadable_secret_file_stops_start_up(monkeypatch, tmp_path):
+    monkeypatch.delenv("GW_SECRET", raising=False)
+    monkeypatch.setenv("GW_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="GW_SECRET_FILE"):
+        env_str("GW_SECRET")
+
+
+def test_embedded_database_without_secret_key_is_fine(settings, monkeypatch):
+    settings.SECRET_KEY_FROM_VAR_DIR = True
+    monkeypatch.setattr("gateway.checks._database_is_shared", lambda: False)
+    assert "gateway.W002" not in ids(gateway_settings_check())
+
+
+def test_default_settings_pass_the_checks(settings):
+    settings.SECRET_KEY_FROM_VAR_DIR = False
+    assert gateway_settings_check() == []
+
+
+def test_default_ttl_above_maximum_is_an_error(settings):
+    settings.GATEWAY_DEFAULT_RESULT_TTL, settings.GATEWAY_MAX_RESULT_TTL = 100, 10
+    assert "gateway.E001" in ids(gateway_settings_check())
+
+
+def test_short_hs256_secret_is_an_error(settings):
+    settings.GATEWAY_JWT_SECRET = "short"
+    assert "gateway.E002" in ids(gateway_settings_check())
+
+
+def test_rs256_without_public_key_is_an_error(settings):
+    settings.GATEWAY_JWT_ALGORITHM = "RS256"
+    settings.GATEWAY_JWT_PUBLIC_KEY = ""
+    assert "gateway.E003" in ids(gateway_settings_check())
+
+
+def test_shared_database_without_secret_key_is_warned(settings, monkeypatch):
+    settings.SECRET_KEY_FROM_VAR_DIR = True
+    monkeypatch.setattr("gateway.checks._database_is_shared", lambda: True)
+    assert "gateway.W002" in ids(gateway_settings_check())
