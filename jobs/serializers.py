@@ -163,6 +163,15 @@ class CompletionRequestSerializer(serializers.Serializer):
         attrs.pop("stream", None)
         if "best_of" in attrs and attrs["best_of"] < attrs.get("n", 1):
             raise InvalidRequest("best_of must be greater than or equal to n.", param="best_of")
+        prompts = attrs["prompt"] if isinstance(attrs["prompt"], list) else [attrs["prompt"]]
+        choices = len(prompts) * max(attrs.get("n", 1), attrs.get("best_of", 1))
+        if choices > settings.GATEWAY_MAX_CHOICES:
+            # Providers without batching (Anthropic) make one call per choice.
+            raise InvalidRequest(
+                f"the number of prompts times n (or best_of) may be at most {settings.GATEWAY_MAX_CHOICES}.",
+                param="n",
+                code="too_many_choices",
+            )
         fallbacks = attrs.pop("fallbacks", [])
         if len(fallbacks) > settings.GATEWAY_MAX_FALLBACKS:
             raise InvalidRequest(

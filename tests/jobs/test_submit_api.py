@@ -339,3 +339,11 @@ def test_hostile_json_is_a_clear_400_never_a_500(key_client, raw):
     response = key_client.post(URL, data=raw, content_type="application/json")
     assert_error_shape(response, 400)
     assert AsyncJob.objects.count() == 0
+
+
+def test_too_many_choices_is_400_naming_n(key_client, settings):
+    settings.GATEWAY_MAX_CHOICES = 10
+    body = assert_error(
+        submit(key_client, {"model": "openai/m", "prompt": ["a", "b", "c"], "n": 4}), 400, "n"
+    )
+    assert body["error"]["code"] == "too_many_choices"
