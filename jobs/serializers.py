@@ -168,7 +168,8 @@ class CompletionRequestSerializer(serializers.Serializer):
         if choices > settings.GATEWAY_MAX_CHOICES:
             # Providers without batching (Anthropic) make one call per choice.
             raise InvalidRequest(
-                f"the number of prompts times n (or best_of) may be at most {settings.GATEWAY_MAX_CHOICES}.",
+                "the number of prompts times n (or best_of) may be at most "
+                f"{settings.GATEWAY_MAX_CHOICES}.",
                 param="n",
                 code="too_many_choices",
             )
