@@ -347,3 +347,17 @@ def test_too_many_choices_is_400_naming_n(key_client, settings):
         submit(key_client, {"model": "openai/m", "prompt": ["a", "b", "c"], "n": 4}), 400, "n"
     )
     assert body["error"]["code"] == "too_many_choices"
+
+
+def test_location_follows_forwarded_host_and_proto_behind_a_proxy(key_client, settings, dispatched):
+    settings.USE_X_FORWARDED_HOST = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    response = submit(
+        key_client,
+        {"model": "openai/m", "prompt": "x"},
+        HTTP_X_FORWARDED_HOST="gateway.example.com",
+        HTTP_X_FORWARDED_PROTO="https",
+    )
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    assert response["Location"] == f"https://gateway.example.com/v1/async/completions/{job_id}"
