@@ -27,8 +27,10 @@ def _embedded_secret_key() -> str:
     return path.read_text().strip()
 
 
-SECRET_KEY_FROM_VAR_DIR = not env_str("SECRET_KEY")
-SECRET_KEY = env_str("SECRET_KEY") or _embedded_secret_key()
+SECRET_KEY = env_str("SECRET_KEY")
+SECRET_KEY_FROM_VAR_DIR = not SECRET_KEY
+if SECRET_KEY_FROM_VAR_DIR:
+    SECRET_KEY = _embedded_secret_key()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

@@ -251,9 +251,7 @@ class JobEngine:
         if left:
             released = await self._db_call(services.release_jobs, self.worker_id, left)
             logger.info("gave %d unfinished jobs back to the queue", released)
-        close = getattr(self._transport, "close", None)
-        if close is not None:
-            await close()
+        await self._transport.close()
 
 
 _engine: JobEngine | None = None

@@ -39,6 +39,8 @@ class Transport(Protocol):
         self, url: str, *, headers: dict[str, str], body: bytes, timeouts: Timeouts
     ) -> HttpResponse: ...
 
+    async def close(self) -> None: ...
+
 
 @dataclass
 class AiohttpTransport:

@@ -20,6 +20,7 @@ from tests.e2e.upstream import (
     FakeUpstream,
     reply_text,
 )
+from tests.helpers import ERROR_DETAIL_KEYS, ERROR_KEYS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
     from tests.e2e.conftest import Database, Gateway, GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gateway")]
-
-ERROR_KEYS = {"event_id", "type", "is_bifrost_error", "status_code", "error", "extra_fields"}
-ERROR_DETAIL_KEYS = {"type", "code", "message", "param", "event_id"}
 
 
 def unique(label: str) -> str:

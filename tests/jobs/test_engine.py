@@ -32,6 +32,9 @@ class GatedTransport:
         self.peak = 0
         self.urls: list[str] = []
 
+    async def close(self) -> None:
+        """Nothing to release; here to satisfy the Transport protocol."""
+
     async def post(
         self, url: str, *, headers: dict[str, str], body: bytes, timeouts: Timeouts
     ) -> HttpResponse:

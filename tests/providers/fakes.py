@@ -55,6 +55,9 @@ class FakeTransport:
     def unused(self) -> int:
         return len(self._replies)
 
+    async def close(self) -> None:
+        """Nothing to release; here to satisfy the Transport protocol."""
+
     async def post(
         self, url: str, *, headers: dict[str, str], body: bytes, timeouts: Timeouts
     ) -> HttpResponse:
