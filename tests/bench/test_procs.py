@@ -1,0 +1,146 @@
+"""Process groups, HTTP readiness and memory sampling for the benchmark."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.procs import (
+    Procs,
+    RssSampler,
+    descendants,
+    free_port,
+    group_members,
+    tree_rss_bytes,
+    wait_http,
+)
+
+SLEEPER = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"]
+# A shell whose child ignores SIGTERM: stopping the shell alone would leave the child behind.
+STUBBORN_CHILD = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(60)"
+)
+
+
+def wait_for_line(log: Path, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{text!r} never appeared in {log}")
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_start_logs_output_and_stop_ends_the_process(tmp_path: Path) -> None:
+    with Procs(tmp_path) as procs:
+        proc = procs.start("sleeper", SLEEPER, env={"BENCH_TEST": "1"})
+        wait_for_line(tmp_path / "sleeper.log", "ready")
+        assert procs.alive("sleeper")
+        assert procs.pids("sleep") == [proc.pid]
+        assert procs.pids("other") == []
+
+        procs.stop("sleeper")
+
+        assert not procs.alive("sleeper")
+        assert proc.poll() is not None
+        assert procs.pids("") == []
+
+
+def test_start_merges_env_over_the_environment(tmp_path: Path) -> None:
+    script = "import os; print(os.environ['BENCH_TEST'], 'PATH' in os.environ, flush=True)"
+    with Procs(tmp_path) as procs:
+        proc = procs.start("env", [sys.executable, "-c", script], env={"BENCH_TEST": "merged"})
+        proc.wait(timeout=10)
+    assert (tmp_path / "env.log").read_text().strip() == "merged True"
+
+
+def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    shell = f'{sys.executable} -c "{STUBBORN_CHILD}" & wait'
+    with Procs(tmp_path) as procs:
+        proc = procs.start("group", ["sh", "-c", shell])
+        wait_for_line(tmp_path / "group.log", "ready")
+        child = next(pid for pid in descendants([proc.pid]) if pid != proc.pid)
+
+        started = time.monotonic()
+        procs.stop("group", timeout=0.5)
+
+        assert time.monotonic() - started >= 0.5  # SIGTERM was not enough
+        assert group_members(proc.pid) == []
+        assert descendants([child]) == set()  # the stubborn child is gone too
+
+
+def test_exit_stops_every_process_in_reverse_order(tmp_path: Path) -> None:
+    with Procs(tmp_path) as procs:
+        first = procs.start("a", SLEEPER)
+        second = procs.start("b", SLEEPER)
+    assert first.poll() is not None
+    assert second.poll() is not None
+
+
+def test_an_exception_inside_the_context_still_stops_processes(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), Procs(tmp_path) as procs:
+        proc = procs.start("a", SLEEPER)
+        raise KeyboardInterrupt
+    assert proc.poll() is not None
+
+
+def test_starting_a_running_name_twice_is_refused(tmp_path: Path) -> None:
+    with Procs(tmp_path) as procs:
+        procs.start("a", SLEEPER)
+        with pytest.raises(ValueError, match="already running"):
+            procs.start("a", SLEEPER)
+
+
+def test_wait_http_returns_once_the_server_answers(tmp_path: Path) -> None:
+    port = free_port()
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    with Procs(tmp_path) as procs:
+        procs.start("http", server, cwd=tmp_path)
+        wait_http(f"http://127.0.0.1:{port}/", timeout=10)
+
+
+def test_wait_http_names_the_url_and_the_log_tail(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("booting\nTraceback: address in use\n")
+    url = f"http://127.0.0.1:{free_port()}/health"
+    with pytest.raises(RuntimeError, match="address in use") as raised:
+        wait_http(url, timeout=0.3, log=log)
+    assert url in str(raised.value)
+
+
+def test_wait_http_fails_at_once_when_the_process_died(tmp_path: Path) -> None:
+    with Procs(tmp_path) as procs:
+        proc = procs.start("dies", [sys.executable, "-c", "raise SystemExit(3)"])
+        proc.wait(timeout=10)
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="exited with 3"):
+            wait_http(f"http://127.0.0.1:{free_port()}/", timeout=30, proc=proc)
+        assert time.monotonic() - started < 5
+
+
+def test_tree_rss_includes_descendants(tmp_path: Path) -> None:
+    shell = f'{SLEEPER[0]} -c "{SLEEPER[2]}" & wait'
+    with Procs(tmp_path) as procs:
+        proc = procs.start("tree", ["sh", "-c", shell])
+        wait_for_line(tmp_path / "tree.log", "ready")
+        assert tree_rss_bytes([proc.pid]) > 5 * 1024 * 1024  # the Python child dominates
+        assert tree_rss_bytes([]) == 0
+
+
+def test_rss_sampler_reports_a_positive_peak() -> None:
+    sampler = RssSampler(lambda: [os.getpid()], interval=0.01).start()
+    time.sleep(0.05)
+    assert sampler.stop() > 1024 * 1024
