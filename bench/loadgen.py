@@ -1,0 +1,280 @@
+"""An asyncio HTTP load generator for the benchmark, on aiohttp with keep-alive connections.
+
+Two shapes of load:
+
+- ``closed_loop``: N connections each send requests back to back; measures the most a server
+  can take (throughput at a fixed concurrency).
+- ``open_loop``: requests start on a fixed schedule whether or not earlier ones have finished;
+  measures whether a server keeps up with a given arrival rate. Latency is counted from the
+  scheduled start, so queueing in the client counts against the server, as a real client sees it.
+
+A request is ``ok`` when its status is one of ``ok_statuses``; ``errors`` are transport errors
+(refused or reset connections, timeouts) that produced no status at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+
+T = TypeVar("T")
+Body = bytes | Callable[[int], bytes] | None
+OnResponse = Callable[[int, bytes], None]
+Progress = Callable[[int], None]
+
+REQUEST_TIMEOUT = 120.0
+PROGRESS_SECONDS = 1.0
+ERROR_PAUSE = 0.01  # after a transport error, so a dead server does not spin the loop
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99 (nearest rank), max, mean and n of ``values``; zeros when empty."""
+    if not values:
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0, "n": 0}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def rank(p: float) -> float:
+        return float(ordered[max(0, math.ceil(p / 100 * n) - 1)])
+
+    return {
+        "p50": rank(50),
+        "p90": rank(90),
+        "p99": rank(99),
+        "max": float(ordered[-1]),
+        "mean": sum(ordered) / n,
+        "n": n,
+    }
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured (warm-up excluded).
+
+    ``requests`` = sum of ``statuses`` + ``errors``; ``rate`` is ``ok`` per second over
+    ``seconds``; ``latency_ms`` summarises the ok responses (see ``percentiles``).
+    """
+
+    requests: int
+    statuses: dict[int, int]
+    errors: int
+    seconds: float
+    ok: int
+    rate: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["statuses"] = {str(status): count for status, count in sorted(self.statuses.items())}
+        return data
+
+
+class _Tally:
+    """Collects outcomes as responses arrive; shared by both load shapes."""
+
+    def __init__(self, ok_statuses: tuple[int, ...]) -> None:
+        self.ok_statuses = ok_statuses
+        self.statuses: dict[int, int] = {}
+        self.errors = 0
+        self.latencies: list[float] = []
+        self.done = 0
+
+    def response(self, status: int, latency: float) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status in self.ok_statuses:
+            self.latencies.append(latency * 1000)
+        self.done += 1
+
+    def error(self) -> None:
+        self.errors += 1
+        self.done += 1
+
+    def result(self, seconds: float) -> LoadResult:
+        ok = len(self.latencies)
+        return LoadResult(
+            requests=sum(self.statuses.values()) + self.errors,
+            statuses=dict(sorted(self.statuses.items())),
+            errors=self.errors,
+            seconds=seconds,
+            ok=ok,
+            rate=ok / seconds if seconds > 0 else 0.0,
+            latency_ms=percentiles(self.latencies),
+        )
+
+
+def _session(connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, ttl_dns_cache=None)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+def _body_for(body: Body, index: int) -> bytes | None:
+    return body(index) if callable(body) else body
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    data: bytes | None,
+    headers: dict[str, str] | None,
+) -> tuple[int, bytes] | None:
+    """One request: (status, body), or None on a transport error."""
+    try:
+        async with session.request(method, url, data=data, headers=headers) as response:
+            return response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return None
+
+
+async def _report_progress(tally: _Tally, progress: Progress) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_SECONDS)
+        progress(tally.done)
+
+
+async def _with_progress(
+    work: Coroutine[Any, Any, T], tally: _Tally, progress: Progress | None
+) -> T:
+    """Runs ``work`` while calling ``progress(done)`` about once a second, and once at the end."""
+    if progress is None:
+        return await work
+    ticker = asyncio.create_task(_report_progress(tally, progress))
+    try:
+        return await work
+    finally:
+        ticker.cancel()
+        progress(tally.done)
+
+
+async def closed_loop(
+    url: str,
+    *,
+    method: str = "POST",
+    body: Body = None,
+    headers: dict[str, str] | None = None,
+    connections: int = 64,
+    duration: float | None = None,
+    total: int | None = None,
+    ok_statuses: tuple[int, ...] = (200, 202),
+    on_response: OnResponse | None = None,
+    progress: Progress | None = None,
+    warmup: float = 0.0,
+) -> LoadResult:
+    """``connections`` workers send requests back to back until ``duration`` or ``total``.
+
+    The first ``warmup`` seconds of requests are sent but not counted; ``duration`` and
+    ``total`` apply to the counted part. ``body`` is fixed bytes or a function of the request's
+    sequence number. ``on_response(status, body)`` sees every response, warm-up included (a
+    caller collecting job ids needs them all). ``progress(done)`` gets the number of counted
+    responses so far, about once a second.
+    """
+    if duration is None and total is None:
+        raise ValueError("closed_loop needs a duration or a total")
+    tally = _Tally(ok_statuses)
+    started = time.perf_counter()
+    measure_from = started + warmup
+    stop_at = measure_from + duration if duration is not None else math.inf
+    sequence = 0
+    counted = 0
+    last_end = measure_from
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal sequence, counted, last_end
+        while True:
+            begin = time.perf_counter()
+            measured = begin >= measure_from
+            if begin >= stop_at or (measured and total is not None and counted >= total):
+                return
+            counted += measured
+            index = sequence
+            sequence += 1
+            outcome = await _send(session, method, url, _body_for(body, index), headers)
+            end = time.perf_counter()
+            if outcome is None:
+                if measured:
+                    tally.error()
+                await asyncio.sleep(ERROR_PAUSE)
+                continue
+            if measured:
+                tally.response(outcome[0], end - begin)
+                last_end = max(last_end, end)
+            if on_response is not None:
+                on_response(*outcome)
+
+    async def all_workers() -> None:
+        async with _session(connections) as session:
+            await asyncio.gather(*(worker(session) for _ in range(connections)))
+
+    await _with_progress(all_workers(), tally, progress)
+    return tally.result(max(last_end, time.perf_counter()) - measure_from)
+
+
+async def open_loop(
+    url: str,
+    *,
+    rate: float,
+    duration: float,
+    method: str = "POST",
+    body: Body = None,
+    headers: dict[str, str] | None = None,
+    ok_statuses: tuple[int, ...] = (200, 202),
+    on_response: OnResponse | None = None,
+    progress: Progress | None = None,
+    max_connections: int = 256,
+) -> LoadResult:
+    """Starts ``rate`` requests per second for ``duration`` seconds, on schedule.
+
+    Request i is due at ``start + i / rate`` whatever happened to the earlier ones; when all
+    ``max_connections`` are busy the request waits for one, and that wait counts in its latency.
+    ``seconds`` runs from the first start to the last response.
+    """
+    if rate <= 0 or duration <= 0:
+        raise ValueError("open_loop needs a positive rate and duration")
+    tally = _Tally(ok_statuses)
+    planned = round(rate * duration)
+    start = time.perf_counter()
+
+    async def one(session: aiohttp.ClientSession, index: int) -> None:
+        due = start + index / rate
+        outcome = await _send(session, method, url, _body_for(body, index), headers)
+        if outcome is None:
+            tally.error()
+            return
+        tally.response(outcome[0], time.perf_counter() - due)
+        if on_response is not None:
+            on_response(*outcome)
+
+    async def schedule() -> None:
+        async with _session(max_connections) as session:
+            tasks: list[asyncio.Task[None]] = []
+            while len(tasks) < planned:
+                due_now = min(planned, int((time.perf_counter() - start) * rate) + 1)
+                tasks.extend(
+                    asyncio.create_task(one(session, i)) for i in range(len(tasks), due_now)
+                )
+                if len(tasks) < planned:
+                    await asyncio.sleep(max(0.0, start + len(tasks) / rate - time.perf_counter()))
+            await asyncio.gather(*tasks)
+
+    await _with_progress(schedule(), tally, progress)
+    return tally.result(time.perf_counter() - start)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs ``coro`` to completion on a uvloop loop when uvloop is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
