@@ -25,6 +25,7 @@ import aiohttp
 
 T = TypeVar("T")
 Body = bytes | Callable[[int], bytes] | None
+Url = str | Callable[[int], str]
 OnResponse = Callable[[int, bytes], None]
 Progress = Callable[[int], None]
 
@@ -121,6 +122,10 @@ def _body_for(body: Body, index: int) -> bytes | None:
     return body(index) if callable(body) else body
 
 
+def _url_for(url: Url, index: int) -> str:
+    return url(index) if callable(url) else url
+
+
 async def _send(
     session: aiohttp.ClientSession,
     method: str,
@@ -157,7 +162,7 @@ async def _with_progress(
 
 
 async def closed_loop(
-    url: str,
+    url: Url,
     *,
     method: str = "POST",
     body: Body = None,
@@ -173,10 +178,11 @@ async def closed_loop(
     """``connections`` workers send requests back to back until ``duration`` or ``total``.
 
     The first ``warmup`` seconds of requests are sent but not counted; ``duration`` and
-    ``total`` apply to the counted part. ``body`` is fixed bytes or a function of the request's
-    sequence number. ``on_response(status, body)`` sees every response, warm-up included (a
-    caller collecting job ids needs them all). ``progress(done)`` gets the number of counted
-    responses so far, about once a second.
+    ``total`` apply to the counted part. ``url`` and ``body`` are fixed or functions of the
+    request's sequence number (0, 1, 2, ...), e.g. to poll a different job each time.
+    ``on_response(status, body)`` sees every response, warm-up included (a caller collecting
+    job ids needs them all). ``progress(done)`` gets the number of counted responses so far,
+    about once a second.
     """
     if duration is None and total is None:
         raise ValueError("closed_loop needs a duration or a total")
@@ -198,7 +204,9 @@ async def closed_loop(
             counted += measured
             index = sequence
             sequence += 1
-            outcome = await _send(session, method, url, _body_for(body, index), headers)
+            outcome = await _send(
+                session, method, _url_for(url, index), _body_for(body, index), headers
+            )
             end = time.perf_counter()
             if outcome is None:
                 if measured:
@@ -220,7 +228,7 @@ async def closed_loop(
 
 
 async def open_loop(
-    url: str,
+    url: Url,
     *,
     rate: float,
     duration: float,
@@ -246,7 +254,9 @@ async def open_loop(
 
     async def one(session: aiohttp.ClientSession, index: int) -> None:
         due = start + index / rate
-        outcome = await _send(session, method, url, _body_for(body, index), headers)
+        outcome = await _send(
+            session, method, _url_for(url, index), _body_for(body, index), headers
+        )
         if outcome is None:
             tally.error()
             return

@@ -212,3 +212,22 @@ def test_load_result_to_json_is_plain_json() -> None:
     assert data["statuses"] == {"202": 2, "500": 1}
     assert data["latency_ms"]["max"] == 2.0
     assert data["rate"] == pytest.approx(1.3333, rel=1e-3)
+
+
+def test_the_url_can_change_with_each_request() -> None:
+    paths: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        paths.append(request.path)
+        return web.json_response({}, status=200)
+
+    app = web.Application()
+    app.router.add_get("/jobs/{n}", record)
+    result = run_against(
+        app,
+        lambda base: closed_loop(
+            lambda i: f"{base}/jobs/{i}", method="GET", connections=1, total=3
+        ),
+    )
+    assert result.ok == 3
+    assert paths == ["/jobs/0", "/jobs/1", "/jobs/2"]
