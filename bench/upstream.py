@@ -19,8 +19,10 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
@@ -215,6 +217,24 @@ def make_app(latency_ms: float = 0.0) -> web.Application:
         ]
     )
     return app
+
+
+@asynccontextmanager
+async def serving(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serves ``app`` on a free port of the running event loop; yields its base URL.
+
+    For callers that want the upstream (or any small aiohttp app) in-process rather than as
+    ``python -m bench.upstream``.
+    """
+    listener = socket.create_server((host, 0), backlog=4096)
+    runner = web.AppRunner(app, access_log=None)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, listener).start()
+        yield f"http://{host}:{listener.getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+        listener.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -16,29 +16,22 @@ import aiohttp
 from aiohttp import web
 
 from bench.procs import Procs, free_port, wait_http
-from bench.upstream import STATE, make_app
+from bench.upstream import STATE, make_app, serving
 
 Client = Callable[..., Awaitable[tuple[int, Any]]]
 
 
 @asynccontextmanager
-async def serving(latency_ms: float = 0.0) -> AsyncIterator[tuple[web.Application, Client]]:
+async def upstream(latency_ms: float = 0.0) -> AsyncIterator[tuple[web.Application, Client]]:
     """The upstream on a free port, and a ``call(method, path, json=...)`` helper."""
     app = make_app(latency_ms)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+    async with serving(app) as base, aiohttp.ClientSession(base) as session:
 
         async def call(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
             async with session.request(method, path, **kwargs) as response:
                 return response.status, await response.json()
 
-        try:
-            yield app, call
-        finally:
-            await runner.cleanup()
+        yield app, call
 
 
 def get_json(url: str) -> Any:
@@ -49,7 +42,7 @@ def get_json(url: str) -> Any:
 
 def run_with_upstream(test: Callable[[web.Application, Client], Awaitable[None]]) -> None:
     async def main() -> None:
-        async with serving() as (app, call):
+        async with upstream() as (app, call):
             await test(app, call)
 
     asyncio.run(main())
