@@ -148,11 +148,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
 
 # Worker engine
 GATEWAY_WORKER_MAX_IN_FLIGHT = env_int("GATEWAY_WORKER_MAX_IN_FLIGHT", 400, minimum=1)
+# How often an engine looks for pending jobs without a bell (a bell makes it look at once).
+GATEWAY_WORKER_POLL_SECONDS = env_float("GATEWAY_WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 GATEWAY_JOB_LEASE_SECONDS = env_int("GATEWAY_JOB_LEASE_SECONDS", 60, minimum=5)
 GATEWAY_JOB_MAX_ATTEMPTS = env_int("GATEWAY_JOB_MAX_ATTEMPTS", 3, minimum=1)
 GATEWAY_JOB_TIMEOUT = env_float("GATEWAY_JOB_TIMEOUT", 900.0, minimum=1.0)
 GATEWAY_REDISPATCH_AFTER = env_int("GATEWAY_REDISPATCH_AFTER", 60, minimum=1)
-GATEWAY_PURGE_BATCH_SIZE = env_int("GATEWAY_PURGE_BATCH_SIZE", 5000, minimum=1)
+# Job ids per broker message, and whether submits publish from a background thread (batched).
+GATEWAY_DISPATCH_BATCH = env_int("GATEWAY_DISPATCH_BATCH", 100, minimum=1)
+GATEWAY_DISPATCH_IN_BACKGROUND = env_bool("GATEWAY_DISPATCH_IN_BACKGROUND", True)
+GATEWAY_PURGE_BATCH_SIZE = env_int("GATEWAY_PURGE_BATCH_SIZE", 10_000, minimum=1)
 
 # Upstream calls and routing
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 120.0, minimum=0.1)

@@ -1,15 +1,25 @@
-"""Ringing the bell: publish a job id to the broker. A failed publish never fails a submit.
+"""Ringing the bell: publish job ids to the broker. A failed publish never fails a submit.
 
 The job row is already committed when this runs; if the broker is down the job stays
 ``pending`` and the beat task ``redispatch_stale_jobs`` publishes it again.
+
+One message carries up to ``GATEWAY_DISPATCH_BATCH`` ids. Submits hand their id to this
+process's ``Publisher``, a background thread that sends whatever queued while it was sending
+the previous message: one id per message when traffic is light (no added wait), many when it is
+heavy, so neither the web process nor the worker pays a broker round trip per job.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
-from collections.abc import Iterable
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from uuid import UUID
 
+from django.conf import settings
 from kombu.exceptions import OperationalError
 
 logger = logging.getLogger(__name__)
@@ -23,24 +33,110 @@ PUBLISH_RETRY_POLICY = {
 }
 
 
-def dispatch(job_ids: Iterable[UUID | str]) -> int:
-    from jobs.tasks import run_job
+def _publish(job_ids: list[str]) -> None:
+    from jobs.tasks import run_jobs
 
+    run_jobs.apply_async(args=[job_ids], retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+
+
+def dispatch(job_ids: Iterable[UUID | str]) -> int:
+    """Publish now, in messages of up to GATEWAY_DISPATCH_BATCH ids; the number published."""
+    ids = [str(job_id) for job_id in job_ids]
+    size = settings.GATEWAY_DISPATCH_BATCH
     sent = 0
-    for job_id in job_ids:
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
         try:
-            run_job.apply_async(args=[str(job_id)], retry=True, retry_policy=PUBLISH_RETRY_POLICY)
-            sent += 1
+            _publish(chunk)
+            sent += len(chunk)
         except (OperationalError, OSError) as exc:
             logger.warning(
-                "broker unavailable, job %s stays pending until re-dispatch: %s",
-                job_id,
+                "broker unavailable, %d jobs stay pending until re-dispatch: %s",
+                len(ids) - sent,
                 type(exc).__name__,
             )
             break
         except Exception:
-            # The row is committed and the client is told 202: whatever goes wrong with the
-            # bell must not turn that into an error. The beat task publishes the job again.
-            logger.exception("publishing job %s failed; it stays pending until re-dispatch", job_id)
+            # The rows are committed and the clients told 202: whatever goes wrong with the
+            # bell must not turn that into an error. The beat task publishes the jobs again.
+            logger.exception("publishing %d jobs failed; they stay pending", len(ids) - sent)
             break
     return sent
+
+
+class Publisher:
+    """A background thread that publishes queued job ids in batches.
+
+    ``send`` takes a list of ids and publishes them (``dispatch`` by default). Ids still queued
+    when the process exits are published by an exit hook; if the process dies before that, the
+    jobs are pending rows and beat re-dispatches them.
+    """
+
+    def __init__(self, send: Callable[[Sequence[str]], int] = dispatch) -> None:
+        self._send = send
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def submit(self, job_id: UUID | str) -> None:
+        self._ensure_thread()
+        self._queue.put(str(job_id))
+
+    def flush(self) -> int:
+        """Publish everything queued, from the calling thread; the number sent."""
+        return sum(self._send(batch) for batch in iter(self._take_batch, []))
+
+    def stop(self) -> None:
+        """Stop the thread after it has published what is queued."""
+        thread = self._thread
+        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+            self._queue.put(None)
+            thread.join(timeout=10)
+        self.flush()
+
+    def _ensure_thread(self) -> None:
+        # A forked child (gunicorn, Celery prefork) inherits no running thread: start its own.
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._run, name="job-publisher", daemon=True)
+                self._thread.start()
+
+    def _take_batch(self, first: str | None = None) -> list[str]:
+        batch = [first] if first else []
+        while len(batch) < settings.GATEWAY_DISPATCH_BATCH:
+            try:
+                job_id = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job_id is None:
+                self._queue.put(None)  # the stop marker stays for the loop to see
+                break
+            batch.append(job_id)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            try:
+                self._send(self._take_batch(first))
+            except Exception:  # dispatch already logs; the thread must live on
+                logger.exception("job publisher: a batch could not be sent")
+
+
+_publisher = Publisher()
+atexit.register(_publisher.stop)
+
+
+def dispatch_soon(job_id: UUID | str) -> None:
+    """Queue the job's bell for this process's publisher (or publish now, if so configured)."""
+    if settings.GATEWAY_DISPATCH_IN_BACKGROUND:
+        _publisher.submit(job_id)
+    else:
+        dispatch([job_id])

@@ -1,10 +1,15 @@
 """The worker's engine: one asyncio loop per worker process keeping many provider calls in flight.
 
-Celery delivers job ids to a few task threads; each hands its id to ``JobEngine.run``, which
-waits for a free slot (at most GATEWAY_WORKER_MAX_IN_FLIGHT jobs per process), claims the row
-and returns, and the call goes on in the loop. Database work runs in a small thread pool (a
-handful of connections per process, none held across a provider call). Leases of the jobs in
-flight are renewed periodically, so a dead worker's jobs are recovered by the beat task.
+The job rows are the queue. The engine claims pending jobs itself, oldest first, in batches of
+up to its free capacity (one conditional UPDATE per batch; ``FOR UPDATE SKIP LOCKED`` on
+Postgres, so engines on many machines never wait for each other). Broker messages are bells:
+``wake()`` makes the engine claim at once; without one it still looks every
+GATEWAY_WORKER_POLL_SECONDS, so a lost or mis-delivered bell delays a job, never loses it.
+
+At most GATEWAY_WORKER_MAX_IN_FLIGHT jobs run per process. Database work runs in a small thread
+pool (a handful of connections per process, none held across a provider call); terminal states
+are written in batches. Leases of the jobs in flight are renewed periodically, so a dead
+worker's jobs are recovered by the beat task.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -35,7 +41,9 @@ T = TypeVar("T")
 
 DB_THREADS = 4
 FINISH_RETRY_SECONDS = 300.0
-CLAIM_TIMEOUT = 60.0
+CLAIM_BATCH = 200  # jobs claimed per statement, at most
+FINISH_BATCH = 200  # terminal states written per transaction
+CLAIM_ERROR_PAUSE = 1.0  # seconds before claiming again after a database error
 
 
 class EngineClosed(RuntimeError):
@@ -50,6 +58,15 @@ def _in_db_thread(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     return call
 
 
+@dataclass
+class Claimed:
+    """A job this engine holds, with where to send it."""
+
+    job: AsyncJob
+    targets: list[Target]
+    credentials: dict[str, Credentials | None]
+
+
 def _credentials_for(job: AsyncJob) -> tuple[list[Target], dict[str, Credentials | None]]:
     targets = [Target(job.provider, job.model)] + [Target.parse(f) for f in job.fallbacks]
     credentials: dict[str, Credentials | None] = {}
@@ -58,6 +75,15 @@ def _credentials_for(job: AsyncJob) -> tuple[list[Target], dict[str, Credentials
             entry = registry.get_provider(target.provider)
             credentials[target.provider] = entry.choose_credentials() if entry else None
     return targets, credentials
+
+
+def _claim_batch(limit: int, worker_id: str) -> list[Claimed]:
+    """Claim up to ``limit`` pending jobs and resolve their targets, in one database-thread call."""
+    claimed = []
+    for job in services.claim_pending_jobs(limit, worker_id):
+        targets, credentials = _credentials_for(job)
+        claimed.append(Claimed(job, targets, credentials))
+    return claimed
 
 
 class JobEngine:
@@ -70,7 +96,6 @@ class JobEngine:
     ) -> None:
         self.max_in_flight = max_in_flight or settings.GATEWAY_WORKER_MAX_IN_FLIGHT
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._slots = threading.BoundedSemaphore(self.max_in_flight)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="job-engine", daemon=True
@@ -80,6 +105,14 @@ class JobEngine:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self._renewer: asyncio.Future[None] | None = None
+        # Set by a bell, a poll or a freed slot; ``_maybe_more``: pending jobs may be waiting.
+        self._claim_wakeup: asyncio.Event | None = None
+        self._maybe_more = True
+        # Terminal writes are batched: whatever queued while the previous batch was written
+        # goes in the next transaction, so there is no fixed wait and no per-job commit.
+        self._finishes: list[tuple[services.Finish, asyncio.Future[bool]]] = []
+        self._finish_wakeup: asyncio.Event | None = None
+        self._batchers: list[asyncio.Task[None]] = []
         self.policy = RetryPolicy(
             retries=settings.GATEWAY_RETRIES,
             base_delay=settings.GATEWAY_RETRY_BASE_DELAY,
@@ -103,26 +136,11 @@ class JobEngine:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def run(self, job_id: str) -> bool:
-        """Claim the job and start it; blocks while the engine is full. True if claimed here."""
+    def wake(self) -> None:
+        """A bell: pending jobs are waiting; claim what fits now."""
         if self._closing:
             raise EngineClosed("the job engine is shutting down")
-        self._slots.acquire()
-        try:
-            if self._closing:  # the slot was freed by the shutdown's drain
-                raise EngineClosed("the job engine is shutting down")
-            future = asyncio.run_coroutine_threadsafe(self._claim_and_start(job_id), self._loop)
-            try:
-                claimed = future.result(timeout=CLAIM_TIMEOUT)
-            except TimeoutError:
-                future.cancel()
-                raise EngineClosed("the job engine did not answer in time") from None
-        except BaseException:
-            self._slots.release()
-            raise
-        if not claimed:
-            self._slots.release()
-        return claimed
+        self._loop.call_soon_threadsafe(self._ring)
 
     def shutdown(self, grace: float = 30.0) -> None:
         """Let jobs in flight finish for ``grace`` seconds, then give the rest back as pending."""
@@ -155,28 +173,57 @@ class JobEngine:
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._loop.run_in_executor(self._db, _in_db_thread(fn, *args))
 
-    async def _claim_and_start(self, job_id: str) -> bool:
-        job = await self._db_call(services.claim_job, job_id, self.worker_id)
-        if job is None:
-            return False
-        task = self._loop.create_task(self._execute(job), name=f"job-{job.pk}")
-        self._in_flight[str(job.pk)] = task
-        task.add_done_callback(lambda _: self._done(str(job.pk)))
-        return True
+    def _ring(self) -> None:
+        self._maybe_more = True
+        if self._claim_wakeup is not None:
+            self._claim_wakeup.set()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(settings.GATEWAY_WORKER_POLL_SECONDS)
+            self._ring()
+
+    async def _claim_forever(self) -> None:
+        assert self._claim_wakeup is not None
+        while True:
+            await self._claim_wakeup.wait()
+            self._claim_wakeup.clear()
+            while self._maybe_more and not self._closing:
+                free = self.max_in_flight - len(self._in_flight)
+                if free <= 0:
+                    break  # a finishing job rings again
+                limit = min(free, CLAIM_BATCH)
+                try:
+                    claimed = await self._db_call(_claim_batch, limit, self.worker_id)
+                except DatabaseError as exc:
+                    logger.warning("claiming jobs failed: %s", type(exc).__name__)
+                    await asyncio.sleep(CLAIM_ERROR_PAUSE)
+                    continue
+                for item in claimed:
+                    self._start(item)
+                if len(claimed) < limit:
+                    self._maybe_more = False  # the queue was empty a moment ago
+
+    def _start(self, item: Claimed) -> None:
+        job_id = str(item.job.pk)
+        task = self._loop.create_task(self._execute(item), name=f"job-{job_id}")
+        self._in_flight[job_id] = task
+        task.add_done_callback(lambda _: self._done(job_id))
 
     def _done(self, job_id: str) -> None:
         self._in_flight.pop(job_id, None)
-        self._slots.release()
+        if self._maybe_more and self._claim_wakeup is not None:
+            self._claim_wakeup.set()
 
-    async def _execute(self, job: AsyncJob) -> None:
+    async def _execute(self, claimed: Claimed) -> None:
+        job = claimed.job
         try:
-            targets, credentials = await self._db_call(_credentials_for, job)
             outcome = await asyncio.wait_for(
                 route_completion(
-                    targets,
+                    claimed.targets,
                     job.request,
                     transport=self._transport,
-                    credentials=credentials,
+                    credentials=claimed.credentials,
                     adapters=registry.ADAPTERS,
                     policy=self.policy,
                     timeouts=self.timeouts,
@@ -186,45 +233,61 @@ class JobEngine:
             terminal = outcomes.from_outcome(job, outcome)
         except TimeoutError:
             terminal = outcomes.timed_out(job, settings.GATEWAY_JOB_TIMEOUT)
-        except DatabaseError:
-            # Credentials could not be read; the lease will lapse and the job be tried again.
-            logger.warning("job %s: database unavailable before the call; left for retry", job.pk)
-            return
-        await self._finish(job, terminal)
+        finish = services.Finish(
+            job.pk, job.result_ttl, terminal.status_code, terminal.result, terminal.error
+        )
+        written = self._loop.create_future()
+        self._finishes.append((finish, written))
+        assert self._finish_wakeup is not None
+        self._finish_wakeup.set()
+        if not await written:
+            logger.warning("job %s: no longer held by this worker; result dropped", job.pk)
 
-    async def _finish(self, job: AsyncJob, terminal: outcomes.Terminal) -> None:
+    async def _finish_forever(self) -> None:
+        assert self._finish_wakeup is not None
+        while True:
+            await self._finish_wakeup.wait()
+            self._finish_wakeup.clear()
+            while self._finishes:
+                batch = self._finishes[:FINISH_BATCH]
+                del self._finishes[:FINISH_BATCH]
+                await self._write(batch)
+
+    async def _write(self, batch: list[tuple[services.Finish, asyncio.Future[bool]]]) -> None:
+        """Write a batch of terminal states, retrying while the database is away."""
+        finishes = [finish for finish, _ in batch]
         delay, waited = 0.5, 0.0
         while True:
             try:
-                written = await self._db_call(
-                    lambda: services.finish_job(
-                        job.pk,
-                        self.worker_id,
-                        result_ttl=job.result_ttl,
-                        status_code=terminal.status_code,
-                        result=terminal.result,
-                        error=terminal.error,
-                    )
-                )
+                written = await self._db_call(services.finish_jobs, self.worker_id, finishes)
+                break
             except DatabaseError as exc:
                 if waited >= FINISH_RETRY_SECONDS:
                     logger.error(
-                        "job %s: result could not be written (%s); the lease will "
-                        "lapse and the job run again",
-                        job.pk,
+                        "%d results could not be written (%s); their leases will lapse and "
+                        "the jobs run again",
+                        len(batch),
                         type(exc).__name__,
                     )
-                    return
+                    written = [True] * len(batch)  # nothing more to say about each
+                    break
                 await asyncio.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 10.0)
-                continue
-            if not written:
-                logger.warning("job %s: no longer held by this worker; result dropped", job.pk)
-            return
+        for (_, answer), ok in zip(batch, written, strict=True):
+            if not answer.done():
+                answer.set_result(ok)
 
     async def _start_renewer(self) -> None:
         self._renewer = self._loop.create_task(self._renew_leases_forever())
+        self._claim_wakeup = asyncio.Event()
+        self._finish_wakeup = asyncio.Event()
+        self._batchers = [
+            self._loop.create_task(self._claim_forever()),
+            self._loop.create_task(self._finish_forever()),
+            self._loop.create_task(self._poll_forever()),
+        ]
+        self._claim_wakeup.set()  # pending jobs may have waited for a worker
 
     async def _renew_leases_forever(self) -> None:
         interval = max(1.0, settings.GATEWAY_JOB_LEASE_SECONDS / 4)
@@ -251,6 +314,8 @@ class JobEngine:
         if left:
             released = await self._db_call(services.release_jobs, self.worker_id, left)
             logger.info("gave %d unfinished jobs back to the queue", released)
+        for batcher in self._batchers:
+            batcher.cancel()
         await self._transport.close()
 
 

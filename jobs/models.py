@@ -66,6 +66,12 @@ class AsyncJob(models.Model):
             models.Index(fields=["status", "dispatched_at"], name="job_status_dispatched_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease_idx"),
             models.Index(fields=["virtual_key", "-created_at"], name="job_key_created_idx"),
+            # The engines' queue: pending jobs, oldest first.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(status="pending"),
+                name="job_pending_created_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Field
 from django.utils import timezone
 
 from gateway.errors import error_body
 from gateway.principals import Principal
-from jobs.dispatch import dispatch
+from jobs.dispatch import dispatch, dispatch_soon
 from jobs.models import AsyncJob, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -47,14 +49,20 @@ def submit_job(
             result_ttl=result_ttl,
             dispatched_at=timezone.now(),
         )
-        transaction.on_commit(lambda: dispatch([job.id]))
+        transaction.on_commit(lambda: dispatch_soon(job.id))
     return job
 
 
-def claim_job(job_id: UUID | str, worker_id: str) -> AsyncJob | None:
-    """pending -> processing under a lease for this worker; None if someone else has it."""
+def claim_jobs(job_ids: Sequence[UUID | str], worker_id: str) -> list[AsyncJob]:
+    """pending -> processing under a lease for this worker, for every id still pending.
+
+    Two statements for the whole batch. ``started_at`` is this claim's own timestamp, so the
+    read-back finds exactly the rows this call claimed, not ones this worker held before.
+    """
+    if not job_ids:
+        return []
     now = timezone.now()
-    claimed = AsyncJob.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+    claimed = AsyncJob.objects.filter(pk__in=job_ids, status=JobStatus.PENDING).update(
         status=JobStatus.PROCESSING,
         claimed_by=worker_id,
         lease_expires_at=now + timedelta(seconds=settings.GATEWAY_JOB_LEASE_SECONDS),
@@ -62,8 +70,130 @@ def claim_job(job_id: UUID | str, worker_id: str) -> AsyncJob | None:
         attempts=F("attempts") + 1,
     )
     if not claimed:
+        return []
+    return list(
+        AsyncJob.objects.filter(
+            pk__in=job_ids, status=JobStatus.PROCESSING, claimed_by=worker_id, started_at=now
+        )
+    )
+
+
+def _claim_pending_sql() -> str:
+    quote = connection.ops.quote_name
+    table, job_id, status = quote(AsyncJob._meta.db_table), quote("id"), quote("status")
+    assignments = (
+        f"{status} = %s, {quote('claimed_by')} = %s, {quote('lease_expires_at')} = %s, "
+        f"{quote('started_at')} = %s, {quote('attempts')} = {quote('attempts')} + 1"
+    )
+    oldest = f"SELECT {job_id} FROM {table} WHERE {status} = %s ORDER BY {quote('created_at')}"  # noqa: S608 (names from the model)
+    if connection.features.has_select_for_update_skip_locked:
+        # Postgres: rows another engine is claiming right now are skipped, not waited for. The
+        # pick is a materialized CTE so it runs once: as an IN (...) subquery the planner may
+        # run it again, and each run would skip the rows the last one locked and take more.
+        return (
+            f"WITH picked AS MATERIALIZED ({oldest} LIMIT %s FOR UPDATE SKIP LOCKED) "  # noqa: S608
+            f"UPDATE {table} SET {assignments} FROM picked "
+            f"WHERE {table}.{job_id} = picked.{job_id} RETURNING {table}.{job_id}"
+        )
+    # SQLite has one writer at a time, so the plain statement is already exclusive.
+    return (
+        f"UPDATE {table} SET {assignments} "  # noqa: S608 (names from the model)
+        f"WHERE {job_id} IN ({oldest} LIMIT %s) RETURNING {job_id}"
+    )
+
+
+def claim_pending_jobs(limit: int, worker_id: str) -> list[AsyncJob]:
+    """Claim up to ``limit`` pending jobs, oldest first: pending -> processing under a lease."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.GATEWAY_JOB_LEASE_SECONDS)
+    assignments: list[Any] = [
+        JobStatus.PROCESSING.value,
+        worker_id,
+        _db_value("lease_expires_at", lease),
+        _db_value("started_at", now),
+    ]
+    pick: list[Any] = [JobStatus.PENDING.value, limit]
+    if connection.features.has_select_for_update_skip_locked:
+        params = pick + assignments  # the CTE comes first
+    else:
+        params = assignments + pick
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_pending_sql(), params)
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    return list(AsyncJob.objects.filter(pk__in=ids).order_by("created_at"))
+
+
+def claim_job(job_id: UUID | str, worker_id: str) -> AsyncJob | None:
+    """One job: pending -> processing for this worker; None if someone else has it."""
+    claimed = claim_jobs([job_id], worker_id)
+    return claimed[0] if claimed else None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A terminal state to write for one job."""
+
+    job_id: UUID | str
+    result_ttl: int
+    status_code: int
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+_FINISH_COLUMNS = ("status", "completed_at", "expires_at", "status_code", "result", "error")
+
+
+def _finish_sql() -> str:
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column)} = %s" for column in _FINISH_COLUMNS)
+    return (
+        f"UPDATE {quote(AsyncJob._meta.db_table)} SET {assignments}, "  # noqa: S608 (names from the model)
+        f"{quote('lease_expires_at')} = NULL "
+        f"WHERE {quote('id')} = %s AND {quote('status')} = %s AND {quote('claimed_by')} = %s"
+    )
+
+
+def _db_value(field_name: str, value: Any) -> Any:
+    """A value as the ORM would send it for this column (None stays SQL NULL)."""
+    if value is None:
         return None
-    return AsyncJob.objects.filter(pk=job_id).first()
+    field = AsyncJob._meta.get_field(field_name)
+    assert isinstance(field, Field)
+    return field.get_db_prep_save(value, connection)
+
+
+def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
+    """Write terminal states, once each: only the worker holding a job may, only while it does.
+
+    One transaction for the batch, one prepared UPDATE per job; the answer says which were
+    written (False: the job is no longer this worker's).
+    """
+    if not finishes:
+        return []
+    now = timezone.now()
+    sql = _finish_sql()
+    written: list[bool] = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        for finish in finishes:
+            values = {
+                "status": JobStatus.FAILED if finish.error is not None else JobStatus.COMPLETED,
+                "completed_at": now,
+                "expires_at": now + timedelta(seconds=finish.result_ttl),
+                "status_code": finish.status_code,
+                "result": finish.result,
+                "error": finish.error,
+            }
+            params = [_db_value(column, values[column]) for column in _FINISH_COLUMNS]
+            params += [
+                _db_value("id", finish.job_id),
+                JobStatus.PROCESSING.value,
+                worker_id,
+            ]
+            cursor.execute(sql, params)
+            written.append(cursor.rowcount == 1)
+    return written
 
 
 def finish_job(
@@ -75,20 +205,9 @@ def finish_job(
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
 ) -> bool:
-    """Write the terminal state, once: only the worker holding the job may, only while it does."""
-    now = timezone.now()
-    written = AsyncJob.objects.filter(
-        pk=job_id, status=JobStatus.PROCESSING, claimed_by=worker_id
-    ).update(
-        status=JobStatus.FAILED if error is not None else JobStatus.COMPLETED,
-        completed_at=now,
-        expires_at=now + timedelta(seconds=result_ttl),
-        status_code=status_code,
-        result=result,
-        error=error,
-        lease_expires_at=None,
-    )
-    return written == 1
+    """One job's terminal state, written once (see ``finish_jobs``)."""
+    finish = Finish(job_id, result_ttl, status_code, result, error)
+    return finish_jobs(worker_id, [finish])[0]
 
 
 def renew_leases(worker_id: str, job_ids: list[str]) -> int:
@@ -194,24 +313,80 @@ def retry_job(job: AsyncJob) -> bool:
     return bool(reset)
 
 
+# A purge statement slower than this halves the next batch; faster than half of it doubles the
+# batch again, up to the configured size. Checkpoints and busy neighbours on a shared database
+# can slow a statement several-fold, and the purge must never hold rows or a connection for long.
+_PURGE_STATEMENT_TARGET = 0.25
+
+
+def _purge_batch_sql(*, from_boundary: bool) -> str:
+    """One purge batch as one statement. Parameters: cutoff, [boundary], batch size.
+
+    Postgres: lock up to n expired rows, oldest expiry first, skipping rows that a worker or
+    another purger holds (neither side ever waits on the other), delete them by physical row
+    address (no primary-key lookups), and answer how many went and the latest expiry among them.
+    The next batch starts its index scan at that expiry: deleted rows keep their index entries
+    until vacuum, and walking over them again would make each batch slower than the last.
+    SQLite has one writer at a time and drops index entries at once, so the plain statement is
+    already exclusive and cheap.
+    """
+    quote = connection.ops.quote_name
+    table = quote(AsyncJob._meta.db_table)
+    expires = quote(AsyncJob._meta.get_field("expires_at").column)
+    if connection.vendor != "postgresql":
+        pk = quote(AsyncJob._meta.get_field("id").column)
+        return (
+            f"DELETE FROM {table} WHERE {pk} IN (SELECT {pk} FROM {table} "  # noqa: S608 (names from the model)
+            f"WHERE {expires} <= %s ORDER BY {expires} LIMIT %s)"
+        )
+    since = f" AND {expires} >= %s" if from_boundary else ""
+    return (
+        f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 (names from the model)
+        f"SELECT ctid FROM {table} WHERE {expires} <= %s{since} "
+        f"ORDER BY {expires} LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING {expires}) "
+        f"SELECT count(*), max({expires}) FROM gone"
+    )
+
+
+def _purge_batch(cutoff: datetime, boundary: datetime | None, size: int) -> tuple[int, Any]:
+    """Delete up to ``size`` jobs expired by ``cutoff``; (rows deleted, latest expiry or None)."""
+    params: list[Any] = [connection.ops.adapt_datetimefield_value(cutoff)]
+    if boundary is not None:
+        params.append(boundary)
+    params.append(size)
+    with connection.cursor() as cursor:
+        cursor.execute(_purge_batch_sql(from_boundary=boundary is not None), params)
+        if connection.vendor != "postgresql":
+            return cursor.rowcount, None
+        deleted, latest = cursor.fetchone()
+        return deleted, latest
+
+
 def purge_expired_jobs(*, batch_size: int | None = None, time_budget: float = 50.0) -> int:
-    """Delete jobs whose result TTL has passed, in batches, within a time budget."""
-    batch_size = batch_size or settings.GATEWAY_PURGE_BATCH_SIZE
+    """Delete jobs whose result TTL has passed, in short batches, within a time budget.
+
+    Each batch is one statement, so in autocommit (beat, the command) its own short transaction:
+    no lock is held between batches and submits, claims and finishes go on meanwhile. No batch
+    starts after ``time_budget`` seconds; whatever is left waits for the next run. Nothing points
+    at a job and no signal listens to its deletion, so the ORM's collector is not needed.
+    """
+    ceiling = batch_size or settings.GATEWAY_PURGE_BATCH_SIZE
+    size = ceiling
     deadline = time.monotonic() + time_budget
+    boundary: datetime | None = None
     total = 0
     while time.monotonic() < deadline:
-        now = timezone.now()
-        ids = list(
-            AsyncJob.objects.filter(expires_at__lte=now)
-            .order_by("expires_at")
-            .values_list("pk", flat=True)[:batch_size]
-        )
-        if not ids:
-            break
-        deleted, _ = AsyncJob.objects.filter(pk__in=ids, expires_at__lte=now).delete()
+        started = time.monotonic()
+        deleted, latest = _purge_batch(timezone.now(), boundary, size)
+        took = time.monotonic() - started
         total += deleted
-        if len(ids) < batch_size:
+        if deleted < size:
             break
+        boundary = latest
+        if took > _PURGE_STATEMENT_TARGET:
+            size = max(1, size // 2)
+        elif took < _PURGE_STATEMENT_TARGET / 2:
+            size = min(ceiling, size * 2)
     if total:
         logger.info("purged %d expired jobs", total)
     return total

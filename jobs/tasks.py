@@ -15,14 +15,24 @@ from jobs.engine import EngineClosed, get_engine, shutdown_engine
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="jobs.run_job", acks_late=True, ignore_result=True)
-def run_job(job_id: str) -> bool:
-    """Hand the job to this process's engine; acknowledged once the row is claimed (or taken)."""
+@shared_task(name="jobs.run_jobs", ignore_result=True)
+def run_jobs(job_ids: list[str]) -> None:
+    """A bell: jobs are pending. This process's engine claims what fits, oldest first.
+
+    The ids say which submits rang; the engine claims from the table, so a bell that reaches a
+    full worker costs nothing and the job is taken by whichever engine has room first.
+    """
     try:
-        return get_engine().run(job_id)
+        get_engine().wake()
     except EngineClosed:
-        # Shutting down: back to the queue for another worker, the try not counted.
+        # Shutting down: let another worker hear it.
         raise Reject("worker shutting down", requeue=True) from None
+
+
+@shared_task(name="jobs.run_job", ignore_result=True)
+def run_job(job_id: str) -> None:
+    """One id per bell, as published before bells carried batches."""
+    run_jobs(job_ids=[job_id])
 
 
 @shared_task(name="jobs.purge_expired_jobs", ignore_result=True)

@@ -27,6 +27,9 @@ def _gateway_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
     settings.GATEWAY_JWT_AUDIENCE = ""
     settings.GATEWAY_JWT_ISSUER = ""
     settings.GATEWAY_PROVIDER_CACHE_SECONDS = 0
+    # Submits publish from the calling thread, so tests see each publish as it happens;
+    # tests/jobs/test_dispatch.py covers the background publisher itself.
+    settings.GATEWAY_DISPATCH_IN_BACKGROUND = False
     registry.clear_cache()
     yield
     registry.clear_cache()
@@ -37,7 +40,7 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Job ids published to the broker, captured instead of sent."""
     sent: list[str] = []
     monkeypatch.setattr(
-        "jobs.tasks.run_job.apply_async", lambda args, **kwargs: sent.append(args[0])
+        "jobs.tasks.run_jobs.apply_async", lambda args, **kwargs: sent.extend(args[0])
     )
     return sent
 

@@ -72,18 +72,23 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+def status_of(job: AsyncJob) -> str:
+    return AsyncJob.objects.get(pk=job.pk).status
+
+
 def test_engine_completes_a_job_with_the_providers_result(engines):
     transport = GatedTransport(json_response(200, openai_completion(text="hello")))
     transport.release.set()
     engine = start(engines, transport)
     job = AsyncJobFactory()
 
-    assert engine.run(str(job.pk)) is True
-    wait_for(lambda: AsyncJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED)
+    engine.wake()
+    wait_for(lambda: status_of(job) == JobStatus.COMPLETED)
 
     job.refresh_from_db()
     assert job.result["choices"][0]["text"] == "hello"
     assert job.status_code == 200
+    assert (job.claimed_by, job.attempts) == ("test-worker", 1)
     assert transport.urls == ["http://127.0.0.1:9/v1/completions"]
 
 
@@ -94,8 +99,8 @@ def test_engine_records_a_failed_job_in_the_error_shape(engines):
     engine = start(engines, transport)
     job = AsyncJobFactory()
 
-    engine.run(str(job.pk))
-    wait_for(lambda: AsyncJob.objects.get(pk=job.pk).status == JobStatus.FAILED)
+    engine.wake()
+    wait_for(lambda: status_of(job) == JobStatus.FAILED)
 
     job.refresh_from_db()
     assert job.status_code == 400
@@ -105,40 +110,94 @@ def test_engine_records_a_failed_job_in_the_error_shape(engines):
     assert [a["status_code"] for a in job.error["extra_fields"]["attempts"]] == [400]
 
 
-def test_engine_does_not_run_a_job_claimed_elsewhere(engines):
+def test_engine_leaves_jobs_claimed_elsewhere_and_finished_ones_alone(engines):
     transport = GatedTransport(json_response(200, openai_completion()))
+    transport.release.set()
     engine = start(engines, transport)
-    job = AsyncJobFactory(status=JobStatus.PROCESSING, claimed_by="another-worker")
-    assert engine.run(str(job.pk)) is False
-    assert transport.urls == []
+    theirs = AsyncJobFactory(status=JobStatus.PROCESSING, claimed_by="another-worker")
+    done = AsyncJobFactory(status=JobStatus.COMPLETED, status_code=200, result={"kept": True})
+    mine = AsyncJobFactory()
+
+    engine.wake()
+    wait_for(lambda: status_of(mine) == JobStatus.COMPLETED)
+
+    assert transport.urls == ["http://127.0.0.1:9/v1/completions"]
+    assert AsyncJob.objects.get(pk=theirs.pk).claimed_by == "another-worker"
+    assert AsyncJob.objects.get(pk=done.pk).result == {"kept": True}
 
 
-def test_engine_keeps_many_calls_in_flight_and_blocks_beyond_its_limit(engines):
+def test_engine_finds_pending_jobs_without_a_bell(engines, settings):
+    settings.GATEWAY_WORKER_POLL_SECONDS = 0.1
+    transport = GatedTransport(json_response(200, openai_completion()))
+    transport.release.set()
+    start(engines, transport)
+    time.sleep(0.3)  # the engine has looked once and found nothing
+    job = AsyncJobFactory()
+
+    wait_for(lambda: status_of(job) == JobStatus.COMPLETED, timeout=5)
+
+
+def test_engine_claims_the_oldest_jobs_first(engines):
+    transport = GatedTransport(json_response(200, openai_completion()))
+    engine = start(engines, transport, max_in_flight=2)
+    jobs = [AsyncJobFactory(request={"model": "gpt-test", "prompt": f"p{i}"}) for i in range(4)]
+
+    engine.wake()
+    wait_for(lambda: transport.in_flight == 2)
+
+    assert [status_of(job) for job in jobs] == [
+        JobStatus.PROCESSING,
+        JobStatus.PROCESSING,
+        JobStatus.PENDING,
+        JobStatus.PENDING,
+    ]
+    transport.release.set()
+    wait_for(lambda: all(status_of(job) == JobStatus.COMPLETED for job in jobs))
+
+
+def test_engine_keeps_many_calls_in_flight_and_takes_no_more_than_its_limit(engines):
     transport = GatedTransport(json_response(200, openai_completion()))
     engine = start(engines, transport, max_in_flight=120)
     jobs = [AsyncJobFactory() for _ in range(121)]
 
-    for job in jobs[:120]:
-        assert engine.run(str(job.pk)) is True
+    engine.wake()
     wait_for(lambda: transport.in_flight == 120)
+    engine.wake()
+    time.sleep(0.3)
 
-    blocked = threading.Thread(target=engine.run, args=(str(jobs[120].pk),), daemon=True)
-    blocked.start()
-    blocked.join(timeout=0.5)
-    assert blocked.is_alive(), "the 121st job must wait for a free slot"
-    assert AsyncJob.objects.get(pk=jobs[120].pk).status == JobStatus.PENDING
-
+    assert engine.in_flight == 120
+    assert AsyncJob.objects.filter(status=JobStatus.PENDING).count() == 1
     transport.release.set()
-    blocked.join(timeout=10)
     wait_for(lambda: AsyncJob.objects.filter(status=JobStatus.COMPLETED).count() == 121, timeout=30)
     assert transport.peak == 120
+    assert {job.pk for job in jobs} == set(
+        AsyncJob.objects.filter(status=JobStatus.COMPLETED).values_list("pk", flat=True)
+    )
+
+
+def test_two_engines_never_run_the_same_job(engines):
+    transport = GatedTransport(json_response(200, openai_completion()))
+    transport.release.set()
+    first = JobEngine(transport=transport, worker_id="engine-a").start()
+    second = JobEngine(transport=transport, worker_id="engine-b").start()
+    engines.extend([first, second])
+    jobs = [AsyncJobFactory() for _ in range(60)]
+
+    for _ in range(5):
+        first.wake()
+        second.wake()
+    wait_for(lambda: AsyncJob.objects.filter(status=JobStatus.COMPLETED).count() == 60, timeout=30)
+
+    assert len(transport.urls) == 60
+    assert set(AsyncJob.objects.values_list("attempts", flat=True)) == {1}
+    assert {job.pk for job in jobs} == set(AsyncJob.objects.values_list("pk", flat=True))
 
 
 def test_shutdown_gives_unfinished_jobs_back_as_pending(dispatched):
     transport = GatedTransport(json_response(200, openai_completion()))
     engine = JobEngine(transport=transport, worker_id="stopping").start()
     job = AsyncJobFactory()
-    engine.run(str(job.pk))
+    engine.wake()
     wait_for(lambda: transport.in_flight == 1)
 
     engine.shutdown(grace=0.2)
@@ -148,23 +207,25 @@ def test_shutdown_gives_unfinished_jobs_back_as_pending(dispatched):
     assert dispatched == [str(job.pk)]
 
 
-def test_a_closing_engine_refuses_new_jobs(dispatched):
+def test_a_closing_engine_refuses_bells_and_claims_nothing(dispatched):
     transport = GatedTransport(json_response(200, openai_completion()))
     engine = JobEngine(transport=transport, worker_id="closing").start()
     engine.shutdown(grace=0.1)
     job = AsyncJobFactory()
     with pytest.raises(EngineClosed):
-        engine.run(str(job.pk))
+        engine.wake()
     assert AsyncJob.objects.get(pk=job.pk).status == JobStatus.PENDING
 
 
-def test_run_job_task_requeues_when_the_worker_is_shutting_down(monkeypatch):
+def test_run_jobs_task_requeues_the_bell_when_the_worker_is_shutting_down(monkeypatch):
     from celery.exceptions import Reject
 
     from jobs import engine as engine_module
-    from jobs.tasks import run_job
+    from jobs.tasks import run_job, run_jobs
 
     monkeypatch.setattr(engine_module, "_engine_closed", True)
     with pytest.raises(Reject) as rejected:
-        run_job(str(AsyncJobFactory().pk))
+        run_jobs([str(AsyncJobFactory().pk)])
     assert rejected.value.requeue is True
+    with pytest.raises(Reject):
+        run_job(str(AsyncJobFactory().pk))
