@@ -286,7 +286,7 @@ def test_submit_when_broker_is_down_still_accepts_the_job(
     def broker_down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("jobs.tasks.run_job.apply_async", broker_down)
+    monkeypatch.setattr("jobs.tasks.run_jobs.apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = submit(key_client, {"model": "openai/m", "prompt": "x"})
     assert len(callbacks) == 1
@@ -307,7 +307,7 @@ def test_submit_is_202_even_when_publishing_fails_unexpectedly(
     def broken_publish(*args, **kwargs):
         raise TypeError("a bug in the publishing path")
 
-    monkeypatch.setattr("jobs.tasks.run_job.apply_async", broken_publish)
+    monkeypatch.setattr("jobs.tasks.run_jobs.apply_async", broken_publish)
     with django_capture_on_commit_callbacks(execute=True):
         response = submit(key_client, {"model": "openai/m", "prompt": "x"})
     assert response.status_code == 202
