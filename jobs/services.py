@@ -322,11 +322,13 @@ _PURGE_STATEMENT_TARGET = 0.25
 def _purge_batch_sql(*, from_boundary: bool) -> str:
     """One purge batch as one statement. Parameters: cutoff, [boundary], batch size.
 
-    Postgres: lock up to n expired rows, oldest expiry first, skipping rows that a worker or
-    another purger holds (neither side ever waits on the other), delete them by physical row
-    address (no primary-key lookups), and answer how many went and the latest expiry among them.
-    The next batch starts its index scan at that expiry: deleted rows keep their index entries
-    until vacuum, and walking over them again would make each batch slower than the last.
+    Postgres: lock up to n expired rows, oldest expiry first through the expires_at index,
+    skipping rows that a worker or another purger holds (neither side ever waits on the other),
+    delete them by physical row address (no primary-key lookups), and answer how many went and
+    the oldest expiry among them. The next batch starts its index scan at that expiry, so it walks
+    over the entries of the batch before it once, not over everything deleted so far: deleted
+    rows keep their index entries until vacuum, and that one walk marks them dead for every later
+    scan, this purge's next run included.
     SQLite has one writer at a time and drops index entries at once, so the plain statement is
     already exclusive and cheap.
     """
@@ -344,12 +346,12 @@ def _purge_batch_sql(*, from_boundary: bool) -> str:
         f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 (names from the model)
         f"SELECT ctid FROM {table} WHERE {expires} <= %s{since} "
         f"ORDER BY {expires} LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING {expires}) "
-        f"SELECT count(*), max({expires}) FROM gone"
+        f"SELECT count(*), min({expires}) FROM gone"
     )
 
 
 def _purge_batch(cutoff: datetime, boundary: datetime | None, size: int) -> tuple[int, Any]:
-    """Delete up to ``size`` jobs expired by ``cutoff``; (rows deleted, latest expiry or None)."""
+    """Delete up to ``size`` jobs expired by ``cutoff``; (rows deleted, oldest expiry or None)."""
     params: list[Any] = [connection.ops.adapt_datetimefield_value(cutoff)]
     if boundary is not None:
         params.append(boundary)
@@ -358,8 +360,8 @@ def _purge_batch(cutoff: datetime, boundary: datetime | None, size: int) -> tupl
         cursor.execute(_purge_batch_sql(from_boundary=boundary is not None), params)
         if connection.vendor != "postgresql":
             return cursor.rowcount, None
-        deleted, latest = cursor.fetchone()
-        return deleted, latest
+        deleted, oldest = cursor.fetchone()
+        return deleted, oldest
 
 
 def purge_expired_jobs(*, batch_size: int | None = None, time_budget: float = 50.0) -> int:
@@ -377,12 +379,12 @@ def purge_expired_jobs(*, batch_size: int | None = None, time_budget: float = 50
     total = 0
     while time.monotonic() < deadline:
         started = time.monotonic()
-        deleted, latest = _purge_batch(timezone.now(), boundary, size)
+        deleted, oldest = _purge_batch(timezone.now(), boundary, size)
         took = time.monotonic() - started
         total += deleted
         if deleted < size:
             break
-        boundary = latest
+        boundary = oldest
         if took > _PURGE_STATEMENT_TARGET:
             size = max(1, size // 2)
         elif took < _PURGE_STATEMENT_TARGET / 2:
