@@ -1,0 +1,184 @@
+"""The benchmark's table: each scenario's figure next to its target, for the terminal and for
+``bench/RESULTS.md`` (with the raw JSON beside it in ``bench/results.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    what: str
+    figure: str
+    target: str
+    met: bool | None  # None: not measured in this run
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT met", None: "not run"}[self.met]
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    value: Any = results
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    """One row per scenario, from the raw results (a scenario that failed shows its error)."""
+    out: list[Row] = []
+
+    def add(key: str, what: str, target: str, build: Any) -> None:
+        data = results.get(key)
+        if data is None:
+            out.append(Row(key.upper(), what, "-", target, None))
+        elif "error" in data:
+            out.append(Row(key.upper(), what, f"failed: {data['error']}", target, False))
+        else:
+            figure, met = build(data)
+            out.append(Row(key.upper(), what, figure, target, met))
+
+    add(
+        "s1",
+        "accepted submits/s ÷ bare reference (64 connections)",
+        "≥ 0.40",
+        lambda d: (
+            f"{d['ratio']:.2f} ({d['gateway']['rate']:.0f}/s vs {d['reference']['rate']:.0f}/s)",
+            d["ratio"] >= 0.40,
+        ),
+    )
+    add(
+        "s2",
+        "jobs completed/s at 1 s ÷ at 0 latency (backlog drained)",
+        "≥ 0.8 and ≥ 300/s at 1 s",
+        lambda d: (
+            f"{d['ratio']:.2f} ({d['one_second']['jobs_per_s']:.0f}/s vs "
+            f"{d['zero']['jobs_per_s']:.0f}/s, {d['one_second']['finished']:,} jobs each)",
+            d["ratio"] >= 0.8 and d["one_second"]["jobs_per_s"] >= 300,
+        ),
+    )
+    add(
+        "s3",
+        "added latency at a steady 50 jobs/s",
+        "p50 ≤ 15 ms, p99 ≤ 100 ms",
+        lambda d: (
+            f"p50 {d['added_ms']['p50']:.1f} ms, p99 {d['added_ms']['p99']:.1f} ms "
+            f"({d['added_ms']['n']:.0f} jobs)",
+            d["added_ms"]["n"] > 0 and d["added_ms"]["p50"] <= 15 and d["added_ms"]["p99"] <= 100,
+        ),
+    )
+    add(
+        "s4",
+        "polls/s of a completed job ÷ bare reference GET",
+        "≥ 0.40",
+        lambda d: (
+            f"{d['ratio']:.2f} ({d['gateway']['rate']:.0f}/s vs {d['reference']['rate']:.0f}/s)",
+            d["ratio"] >= 0.40,
+        ),
+    )
+    add(
+        "s5",
+        "peak RSS of all workers, 1,000 jobs in flight at 5 s",
+        "≤ 1 GiB",
+        lambda d: (
+            f"{d['peak_rss_mib']:.0f} MiB ({d['workers']} workers, "
+            f"{d['peak_in_flight_upstream']} calls in flight at the upstream)",
+            d["peak_rss_bytes"] <= 2**30 and (d["peak_in_flight_upstream"] or 0) >= d["jobs"],
+        ),
+    )
+    add(
+        "s6",
+        "purge of expired rows while submits continue",
+        "≥ 100k rows/s, longest statement ≤ 1 s",
+        lambda d: (
+            f"{d['purge']['rows_per_s']:,.0f} rows/s, "
+            f"longest {d['purge']['longest_statement_s']:.3f} s "
+            f"({d['purge']['rows']:,} rows; {d['submits_during']['accepted']:,} submits accepted "
+            f"meanwhile, {d['submits_during']['not_accepted']} not)",
+            d["purge"]["rows_per_s"] >= 100_000
+            and d["purge"]["longest_statement_s"] <= 1.0
+            and d["submits_during"]["not_accepted"] == 0,
+        ),
+    )
+    add(
+        "s7",
+        "vs LiteLLM 1.108.7: submits/s and completed jobs/s (1 s latency)",
+        "both ≥ 3x",
+        lambda d: (
+            f"submits {d['submit_ratio']:.1f}x ({d['gateway_submits']['rate']:.0f}/s vs "
+            f"{d['peer_background_submits']['rate']:.0f}/s background); completed "
+            f"{d['completed_ratio']:.1f}x ({d['gateway_completed']['completed_per_s']:.0f}/s vs "
+            f"{d['peer_completed'].get('completed_per_s') or 0:.0f}/s; peer lost "
+            f"{d['peer_completed'].get('lost')}); peer plain /v1/completions "
+            f"{d['peer_plain_completions']['rate']:.0f}/s",
+            d["submit_ratio"] >= 3 and d["completed_ratio"] >= 3,
+        ),
+    )
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| # | what | figure | target | |", "|---|---|---|---|---|"]
+    for row in rows(results):
+        lines.append(
+            f"| {row.scenario} | {row.what} | {row.figure} | {row.target} | {row.verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def write(results: dict[str, Any], command: str, quick: bool) -> Path:
+    """Write RESULTS.md and results.json; return the markdown's path."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info = results.get("machine", {})
+    mode = "quick (--quick: shorter runs, 1,000 jobs in S2, 100k rows in S6)" if quick else "full"
+    text = "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            f"- Date: {now}",
+            f"- Machine: {info.get('cpus')} CPUs ({info.get('cpu_model')}), Python "
+            f"{info.get('python')}, load average at start {info.get('load_average_at_start')}",
+            f"- Command: `{command}` ({mode})",
+            "- Everything ran on 127.0.0.1, the load generator included; figures compared with "
+            "each other were measured in this same run. Raw figures: `bench/results.json`.",
+            "",
+            table(results),
+            "",
+            "How each figure is measured: see `bench/README.md`.",
+            "",
+        ]
+    )
+    path = BENCH_DIR / "RESULTS.md"
+    path.write_text(text)
+    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return path

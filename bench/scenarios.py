@@ -1,0 +1,451 @@
+"""The benchmark's scenarios S1-S7. Each returns its raw figures as a dict for the report.
+
+Every figure that is compared is measured in the same run as what it is compared with (this
+machine is shared and noisy), so the targets are ratios or pairs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import peer_litellm, purge
+from bench.loadgen import LoadResult, closed_loop, open_loop, percentiles, run
+from bench.procs import RssSampler, free_port, tree_rss_bytes, wait_http
+from bench.stack import BENCH_MODEL, PYTHON, REPO, Stack
+
+Log = Callable[[str], None]
+SUBMIT_PATH = "/v1/async/completions"
+PEER_MODEL = "gpt-bench"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How long and how large each scenario is: ``full`` for the record, ``quick`` to check."""
+
+    seconds: float  # each closed-loop measurement (S1, S4, S7)
+    warmup: float
+    drain_jobs: int  # S2
+    steady_seconds: float  # S3
+    steady_latency_ms: float
+    inflight_jobs: int  # S5
+    purge_rows: int  # S6
+    peer_jobs: int  # S7 completed
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(15.0, 3.0, 5000, 30.0, 1000.0, 1000, 1_000_000, 1000)
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(4.0, 1.0, 1000, 8.0, 200.0, 1000, 100_000, 300)
+
+
+def submit_body(n: int) -> bytes:
+    return json.dumps(
+        {"model": BENCH_MODEL, "prompt": f"Say hello to job {n}", "max_tokens": 16}
+    ).encode()
+
+
+def _progress(log: Log, label: str) -> Callable[[int], None]:
+    def show(done: int) -> None:
+        log(f"  {label}: {done:,}")
+
+    return show
+
+
+def _load(result: LoadResult) -> dict[str, Any]:
+    return result.to_json()
+
+
+def _submit(stack: Stack, sizes: Sizes, log: Log, label: str) -> LoadResult:
+    return run(
+        closed_loop(
+            f"{stack.web_url}{SUBMIT_PATH}",
+            body=submit_body,
+            headers=stack.auth,
+            connections=64,
+            duration=sizes.seconds,
+            warmup=sizes.warmup,
+            ok_statuses=(202,),
+            progress=_progress(log, label),
+        )
+    )
+
+
+def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
+    return run(
+        closed_loop(
+            f"{stack.web_url}{SUBMIT_PATH}",
+            body=submit_body,
+            headers=stack.auth,
+            connections=64,
+            total=count,
+            ok_statuses=(202,),
+            progress=_progress(log, "submitted"),
+        )
+    )
+
+
+# --- S1 -------------------------------------------------------------------------------------------
+def s1_submits(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """Accepted submits/s against the bare reference handler, workers stopped for both."""
+    stack.truncate()
+    log("S1: gateway submits (64 connections)")
+    ours = _submit(stack, sizes, log, "gateway submits")
+    log("S1: reference submits (64 connections)")
+    ref = run(
+        closed_loop(
+            f"{stack.reference_url}/ref/jobs",
+            body=submit_body,
+            headers={"Content-Type": "application/json"},
+            connections=64,
+            duration=sizes.seconds,
+            warmup=sizes.warmup,
+            ok_statuses=(202,),
+            progress=_progress(log, "reference submits"),
+        )
+    )
+    stack.truncate()
+    return {"gateway": _load(ours), "reference": _load(ref), "ratio": _ratio(ours.rate, ref.rate)}
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+# --- S2 -------------------------------------------------------------------------------------------
+def _drain(stack: Stack, jobs: int, latency_ms: float, log: Log) -> dict[str, Any]:
+    stack.stop_workers()
+    stack.truncate()
+    stack.set_latency(latency_ms)
+    log(f"S2: {jobs:,} jobs submitted with the workers stopped")
+    submitted = _submit_jobs(stack, jobs, log)
+    log(f"S2: workers started, upstream latency {latency_ms:g} ms")
+    stack.start_workers()
+    done = stack.wait_terminal(jobs, timeout=600, progress=_progress(log, "finished"))
+    seconds, finished = stack.drain_window()
+    counts = stack.counts()
+    return {
+        "latency_ms": latency_ms,
+        "submitted": submitted.ok,
+        "finished": finished,
+        "terminal_seen": done,
+        "statuses": counts,
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(finished / seconds, 1) if seconds else 0.0,
+        "upstream": stack.upstream_stats(),
+    }
+
+
+def s2_throughput(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """Jobs completed/s draining a backlog, at 1 s and at 0 upstream latency."""
+    slow = _drain(stack, sizes.drain_jobs, 1000.0, log)
+    fast = _drain(stack, sizes.drain_jobs, 0.0, log)
+    stack.truncate()
+    return {
+        "one_second": slow,
+        "zero": fast,
+        "ratio": _ratio(slow["jobs_per_s"], fast["jobs_per_s"]),
+    }
+
+
+# --- S3 -------------------------------------------------------------------------------------------
+def s3_added_latency(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """completed_at - created_at - upstream latency, at a steady 50 submits/s."""
+    stack.truncate()
+    stack.set_latency(sizes.steady_latency_ms)
+    log(
+        f"S3: 50 jobs/s for {sizes.steady_seconds:g} s, "
+        f"upstream latency {sizes.steady_latency_ms:g} ms"
+    )
+    load = run(
+        open_loop(
+            f"{stack.web_url}{SUBMIT_PATH}",
+            rate=50.0,
+            duration=sizes.steady_seconds,
+            body=submit_body,
+            headers=stack.auth,
+            ok_statuses=(202,),
+            progress=_progress(log, "submitted"),
+        )
+    )
+    stack.wait_terminal(load.ok, timeout=120, progress=_progress(log, "finished"))
+    added = stack.added_latencies_ms(sizes.steady_latency_ms)
+    parts = stack.latency_parts_ms(sizes.steady_latency_ms)
+    stack.truncate()
+    return {
+        "rate": 50.0,
+        "upstream_latency_ms": sizes.steady_latency_ms,
+        "submits": _load(load),
+        "added_ms": _rounded(percentiles(added)),
+        "parts_ms": {name: _rounded(percentiles(values)) for name, values in parts.items()},
+    }
+
+
+def _rounded(figures: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 2) for name, value in figures.items()}
+
+
+# --- S4 -------------------------------------------------------------------------------------------
+def s4_polls(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """Polls/s of a completed job against the reference GET of one row by primary key."""
+    stack.truncate()
+    stack.set_latency(0)
+    _submit_jobs(stack, 1, log)
+    stack.wait_terminal(1, timeout=60, progress=lambda _: None)
+    job_id = stack.completed_job_id()
+    if job_id is None:
+        raise RuntimeError("S4: the job to poll did not complete")
+    log("S4: gateway polls of a completed job")
+    ours = run(
+        closed_loop(
+            f"{stack.web_url}{SUBMIT_PATH}/{job_id}",
+            method="GET",
+            headers=stack.auth,
+            connections=64,
+            duration=sizes.seconds,
+            warmup=sizes.warmup,
+            ok_statuses=(200,),
+            progress=_progress(log, "gateway polls"),
+        )
+    )
+    ref_id: list[str] = []
+    run(
+        closed_loop(
+            f"{stack.reference_url}/ref/jobs",
+            body=submit_body,
+            headers={"Content-Type": "application/json"},
+            connections=1,
+            total=1,
+            on_response=lambda status, body: ref_id.append(json.loads(body)["id"]),
+        )
+    )
+    log("S4: reference GETs")
+    ref = run(
+        closed_loop(
+            f"{stack.reference_url}/ref/jobs/{ref_id[0]}",
+            method="GET",
+            connections=64,
+            duration=sizes.seconds,
+            warmup=sizes.warmup,
+            ok_statuses=(200,),
+            progress=_progress(log, "reference GETs"),
+        )
+    )
+    stack.truncate()
+    return {"gateway": _load(ours), "reference": _load(ref), "ratio": _ratio(ours.rate, ref.rate)}
+
+
+# --- S5 -------------------------------------------------------------------------------------------
+def s5_memory(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """Peak RSS of all worker processes while 1,000 jobs are in flight at 5 s latency."""
+    stack.stop_workers()
+    stack.truncate()
+    stack.set_latency(5000)
+    log(f"S5: {sizes.inflight_jobs:,} jobs submitted, then the workers started; 5 s latency")
+    _submit_jobs(stack, sizes.inflight_jobs, log)
+    stack.start_workers()
+    time.sleep(0.5)
+    baseline = tree_rss_bytes(stack.worker_pids())
+    sampler = RssSampler(stack.worker_pids).start()
+    stack.wait_terminal(sizes.inflight_jobs, timeout=180, progress=_progress(log, "finished"))
+    peak = sampler.stop()
+    upstream = stack.upstream_stats()
+    stack.truncate()
+    return {
+        "jobs": sizes.inflight_jobs,
+        "workers": len(stack.worker_pids()),
+        "peak_rss_bytes": peak,
+        "peak_rss_mib": round(peak / 2**20, 1),
+        "rss_half_a_second_after_start_mib": round(baseline / 2**20, 1),
+        "peak_in_flight_upstream": upstream.get("peak_in_flight"),
+    }
+
+
+# --- S6 -------------------------------------------------------------------------------------------
+def s6_purge(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """Purge of expired rows while submits continue: rows/s and the longest statement."""
+    stack.truncate()
+    stack.set_latency(0)
+    log(f"S6: seeding {sizes.purge_rows:,} expired jobs")
+    seed_seconds = purge.seed_expired(stack.config.database_url, sizes.purge_rows, log=log)
+    summary: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    def purge_now() -> None:
+        try:
+            env = {**os.environ, **stack.env()}
+            summary.update(purge.run_purge(PYTHON, env, REPO))
+        except BaseException as exc:  # reported, not swallowed
+            failure.append(exc)
+
+    log("S6: purging while submits continue (8 connections)")
+    thread = threading.Thread(target=purge_now, name="purge")
+    thread.start()
+    submits: list[LoadResult] = []
+    while thread.is_alive():
+        submits.append(
+            run(
+                closed_loop(
+                    f"{stack.web_url}{SUBMIT_PATH}",
+                    body=submit_body,
+                    headers=stack.auth,
+                    connections=8,
+                    duration=1.0,
+                    ok_statuses=(202,),
+                )
+            )
+        )
+        log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
+    thread.join()
+    if failure:
+        raise failure[0]
+    left = purge.count_expired(stack.config.database_url)
+    stack.truncate()
+    accepted = sum(r.ok for r in submits)
+    other = sum(r.requests - r.ok for r in submits)
+    latencies = [r.latency_ms.get("max", 0.0) for r in submits]
+    return {
+        "rows_seeded": sizes.purge_rows,
+        "seed_seconds": round(seed_seconds, 1),
+        "purge": summary,
+        "expired_left": left,
+        "submits_during": {
+            "accepted": accepted,
+            "not_accepted": other,
+            "max_latency_ms": round(max(latencies, default=0.0), 1),
+        },
+    }
+
+
+# --- S7 -------------------------------------------------------------------------------------------
+async def _our_completed(stack: Stack, jobs: int, poll_interval: float = 0.2) -> dict[str, Any]:
+    """Our side of S7, the same procedure as the peer's: submit ``jobs``, poll each to the end."""
+    ids: list[str] = []
+    started = time.perf_counter()
+    submitted = await closed_loop(
+        f"{stack.web_url}{SUBMIT_PATH}",
+        body=submit_body,
+        headers=stack.auth,
+        connections=64,
+        total=jobs,
+        ok_statuses=(202,),
+        on_response=lambda status, body: (
+            ids.append(json.loads(body)["id"]) if status == 202 else None
+        ),
+    )
+    finished_at: dict[str, float] = {}
+    statuses: dict[str, int] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        pending = list(ids)
+        deadline = time.perf_counter() + 300
+        while pending and time.perf_counter() < deadline:
+
+            async def poll(job_id: str) -> None:
+                async with session.get(
+                    f"{stack.web_url}{SUBMIT_PATH}/{job_id}", headers=stack.auth
+                ) as r:
+                    body = await r.json()
+                if body.get("status") in ("completed", "failed"):
+                    finished_at[job_id] = time.perf_counter()
+                    statuses[body["status"]] = statuses.get(body["status"], 0) + 1
+
+            await asyncio.gather(*(poll(job_id) for job_id in pending))
+            pending = [job_id for job_id in pending if job_id not in finished_at]
+            if pending:
+                await asyncio.sleep(poll_interval)
+    seconds = (max(finished_at.values()) - started) if finished_at else 0.0
+    return {
+        "jobs": jobs,
+        "submitted": submitted.ok,
+        "completed": statuses.get("completed", 0),
+        "failed": statuses.get("failed", 0),
+        "lost": len(ids) - len(finished_at),
+        "seconds": round(seconds, 3),
+        "completed_per_s": round(statuses.get("completed", 0) / seconds, 1) if seconds else 0.0,
+    }
+
+
+def s7_peer(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """LiteLLM proxy on the same upstream: background submits/s, completions/s, completed/s."""
+    python = peer_litellm.ensure_venv(peer_litellm.VENV_DIR_DEFAULT, log=log)
+    port = free_port()
+    config = REPO / ".bench" / "litellm-config.yaml"
+    peer_litellm.write_config(
+        config,
+        upstream_url=stack.upstream_url,
+        model=PEER_MODEL,
+        redis_url=peer_litellm.REDIS_URL_DEFAULT,
+    )
+    argv, env = peer_litellm.command(python, port=port, config=config)
+    peer_url = f"http://127.0.0.1:{port}"
+    log("S7: starting the LiteLLM proxy")
+    stack.procs.start("peer", argv, env=env, cwd=REPO / ".bench")
+    wait_http(
+        f"{peer_url}{peer_litellm.HEALTH_PATH}", timeout=180, log=stack.procs.log_path("peer")
+    )
+    stack.truncate()
+    stack.set_latency(1000)
+    headers = peer_litellm.auth_headers()
+
+    def peer_load(path: str, body: bytes, label: str) -> LoadResult:
+        return run(
+            closed_loop(
+                f"{peer_url}{path}",
+                body=body,
+                headers=headers,
+                connections=64,
+                duration=sizes.seconds,
+                warmup=sizes.warmup,
+                ok_statuses=(200, 202),
+                progress=_progress(log, label),
+            )
+        )
+
+    log("S7: peer background submits, upstream latency 1 s")
+    background = peer_load(
+        peer_litellm.RESPONSES_PATH,
+        peer_litellm.background_submit_body(PEER_MODEL, "Say hello to the benchmark."),
+        "peer background submits",
+    )
+    log("S7: gateway submits, workers running, upstream latency 1 s")
+    ours_submits = _submit(stack, sizes, log, "gateway submits")
+    stack.wait_terminal(ours_submits.ok, timeout=300, progress=_progress(log, "gateway finished"))
+    stack.truncate()
+    log(f"S7: peer completed jobs ({sizes.peer_jobs:,}, submit then poll)")
+    peer_done = run(
+        peer_litellm.measure_completed(peer_url, model=PEER_MODEL, jobs=sizes.peer_jobs)
+    )
+    log(f"S7: gateway completed jobs ({sizes.peer_jobs:,}, submit then poll)")
+    ours_done = run(_our_completed(stack, sizes.peer_jobs))
+    stack.truncate()
+    stack.set_latency(0)
+    log("S7: peer plain /v1/completions, upstream latency 0")
+    plain = peer_load(
+        peer_litellm.COMPLETIONS_PATH,
+        peer_litellm.completion_body(PEER_MODEL, "Say hello to the benchmark."),
+        "peer completions",
+    )
+    stack.procs.stop("peer")
+    return {
+        "peer_background_submits": _load(background),
+        "gateway_submits": _load(ours_submits),
+        "submit_ratio": _ratio(ours_submits.rate, background.rate),
+        "peer_completed": peer_done,
+        "gateway_completed": ours_done,
+        "completed_ratio": _ratio(
+            ours_done["completed_per_s"], float(peer_done.get("completed_per_s") or 0.0)
+        ),
+        "peer_plain_completions": _load(plain),
+        "peer_venv": str(Path(python).parent.parent),
+    }

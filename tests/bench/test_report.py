@@ -1,0 +1,95 @@
+"""The benchmark's table: each scenario's figure against its target, and the runner's options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import report, run, scenarios
+
+
+def load(rate: float) -> dict:
+    return {"rate": rate, "ok": int(rate), "statuses": {"202": int(rate)}}
+
+
+RESULTS = {
+    "machine": {"cpus": 2, "cpu_model": "test cpu", "python": "3.11", "load_average_at_start": 1},
+    "s1": {"gateway": load(500), "reference": load(1000), "ratio": 0.5},
+    "s2": {
+        "one_second": {"jobs_per_s": 350.0, "finished": 5000},
+        "zero": {"jobs_per_s": 500.0, "finished": 5000},
+        "ratio": 0.7,
+    },
+    "s3": {"error": "RuntimeError: upstream down"},
+    "s5": {
+        "jobs": 1000,
+        "workers": 2,
+        "peak_rss_bytes": 300 * 2**20,
+        "peak_rss_mib": 300.0,
+        "peak_in_flight_upstream": 1000,
+    },
+}
+
+
+def by_scenario() -> dict[str, report.Row]:
+    return {row.scenario: row for row in report.rows(RESULTS)}
+
+
+def test_a_ratio_at_or_over_its_target_is_met_and_shows_both_rates():
+    row = by_scenario()["S1"]
+    assert row.met is True
+    assert row.figure == "0.50 (500/s vs 1000/s)"
+
+
+def test_a_ratio_under_its_target_is_not_met():
+    row = by_scenario()["S2"]
+    assert row.met is False
+    assert "350/s vs 500/s" in row.figure
+
+
+def test_a_failed_scenario_shows_its_error_and_counts_as_not_met():
+    row = by_scenario()["S3"]
+    assert (row.met, row.figure) == (False, "failed: RuntimeError: upstream down")
+
+
+def test_memory_is_met_only_when_all_jobs_were_in_flight():
+    assert by_scenario()["S5"].met is True
+    short = {**RESULTS, "s5": {**RESULTS["s5"], "peak_in_flight_upstream": 600}}
+    assert {row.scenario: row for row in report.rows(short)}["S5"].met is False
+
+
+def test_scenarios_not_run_are_listed_as_such():
+    rows = by_scenario()
+    assert [rows[name].verdict for name in ("S4", "S6", "S7")] == ["not run"] * 3
+
+
+def test_write_puts_the_table_and_the_raw_json_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "BENCH_DIR", tmp_path)
+    path = report.write(RESULTS, "make bench-quick", quick=True)
+
+    text = path.read_text()
+    assert "make bench-quick" in text
+    assert "| S1 | accepted submits/s" in text
+    assert "2 CPUs (test cpu)" in text
+    assert json.loads((tmp_path / "results.json").read_text())["s1"]["ratio"] == 0.5
+
+
+def test_quick_sizes_are_smaller_than_the_full_run():
+    quick, full = scenarios.Sizes.quick(), scenarios.Sizes.full()
+    assert quick.seconds < full.seconds
+    assert quick.drain_jobs < full.drain_jobs == 5000
+    assert quick.purge_rows < full.purge_rows == 1_000_000
+    assert quick.inflight_jobs == full.inflight_jobs == 1000
+
+
+def test_the_runner_refuses_an_unknown_scenario(capsys):
+    with pytest.raises(SystemExit) as exited:
+        run.main(["--only", "s1,s9"])
+    assert exited.value.code == 2
+    assert "unknown scenarios: s9" in capsys.readouterr().err
+
+
+def test_submit_bodies_are_valid_requests_for_the_bench_model():
+    body = json.loads(scenarios.submit_body(7))
+    assert body == {"model": "openai/gpt-bench", "prompt": "Say hello to job 7", "max_tokens": 16}
