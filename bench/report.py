@@ -160,7 +160,7 @@ def write(results: dict[str, Any], command: str, quick: bool) -> Path:
     """Write RESULTS.md and results.json; return the markdown's path."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     info = results.get("machine", {})
-    mode = "quick (--quick: shorter runs, 1,000 jobs in S2, 100k rows in S6)" if quick else "full"
+    mode = "quick (--quick: shorter runs, 2,000 jobs in S2, 100k rows in S6)" if quick else "full"
     text = "\n".join(
         [
             "# Benchmark results",

@@ -47,7 +47,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(4.0, 1.0, 1000, 8.0, 200.0, 1000, 100_000, 300)
+        return cls(3.0, 1.0, 2000, 6.0, 200.0, 1000, 100_000, 300)
 
 
 def submit_body(n: int) -> bytes:

@@ -83,8 +83,8 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(summary))
             return
+        statements = "1 statement" if timer.count == 1 else f"{timer.count:,} statements"
         self.stdout.write(
-            f"Purged {rows:,} expired jobs in {summary['seconds']:.2f} s "
-            f"({summary['rows_per_s']:,.0f} rows/s) with {timer.count} statements; "
-            f"the longest took {summary['longest_statement_s']:.3f} s."
+            f"Purged {rows:,} expired jobs in {seconds:.3f} s ({summary['rows_per_s']:,.0f} rows/s); "
+            f"{statements}, the longest {timer.longest:.3f} s."
         )
