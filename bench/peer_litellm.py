@@ -286,6 +286,8 @@ class _Run:
         self.unknown = 0  # ids that answered only 404 for UNKNOWN_AFTER_SECONDS
         self.not_found = 0  # 404 answers, transient ones included
         self.first_404_at: dict[str, float] = {}
+        self.last_status: dict[str, str] = {}  # what each id last answered (status or HTTP code)
+        self.pending_at_timeout: collections.Counter[str] = collections.Counter()
         self.polls = 0
         self.poll_errors = 0
         self.last_terminal_at: float | None = None
@@ -386,6 +388,8 @@ async def _poll_all(
             run.first_poll_error = run.first_poll_error or repr(error)
             pending.append((time.monotonic() + poll_interval, response_id))
             return
+        job_status = response_status(payload) if status == 200 else None
+        run.last_status[response_id] = job_status or str(status)
         if status == 404:
             run.not_found += 1
             run.first_poll_error = run.first_poll_error or f"404 {_excerpt(payload)}"
@@ -396,7 +400,6 @@ async def _poll_all(
                 pending.append((now + poll_interval, response_id))
             return
         run.first_404_at.pop(response_id, None)
-        job_status = response_status(payload) if status == 200 else None
         if job_status in TERMINAL_STATUSES:
             run.last_terminal_at = time.monotonic()
             if job_status == "completed":
@@ -411,6 +414,9 @@ async def _poll_all(
         pending.append((time.monotonic() + poll_interval, response_id))
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(connections, len(run.ids))))))
+    run.pending_at_timeout = collections.Counter(
+        run.last_status.get(response_id, "never polled") for _, response_id in pending
+    )
     return len(pending)
 
 
@@ -436,7 +442,8 @@ async def measure_completed(
     ``seconds`` (first submit to the last terminal status observed); ``completed_per_s``;
     ``submit_per_s`` (accepted per second over the submit phase); and for the report
     ``submit_seconds``, ``submit_errors``, ``submit_statuses``, ``polls``, ``poll_errors``,
-    ``not_found`` (404 answers), ``unknown`` and the first error text of each kind. It never
+    ``not_found`` (404 answers), ``unknown``, ``pending_at_timeout`` (last answer of each id
+    still pending at the timeout, by status) and the first error text of each kind. It never
     raises on what the proxy answers, so a broken background mode shows up in the counts.
     """
     base_url = base_url.rstrip("/")
@@ -485,6 +492,7 @@ async def measure_completed(
         "submit_statuses": dict(run.submit_statuses),
         "unknown": run.unknown,
         "not_found": run.not_found,
+        "pending_at_timeout": dict(run.pending_at_timeout),
         "polls": run.polls,
         "poll_errors": run.poll_errors,
         "first_submit_error": run.first_submit_error,

@@ -360,6 +360,7 @@ def test_measure_completed_counts_every_job_completed() -> None:
     assert result["submit_seconds"] < result["seconds"]
     assert result["submit_statuses"] == {"200": 40}
     assert result["submit_errors"] == result["poll_errors"] == result["unknown"] == 0
+    assert result["pending_at_timeout"] == {}
     assert result["first_failure"] is None
 
 
@@ -379,6 +380,7 @@ def test_measure_completed_splits_completed_failed_and_lost() -> None:
     assert result["failed"] == len(failed) == 6
     assert result["unknown"] == len(forgotten) == 2
     assert result["lost"] == len(forgotten) + len(stuck) == 6
+    assert result["pending_at_timeout"] == {"in_progress": len(stuck)}
     assert result["completed"] == 30 - 6 - 6 == 18
     assert result["not_found"] >= 2 * 6  # each forgotten id was asked for about 0.3 s
     assert "upstream broke" in result["first_failure"]
