@@ -73,6 +73,20 @@ def test_native_background_lists_the_model(tmp_path: Path) -> None:
     assert mode == {"polling_via_cache": "all", "ttl": 3600, "native_background_mode": [MODEL]}
 
 
+def test_redis_pool_size_is_optional(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    pl.write_config(
+        path,
+        upstream_url="http://u",
+        model=MODEL,
+        redis_url="redis://127.0.0.1:6379/5",
+        redis_max_connections=1000,
+    )
+
+    redis = json.loads(path.read_text())["general_settings"]["coordination_redis"]
+    assert redis == {"url": "redis://127.0.0.1:6379/5", "max_connections": 1000}
+
+
 def test_default_redis_is_not_the_gateways_db() -> None:
     assert pl.REDIS_URL_DEFAULT == "redis://127.0.0.1:6379/5"
 
