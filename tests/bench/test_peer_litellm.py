@@ -369,8 +369,8 @@ def test_measure_completed_counts_every_job_completed() -> None:
     assert fake.min_poll_gap >= 0.045  # each id waits poll_interval between its polls
     # Two waits of 0.05 s between three polls bound the time from below.
     assert result["seconds"] >= 0.1
-    assert result["completed_per_s"] == pytest.approx(40 / result["seconds"], rel=0.01)
-    assert result["submit_per_s"] == pytest.approx(40 / result["submit_seconds"], rel=0.01)
+    assert result["completed_per_s"] == pytest.approx(40 / result["seconds"], rel=0.02)
+    assert result["submit_per_s"] == pytest.approx(40 / result["submit_seconds"], rel=0.02)
     assert result["submit_seconds"] < result["seconds"]
     assert result["submit_statuses"] == {"200": 40}
     assert result["submit_errors"] == result["poll_errors"] == result["unknown"] == 0
