@@ -85,6 +85,6 @@ class Command(BaseCommand):
             return
         statements = "1 statement" if timer.count == 1 else f"{timer.count:,} statements"
         self.stdout.write(
-            f"Purged {rows:,} expired jobs in {seconds:.3f} s ({summary['rows_per_s']:,.0f} rows/s); "
-            f"{statements}, the longest {timer.longest:.3f} s."
+            f"Purged {rows:,} expired jobs in {seconds:.3f} s ({summary['rows_per_s']:,.0f} "
+            f"rows/s); {statements}, the longest {timer.longest:.3f} s."
         )
