@@ -325,10 +325,12 @@ def _purge_batch_sql(*, from_boundary: bool) -> str:
     Postgres: lock up to n expired rows, oldest expiry first through the expires_at index,
     skipping rows that a worker or another purger holds (neither side ever waits on the other),
     delete them by physical row address (no primary-key lookups), and answer how many went and
-    the oldest expiry among them. The next batch starts its index scan at that expiry, so it walks
-    over the entries of the batch before it once, not over everything deleted so far: deleted
-    rows keep their index entries until vacuum, and that one walk marks them dead for every later
-    scan, this purge's next run included.
+    the oldest expiry among them. The ORDER BY keeps the plan on the index: with a bare LIMIT the
+    planner may scan the table, and the last batch of a big purge then reads all of it (0.5-1 s
+    at a million rows here). The next batch starts its index scan at the oldest expiry of the one
+    before, so it walks over that batch's entries once, not over everything deleted so far:
+    deleted rows keep their index entries until vacuum, and that one walk marks them dead for
+    every later scan, this purge's next run included.
     SQLite has one writer at a time and drops index entries at once, so the plain statement is
     already exclusive and cheap.
     """
@@ -369,8 +371,9 @@ def purge_expired_jobs(*, batch_size: int | None = None, time_budget: float = 50
 
     Each batch is one statement, so in autocommit (beat, the command) its own short transaction:
     no lock is held between batches and submits, claims and finishes go on meanwhile. No batch
-    starts after ``time_budget`` seconds; whatever is left waits for the next run. Nothing points
-    at a job and no signal listens to its deletion, so the ORM's collector is not needed.
+    starts after ``time_budget`` seconds; whatever is left, and any row another transaction held
+    while its batch ran, waits for the next run. Nothing points at a job and no signal listens to
+    its deletion, so the ORM's collector is not needed.
     """
     ceiling = batch_size or settings.GATEWAY_PURGE_BATCH_SIZE
     size = ceiling
