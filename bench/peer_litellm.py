@@ -68,6 +68,16 @@ RESULT_TTL_SECONDS = 3600  # how long the proxy keeps a background result in Red
 # workers are also LiteLLM's whole "job runner". More processes would only contend for the
 # same 2 cores (and each LiteLLM worker holds a few hundred MB).
 WORKERS = 2
+# uvicorn's supervisor pings each worker and kills one that has not answered for this long (its
+# default is 5 s). On a shared 2-core machine under load a busy LiteLLM worker misses that, gets
+# killed and restarted, and every background job it was running stays "in_progress" in Redis
+# forever. The bench allows 60 s so that it measures throughput; None keeps the default.
+WORKER_HEALTHCHECK_SECONDS = 60
+# Each worker's Redis pool. LiteLLM's default (a blocking pool of 50 that gives up after 5 s)
+# runs dry under load, and LiteLLM swallows the failed Redis call: a submit then answers 200 with
+# an id whose state was never stored (404 forever), or a finished job's last update is skipped
+# ("in_progress" forever). On this machine 1-12 % of 500 jobs were lost that way; none with 1000.
+REDIS_MAX_CONNECTIONS = 1000
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete"})
 # LiteLLM answers 404 both for an id whose state was never stored and, when a Redis read fails
@@ -141,7 +151,7 @@ def config_data(
     model: str,
     redis_url: str,
     native_background: bool = False,
-    redis_max_connections: int | None = None,
+    redis_max_connections: int | None = REDIS_MAX_CONNECTIONS,
 ) -> dict[str, Any]:
     """The proxy's configuration as a dict (see ``write_config``)."""
     background_mode: dict[str, Any] = {"polling_via_cache": "all", "ttl": RESULT_TTL_SECONDS}
@@ -174,18 +184,15 @@ def write_config(
     model: str,
     redis_url: str,
     native_background: bool = False,
-    redis_max_connections: int | None = None,
+    redis_max_connections: int | None = REDIS_MAX_CONNECTIONS,
 ) -> None:
     """Writes the proxy's config file: one model, ``openai/<model>`` at ``upstream_url``.
 
     ``upstream_url`` is the upstream's root (``http://127.0.0.1:9100``) or its ``/v1`` base.
     Background mode keeps results in ``redis_url`` (use a Redis db of its own, e.g. ``/5``).
 
-    ``redis_max_connections`` sizes each worker's Redis pool; None keeps LiteLLM's default (a
-    blocking pool of 50 that gives up after 5 s). Under load that default runs dry, and LiteLLM
-    then swallows the failed write: the submit still answers 200 with an id whose state was
-    never stored, and the job is lost (S7 measured 6-12 % of 500 jobs lost on this machine;
-    none with 1000).
+    ``redis_max_connections`` sizes each worker's Redis pool (see ``REDIS_MAX_CONNECTIONS``);
+    None keeps LiteLLM's default, which loses jobs under load.
 
     The file is JSON, which is valid YAML, so no YAML library is needed to write it.
     """
@@ -200,12 +207,19 @@ def write_config(
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def command(python: Path, *, port: int, config: Path) -> tuple[list[str], dict[str, str]]:
+def command(
+    python: Path,
+    *,
+    port: int,
+    config: Path,
+    worker_healthcheck: int | None = WORKER_HEALTHCHECK_SECONDS,
+) -> tuple[list[str], dict[str, str]]:
     """The argv and the full environment that start the proxy on 127.0.0.1:``port``.
 
     Runs the venv's ``litellm`` console script with its default server (uvicorn) and ``WORKERS``
     processes; its access log goes to stdout as in a default deployment (the gateway's gunicorn
-    logs access too). The proxy takes about 10 s to answer ``HEALTH_PATH``.
+    logs access too). ``worker_healthcheck``: see ``WORKER_HEALTHCHECK_SECONDS``. The proxy
+    takes 10-25 s to answer ``HEALTH_PATH`` (longer on a busy machine).
     """
     script = python.parent / "litellm"
     argv = [
@@ -220,6 +234,8 @@ def command(python: Path, *, port: int, config: Path) -> tuple[list[str], dict[s
         "--num_workers",
         str(WORKERS),
     ]
+    if worker_healthcheck is not None:
+        argv += ["--timeout_worker_healthcheck", str(worker_healthcheck)]
     env = {
         key: value
         for key, value in os.environ.items()

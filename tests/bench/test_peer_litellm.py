@@ -44,7 +44,9 @@ def test_write_config_points_one_openai_model_at_the_upstream(tmp_path: Path) ->
             },
         }
     ]
-    assert config["general_settings"] == {"coordination_redis": {"url": "redis://127.0.0.1:6379/5"}}
+    redis = {"url": "redis://127.0.0.1:6379/5", "max_connections": pl.REDIS_MAX_CONNECTIONS}
+    assert config["general_settings"] == {"coordination_redis": redis}
+    assert pl.REDIS_MAX_CONNECTIONS == 1000
     assert config["litellm_settings"] == {
         "responses": {"background_mode": {"polling_via_cache": "all", "ttl": 3600}}
     }
@@ -73,18 +75,24 @@ def test_native_background_lists_the_model(tmp_path: Path) -> None:
     assert mode == {"polling_via_cache": "all", "ttl": 3600, "native_background_mode": [MODEL]}
 
 
-def test_redis_pool_size_is_optional(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (None, {"url": "redis://127.0.0.1:6379/5"}),  # LiteLLM's own default pool
+        (64, {"url": "redis://127.0.0.1:6379/5", "max_connections": 64}),
+    ],
+)
+def test_redis_pool_size(tmp_path: Path, size: int | None, expected: dict[str, Any]) -> None:
     path = tmp_path / "c.yaml"
     pl.write_config(
         path,
         upstream_url="http://u",
         model=MODEL,
         redis_url="redis://127.0.0.1:6379/5",
-        redis_max_connections=1000,
+        redis_max_connections=size,
     )
 
-    redis = json.loads(path.read_text())["general_settings"]["coordination_redis"]
-    assert redis == {"url": "redis://127.0.0.1:6379/5", "max_connections": 1000}
+    assert json.loads(path.read_text())["general_settings"]["coordination_redis"] == expected
 
 
 def test_default_redis_is_not_the_gateways_db() -> None:
@@ -116,6 +124,8 @@ def test_command_runs_the_venvs_litellm_with_two_workers(
         str(config),
         "--num_workers",
         "2",
+        "--timeout_worker_healthcheck",
+        "60",
     ]
     assert env["LITELLM_MASTER_KEY"] == pl.MASTER_KEY
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
@@ -125,6 +135,15 @@ def test_command_runs_the_venvs_litellm_with_two_workers(
         assert dropped not in env
     assert env["BENCH_KEEP_ME"] == "1"
     assert all(isinstance(value, str) for value in env.values())
+
+
+def test_command_can_keep_uvicorns_default_healthcheck(tmp_path: Path) -> None:
+    argv, _ = pl.command(
+        tmp_path / "python", port=1, config=tmp_path / "c", worker_healthcheck=None
+    )
+
+    assert "--timeout_worker_healthcheck" not in argv
+    assert argv[-2:] == ["--num_workers", "2"]
 
 
 def test_constants() -> None:
