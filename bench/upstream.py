@@ -144,10 +144,20 @@ def _error(status: int, message: str) -> web.Response:
 
 
 # --- handlers -----------------------------------------------------------------------------------
+def response_completed_event(reply: dict[str, Any]) -> bytes:
+    """A streamed Responses API answer as one server-sent event: ``response.completed``."""
+    event = {"type": "response.completed", "sequence_number": 0, "response": reply}
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
 def _model_handler(
-    state: UpstreamState, build: Builder
+    state: UpstreamState, build: Builder, *, streams: bool = False
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler that waits the current latency and answers with ``build``'s object."""
+    """A handler that waits the current latency and answers with ``build``'s object.
+
+    With ``streams``, a request with ``"stream": true`` gets the object as one server-sent
+    ``response.completed`` event (how a proxy running background responses reads the upstream).
+    """
 
     async def handle(request: web.Request) -> web.Response:
         state.requests += 1
@@ -165,6 +175,13 @@ def _model_handler(
                 await asyncio.sleep(state.latency_ms / 1000)
             model = str(body.get("model", ""))
             reply = build(reply_id, model, int(time.time()), _prompt_tokens(body))
+            if body.get("stream") is True:
+                if not streams:
+                    return _error(400, "This endpoint does not stream.")
+                return web.Response(
+                    body=response_completed_event(reply),
+                    headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                )
             return web.Response(text=json.dumps(reply), headers=JSON_HEADERS)
         finally:
             state.in_flight -= 1
@@ -212,7 +229,7 @@ def make_app(latency_ms: float = 0.0) -> web.Application:
         [
             web.post("/v1/completions", _model_handler(state, completion_body)),
             web.post("/v1/chat/completions", _model_handler(state, chat_body)),
-            web.post("/v1/responses", _model_handler(state, response_body)),
+            web.post("/v1/responses", _model_handler(state, response_body, streams=True)),
             *_control_routes(state),
         ]
     )

@@ -113,6 +113,27 @@ def test_responses_returns_a_completed_response_object() -> None:
     run_with_upstream(test)
 
 
+def test_a_streamed_response_is_one_response_completed_event() -> None:
+    async def main() -> None:
+        app = make_app()
+        async with serving(app) as base, aiohttp.ClientSession(base) as session:
+            body = {"model": "gpt-r", "input": "hi", "stream": True}
+            async with session.post("/v1/responses", json=body) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"].startswith("text/event-stream")
+                text = await response.text()
+            async with session.post("/v1/completions", json={"model": "m", "stream": True}) as r:
+                refused = r.status
+        assert text.startswith("data: ") and text.endswith("\n\n")
+        event = json.loads(text.removeprefix("data: "))
+        assert event["type"] == "response.completed"
+        assert event["response"]["status"] == "completed"
+        assert event["response"]["model"] == "gpt-r"
+        assert refused == 400
+
+    asyncio.run(main())
+
+
 def test_reply_ids_are_unique() -> None:
     async def test(app: web.Application, call: Client) -> None:
         replies = await asyncio.gather(
