@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             if name in ("s1",):
                 stack.stop_workers()
             elif not stack.worker_pids():
-                stack.start_workers()
+                scenarios.start_workers(stack, log)
             try:
                 results[name] = SCENARIOS[name](stack, sizes, log)
             except Exception as exc:

@@ -82,6 +82,20 @@ def _submit(stack: Stack, sizes: Sizes, log: Log, label: str) -> LoadResult:
     )
 
 
+def start_workers(stack: Stack, log: Log) -> None:
+    """Start the workers and wait until they have run a first job."""
+    stack.start_workers()
+    latency = stack.upstream_stats().get("latency_ms", 0.0)
+    stack.set_latency(0)
+
+    def submit_one() -> None:
+        _submit_jobs(stack, 1, lambda _: None)
+
+    stack.wait_workers_ready(submit_one)
+    stack.set_latency(latency)
+    log("workers ready")
+
+
 def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
     return run(
         closed_loop(

@@ -158,6 +158,14 @@ class Stack:
             argv += ["--loglevel", "WARNING", "-n", f"bench{n}@%h"]
             self.procs.start(f"worker-{n}", argv, env=self.env(), cwd=REPO)
 
+    def wait_workers_ready(self, submit_one: Callable[[], None], timeout: float = 60.0) -> None:
+        """Run one job through, so the workers are up and connected before a measurement."""
+        self.truncate()
+        submit_one()
+        if self.wait_terminal(1, timeout, progress=lambda _: None) < 1:
+            raise RuntimeError("the workers did not finish a first job in time")
+        self.truncate()
+
     def stop_workers(self) -> None:
         for n in range(self.config.workers):
             self.procs.stop(f"worker-{n}")
