@@ -3,12 +3,25 @@
 A token comes as ``Authorization: Bearer <token>`` or as ``x-bf-vk: <virtual key>``. Every
 failure is a 401 with ``WWW-Authenticate`` (``authenticate_header``); the token itself is never
 echoed or logged.
+
+Every API request authenticates, so the key rows are kept in a per-process cache for
+GATEWAY_KEY_CACHE_SECONDS: a key deactivated, deleted or given other allowed models takes effect
+in every process within that time (at once in the process that saved it); an expiry date is
+checked on every request. The cache is keyed by the key's HMAC (or the key's id, for JWTs),
+never by the raw key, and remembers only keys that exist.
 """
 
 from __future__ import annotations
 
 import hmac
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
 
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -19,6 +32,65 @@ from gateway.principals import Principal
 from gateway.tokens import ROLE_ADMIN, InvalidToken, decode_token
 
 MAX_TOKEN_LENGTH = 8192
+
+
+class KeyCache:
+    """Virtual keys as read from the database, each kept for GATEWAY_KEY_CACHE_SECONDS.
+
+    Entries are looked up by the key's HMAC (``hash``) or its primary key (``pk``); both point at
+    the same row, and forgetting a key forgets both entries. Unknown keys are never remembered,
+    so the cache holds at most one entry pair per key in the database; ``max_entries`` is a
+    backstop.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 20_000):
+        self.clock = clock
+        self.max_entries = max_entries
+        self._entries: dict[Hashable, tuple[float, VirtualKey]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, cache_key: Hashable, load: Callable[[], VirtualKey | None]) -> VirtualKey | None:
+        """The cached key, or ``load()``'s answer (remembered when it is a key)."""
+        ttl = settings.GATEWAY_KEY_CACHE_SECONDS
+        if ttl <= 0:
+            return load()
+        now = self.clock()
+        entry = self._entries.get(cache_key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        key = load()
+        if key is not None:
+            self._remember(key, now + ttl)
+        return key
+
+    def _remember(self, key: VirtualKey, until: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                now = self.clock()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            self._entries[("hash", key.key_hash)] = (until, key)
+            self._entries[("pk", key.pk)] = (until, key)
+
+    def forget(self, key: VirtualKey) -> None:
+        with self._lock:
+            self._entries.pop(("hash", key.key_hash), None)
+            self._entries.pop(("pk", key.pk), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+key_cache = KeyCache()
+
+
+@receiver(post_save, sender=VirtualKey, dispatch_uid="gateway-key-cache-save")
+@receiver(post_delete, sender=VirtualKey, dispatch_uid="gateway-key-cache-delete")
+def _forget_changed_key(sender: type[VirtualKey], instance: VirtualKey, **kwargs: Any) -> None:
+    """A key saved or deleted in this process is read again on its next use here."""
+    key_cache.forget(instance)
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -36,7 +108,9 @@ def _bearer_token(request: Request) -> str | None:
 
 def authenticate_virtual_key(raw_key: str) -> VirtualKey:
     digest = hash_key(raw_key)
-    key = VirtualKey.objects.filter(key_hash=digest).first()
+    key = key_cache.get(
+        ("hash", digest), lambda: VirtualKey.objects.filter(key_hash=digest).first()
+    )
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         raise AuthenticationRequired("Invalid virtual key.")
     if not key.is_usable:
@@ -55,7 +129,8 @@ def authenticate_token(token: str) -> Principal:
         raise AuthenticationRequired(f"Invalid token: {exc}.", code="invalid_token") from None
     if claims.role == ROLE_ADMIN:
         return Principal(virtual_key=None, is_admin=True)
-    key = VirtualKey.objects.filter(pk=claims.key_id or 0).first()
+    key_id = claims.key_id or 0
+    key = key_cache.get(("pk", key_id), lambda: VirtualKey.objects.filter(pk=key_id).first())
     if key is None or not key.is_usable:
         raise AuthenticationRequired(
             "The token's virtual key is unknown, inactive or expired.", code="inactive_api_key"
