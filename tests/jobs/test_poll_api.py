@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -119,3 +120,52 @@ def test_poll_without_credentials_is_401(api_client, key):
     response = api_client.get(url(job.id))
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_poll_reads_the_job_in_one_query_that_leaves_the_request_out(
+    key, key_client, django_assert_num_queries
+):
+    job = AsyncJobFactory(virtual_key=key, request={"prompt": "x" * 10_000})
+    key_client.get(url(uuid.uuid4()))  # the key is read (and cached) by this first request
+    with django_assert_num_queries(1) as captured:
+        assert key_client.get(url(job.id)).status_code == 202
+    sql = captured.captured_queries[0]["sql"]
+    assert re.search(r'"request"(?!_)', sql) is None
+    assert "x" * 100 not in sql
+
+
+def test_poll_returns_404_to_a_key_for_a_job_submitted_with_an_admin_token(key_client):
+    job = AsyncJobFactory(virtual_key=None)
+    assert key_client.get(url(job.id)).status_code == 404
+
+
+def test_poll_answers_the_same_404_for_unknown_and_foreign_jobs(key_client):
+    other = AsyncJobFactory(virtual_key=VirtualKeyFactory())
+    unknown = key_client.get(url(uuid.uuid4())).json()
+    foreign = key_client.get(url(other.id)).json()
+    assert unknown["error"]["code"] == foreign["error"]["code"] == "job_not_found"
+    assert unknown["type"] == foreign["type"] == "not_found_error"
+
+
+def test_polled_job_carries_every_field_of_the_answer(key, key_client):
+    done = timezone.now()
+    job = AsyncJobFactory(
+        virtual_key=key,
+        status=JobStatus.COMPLETED,
+        created_at=done - timedelta(seconds=5),
+        completed_at=done,
+        expires_at=done + timedelta(hours=1),
+        status_code=200,
+        result={"object": "text_completion", "choices": []},
+    )
+    body = key_client.get(url(job.id)).json()
+    assert body == {
+        "id": str(job.id),
+        "status": "completed",
+        "created_at": job.created_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": job.expires_at.isoformat().replace("+00:00", "Z"),
+        "completed_at": job.completed_at.isoformat().replace("+00:00", "Z"),
+        "status_code": 200,
+        "result": {"object": "text_completion", "choices": []},
+        "error": None,
+    }
