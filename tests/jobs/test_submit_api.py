@@ -7,8 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from rest_framework.fields import empty
 
+from gateway.principals import Principal
 from jobs.models import AsyncJob, JobStatus
+from jobs.serializers import CompletionRequestSerializer
 from tests.factories import VirtualKeyFactory
 from tests.helpers import assert_error_shape
 
@@ -361,3 +364,42 @@ def test_location_follows_forwarded_host_and_proto_behind_a_proxy(key_client, se
     assert response.status_code == 202
     job_id = response.json()["id"]
     assert response["Location"] == f"https://gateway.example.com/v1/async/completions/{job_id}"
+
+
+def test_the_first_bad_parameter_in_the_documented_order_is_named_whatever_the_body_order(
+    key_client,
+):
+    body = {"top_p": 5, "temperature": 5, "model": "openai/m", "prompt": "x"}
+    assert_error(submit(key_client, body), 400, "temperature")
+
+
+def test_no_optional_parameter_has_a_default():
+    """Absent optional parameters are not validated at all, which is right only without defaults."""
+    fields = CompletionRequestSerializer._declared_fields
+    optional = {name: field for name, field in fields.items() if not field.required}
+    assert optional
+    assert all(field.default is empty for field in optional.values())
+
+
+def test_a_submit_validates_only_the_parameters_it_carries_and_the_required_ones():
+    serializer = CompletionRequestSerializer(
+        data={"model": "openai/m", "prompt": "x", "n": 2},
+        context={"principal": Principal(virtual_key=None, is_admin=True)},
+    )
+    assert serializer.is_valid(), serializer.errors
+    assert list(serializer.fields) == ["model", "prompt", "n"]
+    assert serializer.validated_data["params"] == {"prompt": "x", "n": 2}
+
+
+def test_without_data_the_serializer_lists_every_parameter_for_the_api_document():
+    assert list(CompletionRequestSerializer().fields) == list(
+        CompletionRequestSerializer._declared_fields
+    )
+
+
+def test_submits_share_no_field_state(key_client, dispatched):
+    assert_error(submit(key_client, {"model": "openai/m", "prompt": "x", "n": 0}), 400, "n")
+    assert submit(key_client, {"model": "openai/m", "prompt": "x", "n": 2}).status_code == 202
+    assert all(
+        field.parent is None for field in CompletionRequestSerializer._declared_fields.values()
+    )
