@@ -181,6 +181,9 @@ GATEWAY_JWT_DEFAULT_LIFETIME = env_int("GATEWAY_JWT_DEFAULT_LIFETIME", 3600, min
 # Seconds a web process keeps a virtual key it has read; a deactivated or deleted key stops
 # working everywhere within this time. 0 reads the key on every request.
 GATEWAY_KEY_CACHE_SECONDS = env_float("GATEWAY_KEY_CACHE_SECONDS", 5.0, minimum=0.0)
+# Seconds a web process keeps a virtual key it has read; a deactivated or deleted key stops
+# working everywhere within this time. 0 reads the key on every request.
+GATEWAY_KEY_CACHE_SECONDS = env_float("GATEWAY_KEY_CACHE_SECONDS", 5.0, minimum=0.0)
 
 # --- REST framework and OpenAPI -------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -188,6 +191,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["gateway.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway.renderers.JSONFirstNegotiation",
     "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
