@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
 from typing import Any
 
 import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import RequestFactory
+from django.urls import set_script_prefix
 from rest_framework.fields import empty
 
 from gateway.principals import Principal
@@ -403,3 +409,41 @@ def test_submits_share_no_field_state(key_client, dispatched):
     assert all(
         field.parent is None for field in CompletionRequestSerializer._declared_fields.values()
     )
+
+
+def wsgi_submit(key: Any, script_name: str) -> tuple[str, dict[str, Any]]:
+    """A submit through the WSGI entry point (the test client ignores SCRIPT_NAME)."""
+    body = json.dumps({"model": "openai/m", "prompt": "x"}).encode()
+    environ = {
+        **RequestFactory()._base_environ(),
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": URL,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_AUTHORIZATION": f"Bearer {key.raw}",
+        "wsgi.input": io.BytesIO(body),
+    }
+    started: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        started.update(status=status, headers=dict(headers))
+
+    # As the test client does: the test's transaction must outlive the request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        content = b"".join(WSGIHandler()(environ, start_response))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+        set_script_prefix("/")
+    assert started["status"].startswith("202"), content
+    return started["headers"]["Location"], json.loads(content)
+
+
+def test_location_keeps_the_script_prefix_the_gateway_is_mounted_under(key, dispatched):
+    mounted, mounted_job = wsgi_submit(key, "/gw")
+    at_root, root_job = wsgi_submit(key, "")
+    assert mounted == f"http://testserver/gw/v1/async/completions/{mounted_job['id']}"
+    assert at_root == f"http://testserver/v1/async/completions/{root_job['id']}"
