@@ -34,7 +34,7 @@ def test_gateway_services_use_postgres_and_redis():
 
 def test_each_process_runs_the_right_command():
     services = load()["services"]
-    assert "gunicorn gateway.wsgi:application" in command_of(services["web"])
+    assert "granian --interface wsgi gateway.wsgi:application" in command_of(services["web"])
     assert command_of(services["worker"]).startswith("celery -A gateway worker")
     assert command_of(services["beat"]).startswith("celery -A gateway beat")
     assert "migrate" in command_of(services["migrate"])
