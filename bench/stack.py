@@ -1,6 +1,6 @@
 """Everything a benchmark run starts on 127.0.0.1, and the queries it measures with.
 
-The gateway runs in its production shape: gunicorn serving ``gateway.wsgi`` on Postgres, and
+The gateway runs in its production shape: granian serving ``gateway.wsgi`` on Postgres, and
 Celery worker processes on Redis, with the fake upstream (``bench.upstream``) as the provider.
 The bare reference handlers (``bench.reference``) run under uvicorn with as many processes as the
 gateway's web server. Each run has its own database and Redis database number, so nothing it does
@@ -23,6 +23,7 @@ import psycopg
 
 from bench import reference
 from bench.procs import Procs, free_port, wait_http
+from gateway.management.commands.rungateway import web_command
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -135,20 +136,14 @@ class Stack:
         wait_http(f"{self.upstream_url}/health", log=self.procs.log_path("upstream"))
 
     def start_web(self) -> None:
-        argv = [
+        """The web server exactly as ``rungateway`` and docker-compose.yml start it."""
+        argv = web_command(
             PYTHON,
-            "-m",
-            "gunicorn",
-            "gateway.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{self.web_port}",
-            "--workers",
-            str(self.config.web_processes),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(self.config.web_threads),
-        ]
+            host="127.0.0.1",
+            port=self.web_port,
+            workers=self.config.web_processes,
+            threads=self.config.web_threads,
+        )
         self.procs.start("web", argv, env=self.env(), cwd=REPO)
         wait_http(f"{self.web_url}/health", log=self.procs.log_path("web"))
 
