@@ -37,12 +37,12 @@ def test_web_is_granian_serving_the_wsgi_application(started):
     assert {"worker", "beat"} <= set(started)
 
 
-def test_web_processes_and_threads_default_to_two_by_eight(started, monkeypatch):
+def test_web_processes_and_threads_default_to_two_by_twelve(started, monkeypatch):
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     monkeypatch.delenv("WEB_THREADS", raising=False)
     call_command("rungateway")
     web = started["web"]
-    assert (option(web, "--workers"), option(web, "--blocking-threads")) == ("2", "8")
+    assert (option(web, "--workers"), option(web, "--blocking-threads")) == ("2", "12")
 
 
 def test_web_processes_and_threads_come_from_the_environment(started, monkeypatch):

@@ -58,7 +58,7 @@ class Command(BaseCommand):
             "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
         )
         parser.add_argument(
-            "--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", "8"))
+            "--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", "12"))
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
