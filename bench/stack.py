@@ -228,6 +228,22 @@ class Stack:
         seconds, count = rows[0]
         return float(seconds or 0.0), int(count)
 
+    def steady_rate(self) -> float:
+        """Jobs finished per second between the 10th and the 90th percentile of completion.
+
+        The start (workers booting one after the other) and the tail (the last wave of calls)
+        are left out, so this is the rate the workers keep up once running.
+        """
+        rows = self._query(
+            "SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at)), "  # noqa: S608
+            "percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at)), "
+            f"count(*) FROM {JOBS_TABLE} WHERE status IN ('completed', 'failed')"
+        )
+        first, last, count = rows[0]
+        if not count or first is None or last <= first:
+            return 0.0
+        return 0.8 * int(count) / (float(last) - float(first))
+
     def added_latencies_ms(self, upstream_ms: float) -> list[float]:
         """Per completed job: completed_at - created_at - the upstream's latency, in ms."""
         rows = self._query(
