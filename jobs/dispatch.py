@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from uuid import UUID
 
@@ -23,6 +25,12 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 
 logger = logging.getLogger(__name__)
+
+# While bells go out back to back (the last one under BUSY_SECONDS ago), the publisher waits
+# LINGER_SECONDS before taking a batch, so a busy web process sends a few larger messages instead
+# of one per submit. When traffic is light it sends at once.
+BUSY_SECONDS = 0.01
+LINGER_SECONDS = 0.003
 
 # Fail fast when the broker is down: the beat task re-dispatches, the client must not wait.
 PUBLISH_RETRY_POLICY = {
@@ -78,6 +86,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pid = 0
+        self._last_send = 0.0
 
     def submit(self, job_id: UUID | str) -> None:
         self._ensure_thread()
@@ -124,14 +133,20 @@ class Publisher:
             first = self._queue.get()
             if first is None:
                 return
+            if time.monotonic() - self._last_send < BUSY_SECONDS:
+                time.sleep(LINGER_SECONDS)
             try:
+                self._last_send = time.monotonic()
                 self._send(self._take_batch(first))
             except Exception:  # dispatch already logs; the thread must live on
                 logger.exception("job publisher: a batch could not be sent")
 
 
 _publisher = Publisher()
+# Ids still queued when the process ends are sent: at interpreter exit, and at the end of a
+# multiprocessing child (which some servers' workers are, and which skips atexit hooks).
 atexit.register(_publisher.stop)
+multiprocessing.util.Finalize(None, _publisher.stop, exitpriority=10)
 
 
 def dispatch_soon(job_id: UUID | str) -> None:

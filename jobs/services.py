@@ -38,18 +38,19 @@ def submit_job(
     request: dict[str, Any],
     result_ttl: int,
 ) -> AsyncJob:
-    with transaction.atomic():
-        job = AsyncJob.objects.create(
-            request_type=request_type,
-            virtual_key=principal.virtual_key,
-            provider=provider,
-            model=model,
-            fallbacks=fallbacks,
-            request=request,
-            result_ttl=result_ttl,
-            dispatched_at=timezone.now(),
-        )
-        transaction.on_commit(lambda: dispatch_soon(job.id))
+    # One INSERT: in autocommit it is committed when it returns, before the client hears 202,
+    # and on_commit then rings at once (inside a caller's transaction, after its commit).
+    job = AsyncJob.objects.create(
+        request_type=request_type,
+        virtual_key=principal.virtual_key,
+        provider=provider,
+        model=model,
+        fallbacks=fallbacks,
+        request=request,
+        result_ttl=result_ttl,
+        dispatched_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: dispatch_soon(job.id))
     return job
 
 
