@@ -39,9 +39,11 @@ class StackConfig:
     database: str = "gateway_bench"
     redis_url: str = "redis://127.0.0.1:6379/3"
     web_processes: int = 2
-    web_threads: int = 8
+    web_threads: int = 12  # rungateway's default
     workers: int = 2
-    max_in_flight: int = 512  # per worker process: two of them hold the 1,000 jobs of S5
+    # Per worker process. At 1 s upstream latency the workers complete at most this many jobs
+    # per second each, so S2's 1 s rate needs room for well over 1,000 calls at once.
+    max_in_flight: int = 1024
 
     @property
     def database_url(self) -> str:

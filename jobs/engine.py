@@ -101,7 +101,7 @@ class JobEngine:
             target=self._loop.run_forever, name="job-engine", daemon=True
         )
         self._db = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="job-db")
-        self._transport = transport or AiohttpTransport()
+        self._transport = transport or AiohttpTransport(max_connections=self.max_in_flight)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self._renewer: asyncio.Future[None] | None = None
