@@ -67,19 +67,36 @@ def _load(result: LoadResult) -> dict[str, Any]:
     return result.to_json()
 
 
-def _submit(stack: Stack, sizes: Sizes, log: Log, label: str) -> LoadResult:
+def _measured(
+    url: str,
+    sizes: Sizes,
+    log: Log,
+    label: str,
+    *,
+    method: str = "POST",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    ok_statuses: tuple[int, ...] = (202,),
+) -> LoadResult:
+    """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
     return run(
         closed_loop(
-            f"{stack.web_url}{SUBMIT_PATH}",
-            body=submit_body,
-            headers=stack.auth,
+            url,
+            method=method,
+            body=body,
+            headers=headers,
             connections=64,
             duration=sizes.seconds,
             warmup=sizes.warmup,
-            ok_statuses=(202,),
+            ok_statuses=ok_statuses,
             progress=_progress(log, label),
         )
     )
+
+
+def _submit(stack: Stack, sizes: Sizes, log: Log, label: str) -> LoadResult:
+    url = f"{stack.web_url}{SUBMIT_PATH}"
+    return _measured(url, sizes, log, label, body=submit_body, headers=stack.auth)
 
 
 def start_workers(stack: Stack, log: Log) -> None:
@@ -117,17 +134,13 @@ def s1_submits(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
     log("S1: gateway submits (64 connections)")
     ours = _submit(stack, sizes, log, "gateway submits")
     log("S1: reference submits (64 connections)")
-    ref = run(
-        closed_loop(
-            f"{stack.reference_url}/ref/jobs",
-            body=submit_body,
-            headers={"Content-Type": "application/json"},
-            connections=64,
-            duration=sizes.seconds,
-            warmup=sizes.warmup,
-            ok_statuses=(202,),
-            progress=_progress(log, "reference submits"),
-        )
+    ref = _measured(
+        f"{stack.reference_url}/ref/jobs",
+        sizes,
+        log,
+        "reference submits",
+        body=submit_body,
+        headers={"Content-Type": "application/json"},
     )
     stack.truncate()
     return {"gateway": _load(ours), "reference": _load(ref), "ratio": _ratio(ours.rate, ref.rate)}
@@ -222,17 +235,14 @@ def s4_polls(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
     if job_id is None:
         raise RuntimeError("S4: the job to poll did not complete")
     log("S4: gateway polls of a completed job")
-    ours = run(
-        closed_loop(
-            f"{stack.web_url}{SUBMIT_PATH}/{job_id}",
-            method="GET",
-            headers=stack.auth,
-            connections=64,
-            duration=sizes.seconds,
-            warmup=sizes.warmup,
-            ok_statuses=(200,),
-            progress=_progress(log, "gateway polls"),
-        )
+    ours = _measured(
+        f"{stack.web_url}{SUBMIT_PATH}/{job_id}",
+        sizes,
+        log,
+        "gateway polls",
+        method="GET",
+        headers=stack.auth,
+        ok_statuses=(200,),
     )
     ref_id: list[str] = []
     run(
@@ -246,16 +256,13 @@ def s4_polls(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
         )
     )
     log("S4: reference GETs")
-    ref = run(
-        closed_loop(
-            f"{stack.reference_url}/ref/jobs/{ref_id[0]}",
-            method="GET",
-            connections=64,
-            duration=sizes.seconds,
-            warmup=sizes.warmup,
-            ok_statuses=(200,),
-            progress=_progress(log, "reference GETs"),
-        )
+    ref = _measured(
+        f"{stack.reference_url}/ref/jobs/{ref_id[0]}",
+        sizes,
+        log,
+        "reference GETs",
+        method="GET",
+        ok_statuses=(200,),
     )
     stack.truncate()
     return {"gateway": _load(ours), "reference": _load(ref), "ratio": _ratio(ours.rate, ref.rate)}
@@ -414,18 +421,8 @@ def s7_peer(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
     headers = peer_litellm.auth_headers()
 
     def peer_load(path: str, body: bytes, label: str) -> LoadResult:
-        return run(
-            closed_loop(
-                f"{peer_url}{path}",
-                body=body,
-                headers=headers,
-                connections=64,
-                duration=sizes.seconds,
-                warmup=sizes.warmup,
-                ok_statuses=(200, 202),
-                progress=_progress(log, label),
-            )
-        )
+        url = f"{peer_url}{path}"
+        return _measured(url, sizes, log, label, body=body, headers=headers, ok_statuses=(200, 202))
 
     log("S7: peer background submits, upstream latency 1 s")
     background = peer_load(
