@@ -126,7 +126,7 @@ class JobEngine:
     # --- called from other threads ------------------------------------------------------------
     def start(self) -> JobEngine:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start_renewer(), self._loop).result()
+        asyncio.run_coroutine_threadsafe(self._start_loop_tasks(), self._loop).result()
         logger.info(
             "job engine %s started: up to %d jobs in flight", self.worker_id, self.max_in_flight
         )
@@ -278,7 +278,7 @@ class JobEngine:
             if not answer.done():
                 answer.set_result(ok)
 
-    async def _start_renewer(self) -> None:
+    async def _start_loop_tasks(self) -> None:
         self._renewer = self._loop.create_task(self._renew_leases_forever())
         self._claim_wakeup = asyncio.Event()
         self._finish_wakeup = asyncio.Event()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,31 +51,6 @@ def submit_job(
     )
     transaction.on_commit(lambda: dispatch_soon(job.id))
     return job
-
-
-def claim_jobs(job_ids: Sequence[UUID | str], worker_id: str) -> list[AsyncJob]:
-    """pending -> processing under a lease for this worker, for every id still pending.
-
-    Two statements for the whole batch. ``started_at`` is this claim's own timestamp, so the
-    read-back finds exactly the rows this call claimed, not ones this worker held before.
-    """
-    if not job_ids:
-        return []
-    now = timezone.now()
-    claimed = AsyncJob.objects.filter(pk__in=job_ids, status=JobStatus.PENDING).update(
-        status=JobStatus.PROCESSING,
-        claimed_by=worker_id,
-        lease_expires_at=now + timedelta(seconds=settings.GATEWAY_JOB_LEASE_SECONDS),
-        started_at=now,
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
-        return []
-    return list(
-        AsyncJob.objects.filter(
-            pk__in=job_ids, status=JobStatus.PROCESSING, claimed_by=worker_id, started_at=now
-        )
-    )
 
 
 def _claim_pending_sql() -> str:
@@ -127,9 +101,16 @@ def claim_pending_jobs(limit: int, worker_id: str) -> list[AsyncJob]:
 
 
 def claim_job(job_id: UUID | str, worker_id: str) -> AsyncJob | None:
-    """One job: pending -> processing for this worker; None if someone else has it."""
-    claimed = claim_jobs([job_id], worker_id)
-    return claimed[0] if claimed else None
+    """One given job: pending -> processing for this worker; None if someone else has it."""
+    now = timezone.now()
+    claimed = AsyncJob.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+        status=JobStatus.PROCESSING,
+        claimed_by=worker_id,
+        lease_expires_at=now + timedelta(seconds=settings.GATEWAY_JOB_LEASE_SECONDS),
+        started_at=now,
+        attempts=F("attempts") + 1,
+    )
+    return AsyncJob.objects.filter(pk=job_id).first() if claimed else None
 
 
 @dataclass(frozen=True)
