@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+# A plain Field has no type in the API document, which would then call it a string.
+@extend_schema_field(OpenApiTypes.BOOL)
 class StrictBooleanField(serializers.Field):
     default_error_messages = {"invalid": "Must be a boolean (true or false)."}
 

@@ -123,3 +123,10 @@ def test_openapi_poll_answers_200_202_and_404(schema):
     responses = schema["paths"][POLL_PATH]["get"]["responses"]
     assert {"200", "202", "404", "401"} <= set(responses)
     assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+
+
+@pytest.mark.parametrize("name", ["stream", "echo"])
+def test_openapi_documents_boolean_parameters_as_booleans(schema, name):
+    """The submit refuses "true" for a boolean, so the document must not call it a string."""
+    request = schema["components"]["schemas"]["CompletionRequestRequest"]
+    assert request["properties"][name]["type"] == "boolean"
