@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from django.db import DatabaseError, connection
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+HEALTH = inline_serializer(
+    "Health", {"status": serializers.CharField(), "database": serializers.CharField()}
+)
 
 
 class HealthView(APIView):
@@ -17,9 +21,8 @@ class HealthView(APIView):
     @extend_schema(
         summary="Health check",
         responses={
-            200: inline_serializer(
-                "Health", {"status": serializers.CharField(), "database": serializers.CharField()}
-            )
+            200: HEALTH,
+            503: OpenApiResponse(HEALTH, description="The database is unreachable"),
         },
     )
     def get(self, request: Request) -> Response:

@@ -130,3 +130,9 @@ def test_openapi_documents_boolean_parameters_as_booleans(schema, name):
     """The submit refuses "true" for a boolean, so the document must not call it a string."""
     request = schema["components"]["schemas"]["CompletionRequestRequest"]
     assert request["properties"][name]["type"] == "boolean"
+
+
+def test_openapi_documents_the_503_health_gives_without_its_database(schema):
+    responses = schema["paths"]["/health"]["get"]["responses"]
+    assert {"200", "503"} <= set(responses)
+    assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Health")
