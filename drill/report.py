@@ -1,0 +1,153 @@
+"""The drill's table, for the terminal and for ``RELIABILITY.md``; raw JSON beside it in
+``drill/results.json``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drill.stack import DRILL_SETTINGS
+
+REPO = Path(__file__).resolve().parent.parent
+REPORT = REPO / "RELIABILITY.md"
+RAW = Path(__file__).resolve().parent / "results.json"
+
+COLUMNS = (
+    "#",
+    "scenario",
+    "submitted",
+    "accepted (202)",
+    "completed",
+    "failed (by code)",
+    "lost",
+    "duplicated",
+    "unanswered",
+    "refused (by status)",
+    "own condition",
+    "result",
+)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {what}" for what, n in counts.items()) or "0"
+
+
+def row(number: str, title: str, data: dict[str, Any] | None) -> list[str]:
+    """One table row; a scenario that was not run or raised says so."""
+    if data is None:
+        return [number, title, *["-"] * 9, "not run"]
+    if "error" in data:
+        return [number, title, *["-"] * 8, f"error: {data['error']}", "FAILED"]
+    return [
+        number,
+        title,
+        f"{data['submitted']:,}",
+        f"{data['accepted']:,}",
+        f"{data['completed']:,}",
+        _counts(data["failed"]),
+        str(data["lost"]),
+        str(data["duplicated"]),
+        f"{data['unanswered']:,}",
+        _counts(data["refused"]),
+        f"{data['extra_condition']}: {'yes' if data['extra_ok'] else 'NO'}",
+        "passed" if data["passed"] else "FAILED",
+    ]
+
+
+def table(results: dict[str, Any], titles: dict[str, str]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for number, title in titles.items():
+        cells = row(number, title, results["scenarios"].get(number))
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def _details(results: dict[str, Any]) -> list[str]:
+    """The figures behind each row that the table has no column for."""
+    scenarios = results["scenarios"]
+    lines: list[str] = []
+    if (s1 := scenarios.get("1")) and "at_kill" in s1:
+        lines.append(
+            f"- 1: at the kill the worker held {s1['at_kill']['processing']} jobs "
+            f"({s1['at_kill']['upstream_in_flight']} calls in flight at the upstream); all "
+            f"were seen finished {s1['at_kill']['recovered_after_s']} s after the kill "
+            f"(claims per job: {s1['attempts']})."
+        )
+    if (s2 := scenarios.get("2")) and "outage_seconds" in s2:
+        lines.append(
+            f"- 2: Redis was down {s2['outage_seconds']} s; {s2['completed_during_outage']:,} "
+            "jobs completed during the outage (engines claim from the table without bells)."
+        )
+    if (s3 := scenarios.get("3")) and "down_seconds" in s3:
+        lines.append(
+            f"- 3: Postgres was down {s3['down_seconds']} s; the last refusal came "
+            f"{s3['last_refusal_after_restart_s']} s after it was back; refusals not in the "
+            f"error shape: {s3['refused_not_in_error_shape']}; refusals that created a job: "
+            f"{s3['created_without_202']['after_refusal']}."
+        )
+    if (s4 := scenarios.get("4")) and "restart_seconds" in s4:
+        lines.append(
+            f"- 4: the web server took {s4['restart_seconds']} s from SIGTERM to answering "
+            f"again; unanswered submits that still created a job: "
+            f"{s4['created_without_202']['after_no_answer']} (not finished: "
+            f"{s4['created_without_202']['unfinished']})."
+        )
+    if (s5 := scenarios.get("5")) and "faults" in s5:
+        lines.append("- 5: what each misbehaving upstream's jobs ended with:")
+        for name, fault in s5["faults"].items():
+            lines.append(
+                f"  - `{name}`: {'/'.join(fault['statuses'])}, status {fault['status_codes']}, "
+                f"code {fault['error_codes']}: {fault['message']}"
+            )
+    if (s6 := scenarios.get("6")) and "memory" in s6:
+        memory = s6["memory"]
+        lines.append(
+            f"- 6: maximum {s6['max_submit_rate']:.0f} submits/s, soak at {s6['soak_rate']:.0f}/s "
+            f"for {s6['soak_seconds']:g} s; RSS after the {s6['warmup_seconds']:g} s warm-up -> "
+            f"end: web {memory['web']['after_warmup_mib']} -> {memory['web']['end_mib']} MiB "
+            f"({memory['web']['growth']:+.1%}), workers {memory['workers']['after_warmup_mib']} "
+            f"-> {memory['workers']['end_mib']} MiB ({memory['workers']['growth']:+.1%})."
+        )
+    return lines
+
+
+def render(results: dict[str, Any], titles: dict[str, str]) -> str:
+    info = results["machine"]
+    shortened = ", ".join(f"`{k}={v}`" for k, v in DRILL_SETTINGS.items())
+    return "\n".join(
+        [
+            "# Reliability drill",
+            "",
+            "The promise: once a client got a 202, the job reaches `completed` or `failed`, "
+            "whatever crashes in between. Each scenario below injects a fault into real "
+            "processes on 127.0.0.1 (the drill's own Postgres cluster and Redis server, the "
+            "gateway's granian web server, two Celery workers and beat) and accounts for every "
+            "submit. How to run it and what is counted: the README's *Reliability drill*.",
+            "",
+            f"- Date: {results['finished_at']}",
+            f"- Machine: {info.get('cpus')} CPUs ({info.get('cpu_model')}), Python "
+            f"{info.get('python')}, load average at start {info.get('load_average_at_start')}, "
+            f"at the end {results.get('load_average_at_end')}",
+            f"- Command: `{results['command']}` ({results['seconds']:.0f} s)",
+            f"- Shortened for the drill: {shortened}; beat re-queues lapsed jobs every 15 s.",
+            "",
+            table(results, titles),
+            "",
+            "**lost**: accepted, but not `completed`/`failed` at the final poll after the "
+            "deadline. **duplicated**: a finished job whose outcome changed after a poll had "
+            "shown it, or a second job row from one submit. **unanswered**: no HTTP answer at "
+            "all (not counted as accepted). **refused**: any answer but 202.",
+            "",
+            *_details(results),
+            "",
+        ]
+    )
+
+
+def write(results: dict[str, Any], titles: dict[str, str]) -> Path:
+    results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    REPORT.write_text(render(results, titles))
+    RAW.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return REPORT

@@ -1,0 +1,346 @@
+"""The drill's scenarios 1-6: one fault each, with every accepted job accounted for.
+
+Each returns the ledger's counts (``drill.ledger``), its own figures, and ``passed``: 0 lost,
+0 duplicated and the scenario's own condition (``extra_condition``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.loadgen import closed_loop
+from bench.loadgen import run as run_async
+from drill.client import SUBMIT_PATH, DrillClient, submit_body
+from drill.faulty_upstream import faults
+from drill.harness import MODEL, Drill, at, observe, verdict
+from drill.ledger import Ledger
+
+DEADLINE = 120.0  # seconds after the load (and its faults) for every accepted job to finish
+SUBMIT_RATE = 50.0
+FAULT_JOBS = 5  # per fault mode
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The soak's length: a short default run, or ``--long``."""
+
+    max_rate_seconds: float
+    soak_seconds: float
+
+    @classmethod
+    def short(cls) -> Sizes:
+        return cls(max_rate_seconds=8.0, soak_seconds=75.0)
+
+    @classmethod
+    def long(cls) -> Sizes:
+        return cls(max_rate_seconds=15.0, soak_seconds=600.0)
+
+
+def _prepare(drill: Drill, latency_ms: float) -> None:
+    drill.stack.truncate()
+    drill.stack.set_latency(latency_ms)
+
+
+def _answered_in(ledger: Ledger, start: float, end: float, accepted: bool) -> int:
+    return sum(
+        1
+        for s in ledger.submissions.values()
+        if s.answered_at is not None and start <= s.answered_at <= end and s.accepted == accepted
+    )
+
+
+# --- 1 ------------------------------------------------------------------------------------------
+def s1_worker_killed(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """kill -9 a worker with 200 jobs in flight (3 s upstream); a new one starts at once."""
+    stack, jobs = drill.stack, 200
+    stack.procs.stop("worker-1")  # one worker left, so it holds every job when it dies
+    _prepare(drill, 3000)
+    held: dict[str, Any] = {}
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        await client.submit_count(ledger, drill.marker("s1"), MODEL, jobs)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            held["processing"] = stack.count_where("status = 'processing'")
+            if held["processing"] >= jobs:
+                break
+            await asyncio.sleep(0.1)
+        held["upstream_in_flight"] = stack.upstream_stats()["in_flight"]
+        held["killed_at"] = time.monotonic()
+        drill.log(f"  fault: kill -9 worker-0 holding {held['processing']} jobs")
+        stack.kill_worker(0)
+        stack.start_worker(0)
+
+    ledger = run_async(observe(drill, "s1", load, DEADLINE))
+    held["recovered_after_s"] = round(time.monotonic() - held.pop("killed_at"), 1)
+    attempts = {
+        str(a): n for a, n in stack.query("SELECT attempts, count(*) FROM jobs_asyncjob GROUP BY 1")
+    }
+    stack.start_worker(1)
+    summary = ledger.summary()
+    run_twice = sum(int(n) for a, n in attempts.items() if int(a) >= 2)  # type: ignore[call-overload]
+    ok = held["processing"] == jobs and summary["completed"] == jobs and run_twice == jobs
+    extra = f"all {jobs} jobs in flight in the killed worker, then claimed again and completed"
+    return verdict(summary, ok, extra) | {"at_kill": held, "attempts": attempts}
+
+
+# --- 2 ------------------------------------------------------------------------------------------
+def s2_redis_down(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """Redis stopped for 30 s while 50 jobs/s are submitted."""
+    _prepare(drill, 200)
+    before, outage, after = 5.0, 30.0, 10.0
+    times: dict[str, float] = {}
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        submits = client.submit_at_rate(
+            ledger, drill.marker("s2"), MODEL, SUBMIT_RATE, before + outage + after
+        )
+
+        async def faults_in_time() -> None:
+            times["down"] = await at(before, drill.redis.stop, drill.log, "Redis stopped")
+            times["up"] = await at(outage, drill.redis.start, drill.log, "Redis started")
+
+        await asyncio.gather(submits, faults_in_time())
+
+    ledger = run_async(observe(drill, "s2", load, DEADLINE))
+    summary = ledger.summary()
+    during = drill.stack.count_where(
+        "completed_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)", (times["down"], times["up"])
+    )
+    workers_alive = all(drill.stack.procs.alive(f"worker-{n}") for n in range(2))
+    every_202 = summary["accepted"] == summary["submitted"]
+    ok = every_202 and summary["completed"] == summary["accepted"] and workers_alive
+    extra = "every POST answered 202, every job completed, workers alive"
+    return verdict(summary, ok, extra) | {
+        "outage_seconds": round(times["up"] - times["down"], 1),
+        "completed_during_outage": during,
+        "workers_alive": workers_alive,
+    }
+
+
+# --- 3 ------------------------------------------------------------------------------------------
+def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """Postgres stopped (fast shutdown), down 5 s, started again, while 50 jobs/s are submitted."""
+    _prepare(drill, 200)
+    before, down, after = 10.0, 5.0, 25.0
+    times: dict[str, float] = {}
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        submits = client.submit_at_rate(
+            ledger, drill.marker("s3"), MODEL, SUBMIT_RATE, before + down + after
+        )
+
+        async def faults_in_time() -> None:
+            await at(before, drill.postgres.stop, drill.log, "Postgres stopped")
+            times["down"] = time.monotonic()
+            await at(down, drill.postgres.start, drill.log, "Postgres started")
+            times["up"] = time.monotonic()
+
+        await asyncio.gather(submits, faults_in_time())
+
+    ledger = run_async(observe(drill, "s3", load, DEADLINE))
+    summary = ledger.summary()
+    refusals = [
+        s.answered_at for s in ledger.submissions.values() if s.answered_at and not s.accepted
+    ]
+    last_refusal = max(refusals, default=times["down"])
+    only_503 = set(summary["refused"]) <= {"503"}
+    recovered_after = round(last_refusal - times["up"], 1)
+    ok = (
+        only_503
+        and summary["refused_not_in_error_shape"] == 0
+        and summary["created_without_202"]["after_refusal"] == 0
+        and summary["completed"] == summary["accepted"]
+        and _answered_in(ledger, times["up"] + 10, time.monotonic(), accepted=True) > 0
+        and recovered_after < 10
+    )
+    extra = (
+        "refusals only 503 in the error shape (no 500, no HTML), none created a job; "
+        "every job completed; all submits accepted again within 10 s of the restart"
+    )
+    return verdict(summary, ok, extra) | {
+        "down_seconds": round(times["up"] - times["down"], 1),
+        "last_refusal_after_restart_s": recovered_after,
+    }
+
+
+# --- 4 ------------------------------------------------------------------------------------------
+def s4_web_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """The web server stopped (SIGTERM) and started again while 50 jobs/s are submitted."""
+    _prepare(drill, 200)
+    before, total = 10.0, 30.0
+    times: dict[str, float] = {}
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        submits = client.submit_at_rate(ledger, drill.marker("s4"), MODEL, SUBMIT_RATE, total)
+        started = time.monotonic()
+
+        async def restart() -> None:
+            await at(before, drill.stack.restart_web, drill.log, "web server restarting")
+            times["restart_seconds"] = time.monotonic() - started - before
+
+        await asyncio.gather(submits, restart())
+
+    ledger = run_async(observe(drill, "s4", load, DEADLINE))
+    summary = ledger.summary()
+    ok = not summary["refused"] and summary["completed"] == summary["accepted"]
+    extra = "every answered POST was a 202, every job completed"
+    return verdict(summary, ok, extra) | {"restart_seconds": round(times["restart_seconds"], 1)}
+
+
+# --- 5 ------------------------------------------------------------------------------------------
+def _by_fault(ledger: Ledger, drill: Drill) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in faults(0):
+        prefix = f"{drill.marker('s5')}-{name}-"
+        seen = [
+            ledger.final.get(s.job_id)
+            for marker, s in ledger.submissions.items()
+            if marker.startswith(prefix) and s.job_id
+        ]
+        out[name] = {
+            "statuses": sorted({o.status for o in seen if o}),
+            "status_codes": sorted({o.status_code for o in seen if o and o.status_code}),
+            "error_codes": sorted({o.error_code for o in seen if o and o.error_code}),
+            "message": next((o.error_message for o in seen if o and o.error_message), None),
+        }
+    return out
+
+
+def s5_bad_upstreams(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """Upstreams that hang, send invalid JSON, a wrong content type, half a body, or hang up."""
+    _prepare(drill, 0)
+    stack = drill.stack
+    pids_before = {n: stack.procs.pids(f"worker-{n}") for n in range(2)}
+    normal_after = 50
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        await asyncio.gather(
+            *(
+                client.submit_count(
+                    ledger, f"{drill.marker('s5')}-{name}", f"openai/{name}", FAULT_JOBS
+                )
+                for name in faults(0)
+            )
+        )
+        await client.wait_seen(ledger, time.monotonic() + DEADLINE, "s5 faults")
+        await client.submit_count(ledger, drill.marker("s5-normal"), MODEL, normal_after)
+
+    ledger = run_async(observe(drill, "s5", load, DEADLINE))
+    summary = ledger.summary()
+    per_fault = _by_fault(ledger, drill)
+    pids_after = {n: stack.procs.pids(f"worker-{n}") for n in range(2)}
+    same_workers = pids_after == pids_before and all(pids_after.values())
+    all_failed = all(f["statuses"] == ["failed"] and f["error_codes"] for f in per_fault.values())
+    ok = same_workers and all_failed and summary["completed"] == normal_after
+    extra = (
+        f"every fault job failed with an error code; {normal_after} normal jobs completed "
+        "afterwards; no worker process died"
+    )
+    return verdict(summary, ok, extra) | {
+        "faults": per_fault,
+        "same_worker_processes": same_workers,
+    }
+
+
+# --- 6 ------------------------------------------------------------------------------------------
+def _max_submit_rate(drill: Drill, seconds: float) -> float:
+    prefix = drill.marker("s6-max")
+    result = run_async(
+        closed_loop(
+            f"{drill.stack.web_url}{SUBMIT_PATH}",
+            body=lambda n: submit_body(f"{prefix}-{n}", MODEL),
+            headers=drill.client().headers,
+            connections=64,
+            duration=seconds,
+            warmup=2.0,
+            ok_statuses=(202,),
+        )
+    )
+    return result.rate
+
+
+def _drain(drill: Drill, timeout: float = 180.0) -> int:
+    """Wait until no job is pending or processing; how many still are."""
+    deadline = time.monotonic() + timeout
+    left = drill.stack.count_where("status IN ('pending', 'processing')")
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = drill.stack.count_where("status IN ('pending', 'processing')")
+    return left
+
+
+def _growth(samples: list[tuple[float, int]], warm_until: float) -> dict[str, float]:
+    """RSS at the end of warm-up and at the end (medians of 6 s), and the growth between."""
+    end_time = samples[-1][0]
+    warm = [rss for t, rss in samples if warm_until - 6 <= t <= warm_until]
+    last = [rss for t, rss in samples if t >= end_time - 6]
+    start_mib = statistics.median(warm) / MIB
+    end_mib = statistics.median(last) / MIB
+    return {
+        "after_warmup_mib": round(start_mib, 1),
+        "end_mib": round(end_mib, 1),
+        "growth": round(end_mib / start_mib - 1, 4),
+    }
+
+
+def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """Half the maximum submit rate (measured just before) for the soak's length."""
+    _prepare(drill, 200)
+    drill.log(f"  measuring the maximum submit rate ({sizes.max_rate_seconds:g} s, 64 connections)")
+    max_rate = _max_submit_rate(drill, sizes.max_rate_seconds)
+    left = _drain(drill)
+    drill.log(f"  maximum {max_rate:.0f} submits/s; its jobs drained ({left} left)")
+    drill.stack.truncate()
+    rate = max_rate / 2
+    warmup = sizes.soak_seconds / 4
+    samples: dict[str, list[tuple[float, int]]] = {"web": [], "workers": []}
+
+    async def sample_rss(started: float) -> None:
+        while True:
+            now = time.monotonic() - started
+            samples["web"].append((now, drill.rss("web")))
+            samples["workers"].append((now, drill.rss("worker-")))
+            await asyncio.sleep(2.0)
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        sampler = asyncio.create_task(sample_rss(time.monotonic()))
+        try:
+            await client.submit_at_rate(ledger, drill.marker("s6"), MODEL, rate, sizes.soak_seconds)
+        finally:
+            sampler.cancel()
+
+    drill.log(f"  soak: {rate:.0f} submits/s for {sizes.soak_seconds:g} s (warm-up {warmup:g} s)")
+    ledger = run_async(observe(drill, "s6", load, DEADLINE + 60))
+    summary = ledger.summary()
+    memory = {name: _growth(points, warmup) for name, points in samples.items()}
+    flat = all(m["growth"] <= 0.10 for m in memory.values())
+    no_errors = (
+        summary["accepted"] == summary["submitted"] and summary["completed"] == summary["accepted"]
+    )
+    extra = "every submit 202 and every job completed; web and worker RSS grew ≤ 10 % after warm-up"
+    return verdict(summary, no_errors and flat, extra) | {
+        "max_submit_rate": round(max_rate, 1),
+        "soak_rate": round(rate, 1),
+        "soak_seconds": sizes.soak_seconds,
+        "warmup_seconds": warmup,
+        "max_rate_jobs_left_undrained": left,
+        "memory": memory,
+    }
+
+
+Scenario = Callable[[Drill, Sizes], dict[str, Any]]
+SCENARIOS: dict[str, tuple[str, Scenario]] = {
+    "1": ("kill -9 a worker with 200 jobs in flight", s1_worker_killed),
+    "2": ("Redis down 30 s at 50 submits/s", s2_redis_down),
+    "3": ("Postgres restart at 50 submits/s", s3_postgres_restart),
+    "4": ("web server restart at 50 submits/s", s4_web_restart),
+    "5": ("misbehaving upstreams", s5_bad_upstreams),
+    "6": ("soak at half the maximum submit rate", s6_soak),
+}
