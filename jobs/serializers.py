@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from gateway.errors import Forbidden, InvalidRequest
@@ -104,6 +104,15 @@ def _target(value: str, param: str) -> Target:
     return target
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Say hi",
+            value={"model": "openai/gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 16},
+            request_only=True,
+        )
+    ]
+)
 class CompletionRequestSerializer(serializers.Serializer):
     """The OpenAI completions parameters, strictly typed; unknown fields are refused."""
 

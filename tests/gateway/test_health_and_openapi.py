@@ -136,3 +136,11 @@ def test_openapi_documents_the_503_health_gives_without_its_database(schema):
     responses = schema["paths"]["/health"]["get"]["responses"]
     assert {"200", "503"} <= set(responses)
     assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Health")
+
+
+def test_openapi_submit_example_is_a_request_the_gateway_accepts(schema, key_client, dispatched):
+    """Fuzzers and readers start from the example, so it must be a valid submit."""
+    content = schema["paths"][SUBMIT_PATH]["post"]["requestBody"]["content"]["application/json"]
+    [example] = content["examples"].values()
+    response = key_client.post(SUBMIT_PATH, example["value"], format="json")
+    assert response.status_code == 202, response.content
