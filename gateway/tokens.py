@@ -73,6 +73,9 @@ def decode_token(token: str) -> TokenClaims:
     key = _verification_key()
     if not key:
         raise InvalidToken("JWT authentication is not configured on this gateway")
+    if not token.isascii():
+        # A JWT is base64url text; PyJWT would fail to encode a lone surrogate with a 500.
+        raise InvalidToken("token is malformed or its signature is invalid")
     try:
         claims = jwt.decode(
             token,
