@@ -53,17 +53,17 @@ INSTALLED_APPS = [
     "jobs",
 ]
 
-# Every request passes through all of these, the API's included. Sessions, auth and messages are
-# the admin's (its system checks require them here). CSRF protection is not a middleware: the
-# API authenticates with tokens, not cookies, and every admin view that takes a form enforces
-# CSRF itself (csrf_protect), so a global check would only cost the API's requests.
+# Every request passes through all of these. Sessions, auth and messages are the admin's and act
+# on its pages only (gateway/middleware.py). CSRF protection is not a middleware: the API
+# authenticates with tokens, not cookies, and every admin view that takes a form enforces CSRF
+# itself (csrf_protect), so a global check would only cost the API's requests.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # serves the admin's static files
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "gateway.middleware.AdminSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "gateway.middleware.AdminAuthenticationMiddleware",
+    "gateway.middleware.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

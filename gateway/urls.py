@@ -3,13 +3,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView
 
 from gateway.health import HealthView
+from gateway.middleware import ADMIN_PATH
 
 urlpatterns = [
     path("v1/", include("jobs.urls")),
     path("health", HealthView.as_view(), name="health"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs/", SpectacularRedocView.as_view(url_name="openapi"), name="docs"),
-    path("admin/", admin.site.urls),
+    path(ADMIN_PATH.removeprefix("/"), admin.site.urls),
 ]
 
 handler400 = "gateway.errors.handler400"

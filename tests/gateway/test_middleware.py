@@ -74,3 +74,34 @@ def test_api_responses_set_no_cookies(csrf_client, key, dispatched):
     )
     assert response.status_code == 202
     assert not response.cookies
+
+
+def _attributes_seen(path: str) -> set[str]:
+    """Which of session, user and messages the admin middleware gave a request to ``path``."""
+    from django.test import RequestFactory
+
+    from gateway.middleware import (
+        AdminAuthenticationMiddleware,
+        AdminMessageMiddleware,
+        AdminSessionMiddleware,
+    )
+
+    seen: set[str] = set()
+
+    def view(request: Any) -> Any:
+        from django.http import HttpResponse
+
+        seen.update(name for name in ("session", "user", "_messages") if hasattr(request, name))
+        return HttpResponse()
+
+    chain = AdminSessionMiddleware(AdminAuthenticationMiddleware(AdminMessageMiddleware(view)))
+    chain(RequestFactory().get(path))
+    return seen
+
+
+def test_api_requests_get_no_session_user_or_messages():
+    assert _attributes_seen("/v1/async/completions/some-id") == set()
+
+
+def test_admin_requests_get_session_user_and_messages():
+    assert _attributes_seen("/admin/jobs/asyncjob/") == {"session", "user", "_messages"}

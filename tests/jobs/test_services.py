@@ -7,11 +7,51 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from gateway.principals import Principal
 from jobs import services
 from jobs.models import AsyncJob, JobStatus
-from tests.factories import AsyncJobFactory
+from tests.factories import AsyncJobFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
+
+
+def _submit(**overrides):
+    fields = {
+        "principal": Principal(virtual_key=VirtualKeyFactory()),
+        "request_type": "text_completion",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "fallbacks": ["groq/llama"],
+        "request": {"prompt": ["a", "é\u2028"], "max_tokens": 5, "logit_bias": {"50256": -100}},
+        "result_ttl": 600,
+    }
+    return services.submit_job(**{**fields, **overrides})
+
+
+def test_submit_stores_the_row_the_returned_job_describes():
+    job = _submit()
+    stored = AsyncJob.objects.get(pk=job.pk)
+    for field in AsyncJob._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
+    assert stored.status == JobStatus.PENDING
+    assert stored.attempts == 0
+    assert stored.claimed_by == ""
+    assert stored.dispatched_at == stored.created_at
+    assert not job._state.adding
+
+
+def test_submit_by_an_admin_stores_no_key():
+    job = _submit(principal=Principal(virtual_key=None, is_admin=True))
+    assert AsyncJob.objects.get(pk=job.pk).virtual_key_id is None
+
+
+def test_submit_inside_a_transaction_that_rolls_back_stores_nothing():
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        _submit()
+        raise RuntimeError("caller fails after submitting")
+    assert not AsyncJob.objects.exists()
 
 
 def test_claim_moves_pending_to_processing_under_a_lease():
