@@ -13,7 +13,8 @@ def result_ttl_from(request: Request) -> int:
     raw = request.META.get("HTTP_X_BF_ASYNC_JOB_RESULT_TTL")
     if raw is None:
         return int(settings.GATEWAY_DEFAULT_RESULT_TTL)
-    value = raw.strip()
+    # Only HTTP's optional whitespace (spaces, tabs) surrounds a value; CR and LF never do.
+    value = raw.strip(" \t")
     maximum = settings.GATEWAY_MAX_RESULT_TTL
     if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) < 1:
         raise InvalidRequest(
