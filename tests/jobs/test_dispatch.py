@@ -66,6 +66,41 @@ def test_publisher_batches_ids_queued_while_it_was_sending(settings):
     assert batches == [["first"], [f"later-{n}" for n in range(5)]]
 
 
+def test_a_busy_publisher_waits_to_send_ids_that_follow_a_send_together(settings):
+    settings.GATEWAY_DISPATCH_BATCH = 100
+    batches: list[list[str]] = []
+    publisher = Publisher(
+        lambda ids: batches.append(list(ids)) or len(ids), busy_seconds=60, linger_seconds=0.5
+    )
+    publisher.submit("first")
+    deadline = time.monotonic() + 5
+    while not batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for n in range(5):  # within the linger after a send: one message, not five
+        publisher.submit(f"later-{n}")
+    publisher.stop()
+
+    assert batches == [["first"], [f"later-{n}" for n in range(5)]]
+
+
+def test_an_idle_publisher_sends_at_once(settings):
+    batches: list[list[str]] = []
+    publisher = Publisher(
+        lambda ids: batches.append(list(ids)) or len(ids), busy_seconds=0, linger_seconds=60
+    )
+    publisher.submit("a")
+    deadline = time.monotonic() + 5
+    while not batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    publisher.submit("b")
+    deadline = time.monotonic() + 5
+    while len(batches) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert batches == [["a"], ["b"]]  # neither waited out the 60 s linger
+    publisher.stop()
+
+
 def test_publisher_keeps_running_after_a_failed_send(settings):
     batches: list[list[str]] = []
 
