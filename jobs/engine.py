@@ -112,6 +112,11 @@ class JobEngine:
         # goes in the next transaction, so there is no fixed wait and no per-job commit.
         self._finishes: list[tuple[services.Finish, asyncio.Future[bool]]] = []
         self._finish_wakeup: asyncio.Event | None = None
+        # Finish batches and lease renewals both update rows this engine holds; one at a time.
+        # A finish batch keeps its rows locked until it commits, and a renewal running beside
+        # it locks many of the same rows in an order of the planner's choosing: on Postgres the
+        # two deadlock, and one of them is aborted.
+        self._row_writes = asyncio.Lock()
         self._batchers: list[asyncio.Task[None]] = []
         self.policy = RetryPolicy(
             retries=settings.GATEWAY_RETRIES,
@@ -259,7 +264,8 @@ class JobEngine:
         delay, waited = 0.5, 0.0
         while True:
             try:
-                written = await self._db_call(services.finish_jobs, self.worker_id, finishes)
+                async with self._row_writes:
+                    written = await self._db_call(services.finish_jobs, self.worker_id, finishes)
                 break
             except DatabaseError as exc:
                 if waited >= FINISH_RETRY_SECONDS:
@@ -297,7 +303,8 @@ class JobEngine:
             if not job_ids:
                 continue
             try:
-                await self._db_call(services.renew_leases, self.worker_id, job_ids)
+                async with self._row_writes:
+                    await self._db_call(services.renew_leases, self.worker_id, job_ids)
             except DatabaseError as exc:
                 logger.warning("lease renewal failed: %s", type(exc).__name__)
 

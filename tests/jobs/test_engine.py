@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from jobs import services
 from jobs.engine import EngineClosed, JobEngine
 from jobs.models import AsyncJob, JobStatus
 from providers.transport import HttpResponse, Timeouts
@@ -23,11 +24,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class GatedTransport:
-    """Answers every call with a completion once ``release`` is set; counts calls in flight."""
+    """Answers every call with a completion once ``release`` is set; counts calls in flight.
+
+    With ``answer_first_at_once``, the first call is answered without waiting.
+    """
 
     def __init__(self, reply: HttpResponse) -> None:
         self.reply = reply
         self.release = threading.Event()
+        self.answer_first_at_once = False
         self.in_flight = 0
         self.peak = 0
         self.urls: list[str] = []
@@ -42,7 +47,8 @@ class GatedTransport:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
-            while not self.release.is_set():
+            first = len(self.urls) == 1
+            while not self.release.is_set() and not (first and self.answer_first_at_once):
                 await asyncio.sleep(0.01)
             return self.reply
         finally:
@@ -229,3 +235,41 @@ def test_run_jobs_task_requeues_the_bell_when_the_worker_is_shutting_down(monkey
     assert rejected.value.requeue is True
     with pytest.raises(Reject):
         run_job(str(AsyncJobFactory().pk))
+
+
+def test_lease_renewal_never_runs_while_a_finish_batch_is_being_written(
+    engines, settings, monkeypatch
+):
+    # The finish batch holds its rows locked until it commits; a renewal locking the same rows
+    # in another order at the same time deadlocks with it on Postgres.
+    settings.GATEWAY_JOB_LEASE_SECONDS = 5  # a renewal every 1.25 s
+    finishing = threading.Event()
+    renewals: list[bool] = []  # per renewal: whether a finish batch was being written
+    real_finish, real_renew = services.finish_jobs, services.renew_leases
+
+    def slow_finish(worker_id, finishes):
+        finishing.set()
+        time.sleep(2.0)  # longer than a renewal interval
+        written = real_finish(worker_id, finishes)
+        finishing.clear()
+        return written
+
+    def spy_renew(worker_id, job_ids):
+        renewals.append(finishing.is_set())
+        return real_renew(worker_id, job_ids)
+
+    monkeypatch.setattr(services, "finish_jobs", slow_finish)
+    monkeypatch.setattr(services, "renew_leases", spy_renew)
+    transport = GatedTransport(json_response(200, openai_completion()))
+    transport.answer_first_at_once = True
+    engine = start(engines, transport)
+    done, running = AsyncJobFactory(), AsyncJobFactory()
+
+    engine.wake()
+    wait_for(lambda: status_of(done) == JobStatus.COMPLETED)
+    wait_for(lambda: len(renewals) >= 2, timeout=5)
+    transport.release.set()
+    wait_for(lambda: status_of(running) == JobStatus.COMPLETED)
+
+    assert renewals
+    assert not any(renewals)
