@@ -68,6 +68,23 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _AFTER_KEY.sub(lambda m: m.group(1) + REDACTED, text)
 
 
+def without_secret(value: Any, secret: str) -> Any:
+    """A decoded reply with ``secret`` replaced in every string, keys included.
+
+    Only the configured key is removed: a successful reply is the model's output, where text
+    merely shaped like a key is the caller's business.
+    """
+    if not secret or len(secret) < _MIN_SECRET_CHARS:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED) if secret in value else value
+    if isinstance(value, dict):
+        return {without_secret(k, secret): without_secret(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secret(item, secret) for item in value]
+    return value
+
+
 def is_transient_status(status: int) -> bool:
     # 409 is retried by the official SDKs too: providers use it for a lock that times out.
     return status in _TRANSIENT_STATUSES or status >= 500

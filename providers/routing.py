@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from providers.base import CompletionAdapter, Credentials, ProviderError, Target
+from providers.errors import without_secret
 from providers.transport import Timeouts, Transport
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ async def _complete(
     timeouts: Timeouts,
 ) -> dict[str, Any]:
     try:
-        return await adapter.complete(transport, credentials, target.model, params, timeouts)
+        result = await adapter.complete(transport, credentials, target.model, params, timeouts)
     except ProviderError:
         raise
     except Exception:
@@ -185,6 +186,8 @@ async def _complete(
             error_type="api_error",
             code="internal_adapter_error",
         ) from None
+    # Error replies are redacted as they are read; a provider may echo its key in a success too.
+    return dict(without_secret(result, credentials.api_key))
 
 
 def _gateway_error(message: str, *, status_code: int, error_type: str, code: str) -> ProviderError:
