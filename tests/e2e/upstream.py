@@ -10,6 +10,9 @@ serves every scenario at once:
 - ``bad-400``: 400 with an error body that echoes the caller's API key, as careless providers
   do, so the tests can prove the gateway redacts it.
 - ``slow-<ms>``: sleep, then succeed.
+- ``leak-500``: always 500, echoing the caller's API key in the message (retried, then failed).
+- ``leak-garbled``: 200 with a reply no adapter can read, holding the caller's API key.
+- ``leak-200``: succeed, echoing the caller's API key in the reply's id, model and text.
 
 Any other model is a 404. Every request is logged with its headers, and the server counts how
 many requests of each model were in flight at once.
@@ -116,10 +119,10 @@ class FakeUpstream:
         prompts = (prompt,) if isinstance(prompt, str) else tuple(str(p) for p in prompt)
         n = int(body.get("n") or 1)
 
-        async def succeed() -> web.Response:
+        async def succeed(echo: str = "") -> web.Response:
             choices = [
                 {
-                    "text": reply_text(p),
+                    "text": reply_text(p) + echo,
                     "index": i * n + j,
                     "logprobs": None,
                     "finish_reason": "stop",
@@ -131,10 +134,11 @@ class FakeUpstream:
             completion_tokens = sum(len(reply_text(p).split()) for p in prompts) * n
             return web.json_response(
                 {
-                    "id": f"cmpl-{uuid.uuid4().hex}",
+                    "id": f"cmpl-{uuid.uuid4().hex}{echo}",
                     "object": "text_completion",
                     "created": int(time.time()),
-                    "model": model,
+                    "model": model + echo,
+                    "system_fingerprint": echo or None,
                     "choices": choices,
                     "usage": {
                         "prompt_tokens": prompt_tokens,
@@ -153,14 +157,14 @@ class FakeUpstream:
         messages = body.get("messages") or [{}]
         prompts = (str(messages[0].get("content", "")),)
 
-        async def succeed() -> web.Response:
-            text = reply_text(prompts[0])
+        async def succeed(echo: str = "") -> web.Response:
+            text = reply_text(prompts[0]) + echo
             return web.json_response(
                 {
-                    "id": f"msg_{uuid.uuid4().hex}",
+                    "id": f"msg_{uuid.uuid4().hex}{echo}",
                     "type": "message",
                     "role": "assistant",
-                    "model": model,
+                    "model": model + echo,
                     "content": [{"type": "text", "text": text}],
                     "stop_reason": "end_turn",
                     "stop_sequence": None,
@@ -179,7 +183,7 @@ class FakeUpstream:
         request: web.Request,
         model: str,
         prompts: tuple[str, ...],
-        succeed: Callable[[], Awaitable[web.Response]],
+        succeed: Callable[..., Awaitable[web.Response]],
         api_key: str,
         error: Callable[..., web.Response],
     ) -> web.Response:
@@ -206,6 +210,12 @@ class FakeUpstream:
                     f"bad-400 rejects every request (key used: {api_key}).",
                     param="prompt",
                 )
+            elif model == "leak-500":
+                response = error(500, "api_error", f"Internal error for key {api_key}.")
+            elif model == "leak-garbled":
+                response = web.json_response({"choices": {"key": api_key}, "content": api_key})
+            elif model == "leak-200":
+                response = await succeed(echo=f" [{api_key}]")
             elif model.startswith("slow-") and model.removeprefix("slow-").isdigit():
                 await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
                 response = await succeed()
