@@ -92,13 +92,13 @@ def _path(uri: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def round_config(seed: int, key: str) -> schemathesis.Config:
+def round_config(seed: int, key: str, examples: int = EXAMPLES_PER_ROUND) -> schemathesis.Config:
     return schemathesis.Config.from_dict(
         {
             "seed": seed,
             "headers": {"Authorization": f"Bearer {key}"},
             "generation": {
-                "max-examples": EXAMPLES_PER_ROUND,
+                "max-examples": examples,
                 "with-security-parameters": False,
             },
             "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECK_NAMES}},
@@ -112,12 +112,13 @@ def fuzz(
     *,
     target: int,
     seed: int,
+    examples: int = EXAMPLES_PER_ROUND,
     log: Callable[[str], None] = print,
 ) -> Tally:
     """Run rounds until ``target`` requests have been sent; returns the tally."""
     tally = Tally()
     while tally.requests < target:
-        config = round_config(seed + tally.rounds, key)
+        config = round_config(seed + tally.rounds, key, examples)
         schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
