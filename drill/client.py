@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import psycopg
 
-from drill.ledger import Ledger, Observation
+from drill.ledger import Ledger, Observation, is_error_shape
 
 SUBMIT_PATH = "/v1/async/completions"
 REQUEST_TIMEOUT = 30.0
@@ -106,6 +107,30 @@ class DrillClient:
                 return response.status, None
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return 0, None
+
+    async def poll_at_rate(self, job_id: str, rate: float, seconds: float) -> dict[str, int]:
+        """Poll one job ``rate`` times per second; answers by status ("0": none), and how many
+        answers other than 200/202 were not in the error shape."""
+        url = f"{self.web_url}{SUBMIT_PATH}/{job_id}"
+        counts: Counter[str] = Counter()
+
+        async def one() -> None:
+            try:
+                async with self.session.get(url, headers=self.headers) as response:
+                    body = await response.read()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                counts["0"] += 1
+                return
+            counts[str(response.status)] += 1
+            if response.status not in (200, 202) and not is_error_shape(body):
+                counts["not_in_error_shape"] += 1
+
+        tasks = []
+        for _ in range(round(rate * seconds)):
+            tasks.append(asyncio.create_task(one()))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+        return dict(sorted(counts.items()))
 
     async def _see(self, ledger: Ledger, job_id: str) -> None:
         _, observation = await self.poll(job_id)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,6 +129,12 @@ class PrivatePostgres:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
         return self.url(name)
+
+    def logged_errors(self) -> Counter[str]:
+        """ERROR lines of the server's log so far, by message (a deadlock shows up here)."""
+        path = self.procs.log_path(self.name)
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return Counter(line.split("ERROR:", 1)[1].strip() for line in lines if " ERROR: " in line)
 
     def stop(self) -> None:
         """A fast shutdown: open sessions are cut, as when a database server restarts."""

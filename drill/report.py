@@ -31,7 +31,7 @@ COLUMNS = (
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n:,} {what}" for what, n in counts.items()) or "0"
+    return ", ".join(f"{what}: {n:,}" for what, n in counts.items()) or "0"
 
 
 def row(number: str, title: str, data: dict[str, Any] | None) -> list[str]:
@@ -83,9 +83,10 @@ def _details(results: dict[str, Any]) -> list[str]:
     if (s3 := scenarios.get("3")) and "down_seconds" in s3:
         lines.append(
             f"- 3: Postgres was down {s3['down_seconds']} s; the last refusal came "
-            f"{s3['last_refusal_after_restart_s']} s after it was back; refusals not in the "
-            f"error shape: {s3['refused_not_in_error_shape']}; refusals that created a job: "
-            f"{s3['created_without_202']['after_refusal']}."
+            f"{s3['last_refusal_after_restart_s']} s after it was back (negative: before); "
+            f"refused submits not in the error shape: {s3['refused_not_in_error_shape']}, "
+            f"that created a job: {s3['created_without_202']['after_refusal']}; polls of one "
+            f"job meanwhile, by status: {_counts(s3['polls_of_one_job'])}."
         )
     if (s4 := scenarios.get("4")) and "restart_seconds" in s4:
         lines.append(
@@ -110,6 +111,12 @@ def _details(results: dict[str, Any]) -> list[str]:
             f"({memory['web']['growth']:+.1%}), workers {memory['workers']['after_warmup_mib']} "
             f"-> {memory['workers']['end_mib']} MiB ({memory['workers']['growth']:+.1%})."
         )
+    errors = {n: data.get("postgres_errors") for n, data in scenarios.items()}
+    lines.append(
+        "- ERROR lines in the drill's Postgres log, by scenario: "
+        + "; ".join(f"{n}: {_counts(e) if e else 'none'}" for n, e in errors.items())
+        + "."
+    )
     return lines
 
 

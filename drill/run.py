@@ -52,6 +52,7 @@ def _run_scenarios(drill: Drill, names: list[str], sizes: Sizes) -> dict[str, An
         title, scenario = SCENARIOS[name]
         drill.log(f"scenario {name}: {title}")
         started = time.monotonic()
+        errors_before = drill.postgres.logged_errors()
         try:
             results[name] = scenario(drill, sizes)
         except Exception as exc:
@@ -59,6 +60,7 @@ def _run_scenarios(drill: Drill, names: list[str], sizes: Sizes) -> dict[str, An
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         results[name]["scenario_seconds"] = round(time.monotonic() - started, 1)
+        results[name]["postgres_errors"] = dict(drill.postgres.logged_errors() - errors_before)
         verdict = "passed" if results[name].get("passed") else "FAILED"
         drill.log(f"scenario {name} {verdict} in {results[name]['scenario_seconds']} s")
         drill.restore()

@@ -22,6 +22,7 @@ from drill.ledger import Ledger
 
 DEADLINE = 120.0  # seconds after the load (and its faults) for every accepted job to finish
 SUBMIT_RATE = 50.0
+POLL_RATE = 20.0  # polls per second of one job during the Postgres restart
 FAULT_JOBS = 5  # per fault mode
 MIB = 2**20
 
@@ -66,12 +67,12 @@ def s1_worker_killed(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     async def load(client: DrillClient, ledger: Ledger) -> None:
         await client.submit_count(ledger, drill.marker("s1"), MODEL, jobs)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until every job is mid-call at the upstream
             held["processing"] = stack.count_where("status = 'processing'")
-            if held["processing"] >= jobs:
+            held["upstream_in_flight"] = stack.upstream_stats()["in_flight"]
+            if held["processing"] >= jobs and held["upstream_in_flight"] >= jobs:
                 break
             await asyncio.sleep(0.1)
-        held["upstream_in_flight"] = stack.upstream_stats()["in_flight"]
         held["killed_at"] = time.monotonic()
         drill.log(f"  fault: kill -9 worker-0 holding {held['processing']} jobs")
         stack.kill_worker(0)
@@ -129,12 +130,14 @@ def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     """Postgres stopped (fast shutdown), down 5 s, started again, while 50 jobs/s are submitted."""
     _prepare(drill, 200)
     before, down, after = 10.0, 5.0, 25.0
-    times: dict[str, float] = {}
+    times: dict[str, Any] = {}
 
     async def load(client: DrillClient, ledger: Ledger) -> None:
-        submits = client.submit_at_rate(
-            ledger, drill.marker("s3"), MODEL, SUBMIT_RATE, before + down + after
-        )
+        await client.submit(ledger, drill.marker("s3-polled"), MODEL)
+        polled = ledger.accepted_ids()[0]
+        seconds = before + down + after
+        submits = client.submit_at_rate(ledger, drill.marker("s3"), MODEL, SUBMIT_RATE, seconds)
+        polls = client.poll_at_rate(polled, POLL_RATE, seconds)
 
         async def faults_in_time() -> None:
             await at(before, drill.postgres.stop, drill.log, "Postgres stopped")
@@ -142,7 +145,7 @@ def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
             await at(down, drill.postgres.start, drill.log, "Postgres started")
             times["up"] = time.monotonic()
 
-        await asyncio.gather(submits, faults_in_time())
+        *_, times["polls"] = await asyncio.gather(submits, faults_in_time(), polls)
 
     ledger = run_async(observe(drill, "s3", load, DEADLINE))
     summary = ledger.summary()
@@ -152,8 +155,11 @@ def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     last_refusal = max(refusals, default=times["down"])
     only_503 = set(summary["refused"]) <= {"503"}
     recovered_after = round(last_refusal - times["up"], 1)
+    polls = times["polls"]
+    polls_ok = set(polls) <= {"200", "202", "503"}
     ok = (
         only_503
+        and polls_ok
         and summary["refused_not_in_error_shape"] == 0
         and summary["created_without_202"]["after_refusal"] == 0
         and summary["completed"] == summary["accepted"]
@@ -161,12 +167,14 @@ def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         and recovered_after < 10
     )
     extra = (
-        "refusals only 503 in the error shape (no 500, no HTML), none created a job; "
+        "submits and polls refused only with 503 in the error shape (no 500, no HTML), no "
+        "refused submit created a job; "
         "every job completed; all submits accepted again within 10 s of the restart"
     )
     return verdict(summary, ok, extra) | {
         "down_seconds": round(times["up"] - times["down"], 1),
         "last_refusal_after_restart_s": recovered_after,
+        "polls_of_one_job": polls,
     }
 
 

@@ -1,0 +1,96 @@
+"""The drill's report: one row per scenario, the run's facts above the table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drill import report
+from drill.run import main as run_main
+
+TITLES = {"1": "kill -9 a worker", "2": "Redis down", "3": "Postgres restart"}
+
+
+def scenario(**overrides: object) -> dict:
+    data = {
+        "submitted": 2000,
+        "accepted": 1741,
+        "completed": 1741,
+        "failed": {},
+        "lost": 0,
+        "duplicated": 0,
+        "unanswered": 0,
+        "refused": {"503": 259},
+        "refused_not_in_error_shape": 0,
+        "created_without_202": {"after_refusal": 0, "after_no_answer": 0, "unfinished": 0},
+        "extra_condition": "only 503s",
+        "extra_ok": True,
+        "passed": True,
+    }
+    return data | overrides
+
+
+RESULTS = {
+    "machine": {"cpus": 2, "cpu_model": "test cpu", "python": "3.11", "load_average_at_start": 1},
+    "load_average_at_end": 2,
+    "command": "make drill ARGS='--only 1,2'",
+    "seconds": 95.0,
+    "finished_at": "2026-11-26 16:00 UTC",
+    "scenarios": {
+        "1": scenario(lost=3, passed=False, postgres_errors={"deadlock detected": 2}),
+        "2": {"error": "RuntimeError: Redis did not start", "postgres_errors": {}},
+    },
+}
+
+
+def rows() -> dict[str, list[str]]:
+    lines = report.table(RESULTS, TITLES).splitlines()[2:]
+    return {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines}
+
+
+def test_a_row_shows_the_counts_and_fails_when_a_job_was_lost():
+    row = rows()["1"]
+    assert row[2:10] == ["2,000", "1,741", "1,741", "0", "3", "0", "0", "503: 259"]
+    assert row[-1].startswith("FAILED")
+
+
+def test_a_scenario_that_raised_shows_its_error_and_fails():
+    assert "error: RuntimeError: Redis did not start" in rows()["2"][-2]
+    assert rows()["2"][-1].startswith("FAILED")
+
+
+def test_a_scenario_not_run_says_so():
+    assert rows()["3"][-1].startswith("not run")
+
+
+def test_a_passing_scenario_names_its_own_condition():
+    data = {**RESULTS, "scenarios": {"1": scenario(failed={"upstream_timeout": 5})}}
+    row = report.table(data, {"1": "x"}).splitlines()[2]
+    assert "upstream_timeout: 5" in row
+    assert "only 503s: yes" in row
+    assert row.endswith("passed |")
+
+
+def test_the_report_names_date_machine_command_and_postgres_errors():
+    text = report.render(RESULTS, TITLES)
+    assert "2026-11-26 16:00 UTC" in text
+    assert "2 CPUs (test cpu)" in text
+    assert "load average at start 1, at the end 2" in text
+    assert "`make drill ARGS='--only 1,2'` (95 s)" in text
+    assert "GATEWAY_JOB_LEASE_SECONDS=10" in text
+    assert "1: deadlock detected: 2; 2: none" in text
+
+
+def test_write_puts_the_table_and_the_raw_figures_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "REPORT", tmp_path / "RELIABILITY.md")
+    monkeypatch.setattr(report, "RAW", tmp_path / "results.json")
+    path = report.write(dict(RESULTS), TITLES)
+    assert path.read_text().startswith("# Reliability drill")
+    assert json.loads((tmp_path / "results.json").read_text())["scenarios"]["1"]["lost"] == 3
+
+
+def test_the_runner_refuses_an_unknown_scenario(capsys):
+    with pytest.raises(SystemExit):
+        run_main(["--only", "1,9"])
+    assert "unknown scenarios: 9" in capsys.readouterr().err
