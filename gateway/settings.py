@@ -109,6 +109,11 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
         "DB_CONNECT_TIMEOUT", 5, minimum=1
     )
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        # Parameters bound by the server, and a statement prepared once it has run five times
+        # on a connection: Postgres then skips parsing and planning the submit's INSERT and the
+        # poll's SELECT. Turn off behind a pooler in transaction mode (PgBouncer before 1.21).
+        DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Celery (the broker only rings the bell; the database is the record) ------------------------

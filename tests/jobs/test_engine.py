@@ -249,10 +249,11 @@ def test_lease_renewal_never_runs_while_a_finish_batch_is_being_written(
 
     def slow_finish(worker_id, finishes):
         finishing.set()
-        time.sleep(2.0)  # longer than a renewal interval
-        written = real_finish(worker_id, finishes)
-        finishing.clear()
-        return written
+        try:
+            time.sleep(2.0)  # longer than a renewal interval
+            return real_finish(worker_id, finishes)
+        finally:
+            finishing.clear()  # a failed write is retried later, outside this window
 
     def spy_renew(worker_id, job_ids):
         renewals.append(finishing.is_set())
