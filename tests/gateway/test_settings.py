@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -85,3 +90,31 @@ def test_shared_database_without_secret_key_is_warned(settings, monkeypatch):
     settings.SECRET_KEY_FROM_VAR_DIR = True
     monkeypatch.setattr("gateway.checks._database_is_shared", lambda: True)
     assert "gateway.W002" in ids(gateway_settings_check())
+
+
+def _database_options(**environ: str) -> dict:
+    """The default database's OPTIONS, as gateway.settings builds them for this environment."""
+    code = (
+        "import json, gateway.settings as s; "
+        "print(json.dumps(s.DATABASES['default'].get('OPTIONS', {}), default=str))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(environ)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_postgres_statements_are_prepared_by_default():
+    options = _database_options(DATABASE_URL="postgres://u@db.invalid:5432/gw")
+    assert options["server_side_binding"] is True
+    assert options["prepare_threshold"] == 5
+
+
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler():
+    options = _database_options(
+        DATABASE_URL="postgres://u@db.invalid:5432/gw", DB_PREPARED_STATEMENTS="false"
+    )
+    assert "server_side_binding" not in options
+    assert "prepare_threshold" not in options
