@@ -2,7 +2,8 @@
 
 Each round is one schemathesis engine run (examples, coverage, fuzzing and stateful phases) over
 every operation of ``/openapi.json``, with its own seed; rounds repeat until the requests sent
-reach the target. Every request and response is tallied as it comes back.
+reach the target. Every other round lets schemathesis generate the credentials instead of sending
+the virtual key. Every request and response is tallied as it comes back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from schemathesis.engine.recorder import ScenarioRecorder
 
 from fuzz.checks import CHECK_NAMES, CONFORMANCE_CHECKS
 
-EXAMPLES_PER_ROUND = 100
+EXAMPLES_PER_ROUND = 50
 MESSAGE_CHARS = 400
 
 
@@ -92,18 +93,19 @@ def _path(uri: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def round_config(seed: int, key: str, examples: int = EXAMPLES_PER_ROUND) -> schemathesis.Config:
-    return schemathesis.Config.from_dict(
-        {
-            "seed": seed,
-            "headers": {"Authorization": f"Bearer {key}"},
-            "generation": {
-                "max-examples": examples,
-                "with-security-parameters": False,
-            },
-            "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECK_NAMES}},
-        }
-    )
+def round_config(
+    seed: int, key: str, examples: int = EXAMPLES_PER_ROUND, *, fuzz_credentials: bool = False
+) -> schemathesis.Config:
+    """One round: every request carries the virtual key, or (``fuzz_credentials``) schemathesis
+    generates the Authorization header itself, so the authentication path is fuzzed too."""
+    settings: dict[str, Any] = {
+        "seed": seed,
+        "generation": {"max-examples": examples, "with-security-parameters": fuzz_credentials},
+        "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECK_NAMES}},
+    }
+    if not fuzz_credentials:
+        settings["headers"] = {"Authorization": f"Bearer {key}"}
+    return schemathesis.Config.from_dict(settings)
 
 
 def fuzz(
@@ -115,10 +117,14 @@ def fuzz(
     examples: int = EXAMPLES_PER_ROUND,
     log: Callable[[str], None] = print,
 ) -> Tally:
-    """Run rounds until ``target`` requests have been sent; returns the tally."""
+    """Run rounds until ``target`` requests have been sent; returns the tally.
+
+    Every other round fuzzes the credentials instead of sending the key.
+    """
     tally = Tally()
     while tally.requests < target:
-        config = round_config(seed + tally.rounds, key, examples)
+        fuzz_credentials = tally.rounds % 2 == 1
+        config = round_config(seed + tally.rounds, key, examples, fuzz_credentials=fuzz_credentials)
         schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
@@ -126,8 +132,10 @@ def fuzz(
             elif isinstance(event, (events.NonFatalError, events.FatalError)):
                 tally.engine_errors.append(str(getattr(event, "info", event))[:MESSAGE_CHARS])
         tally.rounds += 1
+        kind = "generated credentials" if fuzz_credentials else "the virtual key"
         log(
-            f"round {tally.rounds} (seed {seed + tally.rounds - 1}): {tally.requests} requests, "
+            f"round {tally.rounds} (seed {seed + tally.rounds - 1}, {kind}): "
+            f"{tally.requests} requests, "
             f"{tally.server_errors} 5xx, {tally.nonconforming} not conforming"
         )
         if tally.engine_errors:
