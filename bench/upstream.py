@@ -269,16 +269,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
+    run_until_stopped(make_app(args.latency_ms), args.host, args.port)
+
+
+def run_until_stopped(app: web.Application, host: str, port: int, **options: Any) -> None:
+    """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM, quietly, on a uvloop loop."""
     web.run_app(
-        make_app(args.latency_ms),
-        host=args.host,
-        port=args.port,
+        app,
+        host=host,
+        port=port,
         access_log=None,
         # Load tests connect hundreds of clients in the same instant; connections beyond the
         # accept queue wait for a SYN retransmit and show up as one-second outliers.
         backlog=4096,
         print=None,
         loop=new_event_loop(),
+        **options,
     )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bench.upstream import make_app, new_event_loop
+from bench.upstream import make_app, run_until_stopped
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Fault = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -120,16 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--hang-seconds", type=float, default=600.0)
     args = parser.parse_args(argv)
-    web.run_app(
-        make_faulty_app(args.latency_ms, args.hang_seconds),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        backlog=4096,
-        print=None,
-        loop=new_event_loop(),
-        shutdown_timeout=1.0,  # hanging requests are not worth waiting for
-    )
+    app = make_faulty_app(args.latency_ms, args.hang_seconds)
+    # Hanging requests are not worth waiting for when the drill stops the upstream.
+    run_until_stopped(app, args.host, args.port, shutdown_timeout=1.0)
 
 
 if __name__ == "__main__":

@@ -46,13 +46,15 @@ def _give_to_service_account(path: Path) -> None:
         os.chown(path, account.pw_uid, account.pw_gid)
 
 
-def _wait_until(
-    ready: Callable[[], bool], what: str, log_path: Path, alive: Callable[[], bool]
-) -> None:
+def _start_and_wait(procs: Procs, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
+    """Start ``argv`` as ``name`` and wait until ``ready()``; fail with its log if it exits."""
+    procs.start(name, argv)
     deadline = time.monotonic() + READY_TIMEOUT
     while not ready():
-        if not alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start\n{log_tail(log_path)}")
+        if not procs.alive(name) or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the drill's {name} did not start\n{log_tail(procs.log_path(name))}"
+            )
         time.sleep(0.1)
 
 
@@ -108,13 +110,7 @@ class PrivatePostgres:
         argv += ["-p", str(self.port)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        self.procs.start(self.name, argv)
-        _wait_until(
-            self.accepts_connections,
-            "the drill's Postgres",
-            self.procs.log_path(self.name),
-            lambda: self.procs.alive(self.name),
-        )
+        _start_and_wait(self.procs, self.name, argv, self.accepts_connections)
 
     def accepts_connections(self) -> bool:
         try:
@@ -164,13 +160,7 @@ class PrivateRedis:
     def start(self) -> None:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        self.procs.start(self.name, argv)
-        _wait_until(
-            self.answers,
-            "the drill's Redis",
-            self.procs.log_path(self.name),
-            lambda: self.procs.alive(self.name),
-        )
+        _start_and_wait(self.procs, self.name, argv, self.answers)
 
     def answers(self) -> bool:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
