@@ -217,7 +217,7 @@ def command(
     """The argv and the full environment that start the proxy on 127.0.0.1:``port``.
 
     Runs the venv's ``litellm`` console script with its default server (uvicorn) and ``WORKERS``
-    processes; its access log goes to stdout as in a default deployment (the gateway's gunicorn
+    processes; its access log goes to stdout as in a default deployment (the gateway's web server
     logs access too). ``worker_healthcheck``: see ``WORKER_HEALTHCHECK_SECONDS``. The proxy
     takes 10-25 s to answer ``HEALTH_PATH`` (longer on a busy machine).
     """

@@ -1,6 +1,6 @@
 """Run the benchmark suite: ``python -m bench.run [--quick] [--only s1,s4]`` (or ``make bench``).
 
-Starts the fake upstream, the gateway (gunicorn + Celery workers on Postgres and Redis), the
+Starts the fake upstream, the gateway (granian + Celery workers on Postgres and Redis), the
 bare reference handlers and the LiteLLM peer on 127.0.0.1, runs the scenarios, stops every
 process it started, prints the table and writes ``bench/RESULTS.md`` and ``bench/results.json``.
 """

@@ -116,7 +116,8 @@ class Publisher:
         self.flush()
 
     def _ensure_thread(self) -> None:
-        # A forked child (gunicorn, Celery prefork) inherits no running thread: start its own.
+        # A forked child (a web server worker, Celery prefork) inherits no running thread.
+        # It starts its own.
         if self._thread is not None and self._pid == os.getpid():
             return
         with self._lock:

@@ -31,6 +31,8 @@ import httpx
 import pytest
 from django.conf import settings
 
+from bench.procs import free_port
+from gateway.management.commands.rungateway import web_command
 from providers import registry
 from tests.e2e.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, FakeUpstream
 
@@ -41,12 +43,7 @@ JOB_TIMEOUT = 60.0
 
 BASE_DIR = Path(settings.BASE_DIR)
 
-# The production commands, as rungateway starts them; port 0: the kernel picks a free port and
-# gunicorn logs it, so there is no race for a port.
-WEB_COMMAND = shlex.split(
-    "-m gunicorn gateway.wsgi:application --bind 127.0.0.1:0 --workers 2 --worker-class gthread "
-    "--threads 8 --access-logfile - --graceful-timeout 10"
-)
+# The production commands, as rungateway starts them.
 WORKER_COMMAND = shlex.split("-m celery -A gateway worker --loglevel INFO")
 
 
@@ -162,7 +159,7 @@ class Child:
             self.process.send_signal(signal.SIGTERM)
             with suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT)
-        # The child leads its own process group (gunicorn's workers are in it too).
+        # The child leads its own process group (the web server's workers are in it too).
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
@@ -252,11 +249,6 @@ def _wait_for(child: Child, what: str, check: Callable[[], bool]) -> None:
         time.sleep(0.2)
 
 
-def _listening_port(web: Child) -> int | None:
-    match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", web.text())
-    return int(match.group(1)) if match else None
-
-
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=2).status_code == 200
@@ -303,14 +295,15 @@ def gateway(
     python = sys.executable
     children: list[Child] = []
     try:
-        web = _spawn("web", [python, *WEB_COMMAND], env, log_dir)
+        port = free_port()
+        web_argv = web_command(python, host="127.0.0.1", port=port, workers=2, threads=8)
+        web = _spawn("web", web_argv, env, log_dir)
         children.append(web)
         # A node name of its own: workers of other runs may share the Redis.
         worker_name = ["--hostname", f"{queue}@%h"]
         worker = _spawn("worker", [python, *WORKER_COMMAND, *worker_name], env, log_dir)
         children.append(worker)
-        _wait_for(web, "listening address", lambda: _listening_port(web) is not None)
-        base_url = f"http://127.0.0.1:{_listening_port(web)}"
+        base_url = f"http://127.0.0.1:{port}"
         _wait_for(web, "200 from /health", lambda: _healthy(base_url))
         _wait_for(
             worker, "ready line", lambda: re.search(r"@\S+ ready\.", worker.text()) is not None
@@ -333,8 +326,8 @@ class GatewayClient:
 
     def __init__(self, base_url: str, check_alive: Callable[[], None]) -> None:
         self.check_alive = check_alive
-        # gunicorn closes idle keep-alive connections after 2 s; dropping ours after 1 s avoids
-        # sending a request down a connection the server is closing ("connection reset").
+        # A server may close an idle keep-alive connection at any time; dropping ours after 1 s
+        # avoids sending a request down a connection the server is closing ("connection reset").
         self.http = httpx.Client(
             base_url=base_url,
             timeout=30,
