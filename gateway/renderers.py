@@ -3,7 +3,7 @@
 The API answers only in JSON. DRF's negotiation parses and ranks the Accept header on every
 request; for the headers clients actually send (none, ``*/*``, ``application/json``) the answer is
 known in advance, so those skip it. Anything else is negotiated as before, so ``Accept:
-text/html`` is still a 406 and ``?format=`` still filters renderers.
+text/html`` is still a 406. ``?format=`` is switched off (URL_FORMAT_OVERRIDE in settings).
 """
 
 from __future__ import annotations

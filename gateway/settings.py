@@ -200,6 +200,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["gateway.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway.renderers.JSONFirstNegotiation",
+    # The API answers only JSON: no ?format= override (an unknown one was an undocumented 404).
+    "URL_FORMAT_OVERRIDE": None,
     "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
