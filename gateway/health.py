@@ -7,6 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.serializers import ErrorSerializer
+
 HEALTH = inline_serializer(
     "Health", {"status": serializers.CharField(), "database": serializers.CharField()}
 )
@@ -23,6 +25,7 @@ class HealthView(APIView):
         responses={
             200: HEALTH,
             503: OpenApiResponse(HEALTH, description="The database is unreachable"),
+            406: OpenApiResponse(ErrorSerializer, description="The Accept header allows no JSON"),
         },
     )
     def get(self, request: Request) -> Response:

@@ -25,7 +25,9 @@ ERRORS = {
         401: "Missing or invalid key or token",
         403: "The key may not use this model",
         404: "No such job for this caller",
+        406: "The Accept header allows no JSON answer",
         413: "Request body too large",
+        415: "The body is not application/json",
         503: "Database unavailable",
     }.items()
 }
@@ -101,7 +103,7 @@ class PollCompletionView(APIView):
         responses={
             200: AsyncJobSerializer,
             202: AsyncJobSerializer,
-            **{k: v for k, v in ERRORS.items() if k in (401, 404, 503)},
+            **{k: v for k, v in ERRORS.items() if k in (401, 404, 406, 503)},
         },
     )
     def get(self, request: Request, job_id: str) -> Response:

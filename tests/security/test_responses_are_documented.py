@@ -41,3 +41,25 @@ def test_a_format_query_parameter_is_ignored(key_client, dispatched, operation, 
     response = call(key_client, operation, **extra)
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("operation", "extra", "status"),
+    [
+        pytest.param(SUBMIT, {"HTTP_ACCEPT": "text/html"}, 406, id="submit-accept-html"),
+        pytest.param(POLL, {"HTTP_ACCEPT": "application/xml"}, 406, id="poll-accept-xml"),
+        pytest.param(HEALTH, {"HTTP_ACCEPT": "text/html"}, 406, id="health-accept-html"),
+        pytest.param(SUBMIT, {"content_type": "text/plain"}, 415, id="submit-text-plain"),
+    ],
+)
+def test_a_refusal_of_the_request_form_is_a_documented_status(
+    key_client, document, operation, extra, status
+):
+    path, method = operation
+    if "content_type" in extra:
+        response = key_client.post(path, "model=openai/m", **extra)
+    else:
+        response = call(key_client, operation, **extra)
+    assert response.status_code == status
+    assert str(status) in document["paths"][path][method]["responses"]
+    assert response["Content-Type"] == "application/json"
