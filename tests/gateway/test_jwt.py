@@ -195,6 +195,11 @@ def test_jwt_signed_with_another_secret_is_401(api_client, other_job):
         pytest.param("a.b.c", id="three-garbage-segments"),
         pytest.param("....", id="only-dots"),
         pytest.param(b64url_json({"alg": "HS256"}) + ".%%%.sig", id="bad-base64"),
+        # Not ASCII, so not a JWT; a lone surrogate once made PyJWT fail with a 500.
+        pytest.param("\ud800.e30.sig", id="lone-surrogate"),
+        pytest.param("eyJhbGciOiJIUzI1NiJ9.e30.sig\udcff", id="trailing-surrogate"),
+        pytest.param("ey\u00e9.e30.sig", id="latin-1"),
+        pytest.param("ey\u4e2d.e30.sig", id="cjk"),
     ],
 )
 def test_malformed_jwt_is_401(api_client, other_job, token):
