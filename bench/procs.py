@@ -33,6 +33,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_manage(python: str, repo: Path, env: Mapping[str, str], *args: str) -> str:
+    """Run ``manage.py args`` in ``repo`` with ``env`` added to ours; returns its stdout.
+
+    Raises RuntimeError with the tail of its stderr when it fails.
+    """
+    done = subprocess.run(  # noqa: S603 - our own fixed command
+        [python, "manage.py", *args],
+        cwd=repo,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
 # --- /proc --------------------------------------------------------------------------------------
 def _read_stat(pid: int) -> tuple[str, int, int] | None:
     """(state, ppid, pgrp) of a process, or None when it is gone."""

@@ -10,7 +10,6 @@ touches a developer's data.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.request
@@ -22,7 +21,7 @@ from typing import Any
 import psycopg
 
 from bench import reference
-from bench.procs import Procs, free_port, wait_http
+from bench.procs import Procs, free_port, run_manage, wait_http
 from gateway.management.commands.rungateway import web_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,19 +116,7 @@ class Stack:
         reference.truncate(self.config.database_url)
 
     def _manage(self, *args: str) -> str:
-        import subprocess
-
-        done = subprocess.run(  # noqa: S603 - our own fixed command
-            [PYTHON, "manage.py", *args],
-            cwd=REPO,
-            env={**os.environ, **self.env()},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
-        return done.stdout
+        return run_manage(PYTHON, REPO, self.env(), *args)
 
     # --- processes ------------------------------------------------------------------------------
     def start_upstream(self, latency_ms: float = 0.0) -> None:

@@ -8,12 +8,11 @@ The provider points at a closed local port, so nothing could leave the machine a
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Procs, free_port, wait_http
+from bench.procs import Procs, free_port, run_manage, wait_http
 from gateway.management.commands.rungateway import web_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,30 +48,16 @@ def gateway_env(var_dir: Path) -> dict[str, str]:
     }
 
 
-def _manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(  # noqa: S603 - our own fixed command
-        [PYTHON, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
-    return done.stdout
-
-
 def start_gateway(procs: Procs, var_dir: Path) -> Gateway:
     """Migrate the scratch database, make a key and start the web server as rungateway does."""
-    env = {**os.environ, **gateway_env(var_dir)}
-    _manage(env, "migrate", "-v0")
-    key = _manage(env, "create_virtual_key", "--name", "fuzz").strip().splitlines()[-1]
+    env = gateway_env(var_dir)
+    run_manage(PYTHON, REPO, env, "migrate", "-v0")
+    key = run_manage(PYTHON, REPO, env, "create_virtual_key", "--name", "fuzz").splitlines()[-1]
     port = free_port()
     argv = web_command(
         PYTHON, host="127.0.0.1", port=port, workers=WEB_PROCESSES, threads=WEB_THREADS
     )
-    procs.start("web", argv, env=gateway_env(var_dir), cwd=var_dir)
+    procs.start("web", argv, env=env, cwd=var_dir)
     base_url = f"http://127.0.0.1:{port}"
     wait_http(f"{base_url}/health", log=procs.log_path("web"))
     return Gateway(base_url=base_url, key=key, log=procs.log_path("web"))
