@@ -98,6 +98,7 @@ class Ledger:
     final: dict[str, Observation | None] = field(default_factory=dict)
     rows: dict[str, list[str]] = field(default_factory=dict)  # marker -> job ids in the table
     unfinished_rows: set[str] = field(default_factory=set)  # ids of rows not terminal at the end
+    _unseen: set[str] = field(default_factory=set)  # accepted, not yet seen terminal
 
     # --- the client's side ------------------------------------------------------------------------
     def submitted(self, marker: str) -> None:
@@ -111,6 +112,8 @@ class Ledger:
                 entry.job_id = str(json.loads(body)["id"])
             except (ValueError, KeyError, TypeError):
                 entry.job_id = None
+            else:
+                self._unseen.add(entry.job_id)
         else:
             entry.error_shape = is_error_shape(body)
 
@@ -119,11 +122,12 @@ class Ledger:
 
     def unseen_ids(self) -> list[str]:
         """Accepted jobs no poll has shown terminal yet."""
-        return [job_id for job_id in self.accepted_ids() if job_id not in self.first_terminal]
+        return list(self._unseen)
 
     def seen(self, job_id: str, observation: Observation) -> None:
         if observation.terminal:
             self.first_terminal.setdefault(job_id, observation)
+            self._unseen.discard(job_id)
 
     def finally_seen(self, job_id: str, observation: Observation | None) -> None:
         self.final[job_id] = observation

@@ -64,6 +64,17 @@ def table(results: dict[str, Any], titles: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _load(averages: Any) -> str:
+    return "/".join(f"{value:.2f}" for value in averages) if averages else "?"
+
+
+def _last_refusal(s3: dict[str, Any]) -> str:
+    after = s3["last_refusal_after_restart_s"]
+    if after <= 0:
+        return "no submit was refused once it was back"
+    return f"the last refusal came {after} s after it was back"
+
+
 def _details(results: dict[str, Any]) -> list[str]:
     """The figures behind each row that the table has no column for."""
     scenarios = results["scenarios"]
@@ -72,8 +83,9 @@ def _details(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- 1: at the kill the worker held {s1['at_kill']['processing']} jobs "
             f"({s1['at_kill']['upstream_in_flight']} calls in flight at the upstream); all "
-            f"were seen finished {s1['at_kill']['recovered_after_s']} s after the kill "
-            f"(claims per job: {s1['attempts']})."
+            f"were seen finished {s1['at_kill']['recovered_after_s']} s after the kill; "
+            + ", ".join(f"{n} jobs claimed {a}x" for a, n in s1["attempts"].items())
+            + "."
         )
     if (s2 := scenarios.get("2")) and "outage_seconds" in s2:
         lines.append(
@@ -82,8 +94,7 @@ def _details(results: dict[str, Any]) -> list[str]:
         )
     if (s3 := scenarios.get("3")) and "down_seconds" in s3:
         lines.append(
-            f"- 3: Postgres was down {s3['down_seconds']} s; the last refusal came "
-            f"{s3['last_refusal_after_restart_s']} s after it was back (negative: before); "
+            f"- 3: Postgres was down {s3['down_seconds']} s; {_last_refusal(s3)}; "
             f"refused submits not in the error shape: {s3['refused_not_in_error_shape']}, "
             f"that created a job: {s3['created_without_202']['after_refusal']}; polls of one "
             f"job meanwhile, by status: {_counts(s3['polls_of_one_job'])}."
@@ -99,8 +110,9 @@ def _details(results: dict[str, Any]) -> list[str]:
         lines.append("- 5: what each misbehaving upstream's jobs ended with:")
         for name, fault in s5["faults"].items():
             lines.append(
-                f"  - `{name}`: {'/'.join(fault['statuses'])}, status {fault['status_codes']}, "
-                f"code {fault['error_codes']}: {fault['message']}"
+                f"  - `{name}`: {'/'.join(fault['statuses'])}, status "
+                f"{'/'.join(map(str, fault['status_codes']))}, "
+                f"`{'/'.join(fault['error_codes'])}`: {fault['message']}"
             )
     if (s6 := scenarios.get("6")) and "memory" in s6:
         memory = s6["memory"]
@@ -127,24 +139,25 @@ def render(results: dict[str, Any], titles: dict[str, str]) -> str:
         [
             "# Reliability drill",
             "",
-            "The promise: once a client got a 202, the job reaches `completed` or `failed`, "
-            "whatever crashes in between. Each scenario below injects a fault into real "
-            "processes on 127.0.0.1 (the drill's own Postgres cluster and Redis server, the "
-            "gateway's granian web server, two Celery workers and beat) and accounts for every "
-            "submit. How to run it and what is counted: the README's *Reliability drill*.",
+            "The promise: once a client got a 202, the job reaches `completed` or `failed`,",
+            "whatever crashes in between. Each scenario injects a fault into real processes on",
+            "127.0.0.1 (the drill's own Postgres cluster and Redis server, the gateway's granian",
+            "web server, two Celery workers and beat) and accounts for every submit. How to run",
+            "it: the README's *Reliability drill*.",
             "",
             f"- Date: {results['finished_at']}",
             f"- Machine: {info.get('cpus')} CPUs ({info.get('cpu_model')}), Python "
-            f"{info.get('python')}, load average at start {info.get('load_average_at_start')}, "
-            f"at the end {results.get('load_average_at_end')}",
+            f"{info.get('python')}, load average (1, 5, 15 min) at start "
+            f"{_load(info.get('load_average_at_start'))}, at the end "
+            f"{_load(results.get('load_average_at_end'))}",
             f"- Command: `{results['command']}` ({results['seconds']:.0f} s)",
             f"- Shortened for the drill: {shortened}; beat re-queues lapsed jobs every 15 s.",
             "",
             table(results, titles),
             "",
-            "**lost**: accepted, but not `completed`/`failed` at the final poll after the "
-            "deadline. **duplicated**: a finished job whose outcome changed after a poll had "
-            "shown it, or a second job row from one submit. **unanswered**: no HTTP answer at "
+            "**lost**: accepted, but not `completed`/`failed` at the final poll after the",
+            "deadline. **duplicated**: a finished job whose outcome changed after a poll had",
+            "shown it, or a second job row from one submit. **unanswered**: no HTTP answer at",
             "all (not counted as accepted). **refused**: any answer but 202.",
             "",
             *_details(results),

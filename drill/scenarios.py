@@ -325,7 +325,9 @@ def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
             sampler.cancel()
 
     drill.log(f"  soak: {rate:.0f} submits/s for {sizes.soak_seconds:g} s (warm-up {warmup:g} s)")
-    ledger = run_async(observe(drill, "s6", load, DEADLINE + 60))
+    # A backlog the workers build up while the soak runs is drained afterwards: the deadline
+    # grows with the soak, and a stuck job still shows as lost.
+    ledger = run_async(observe(drill, "s6", load, DEADLINE + sizes.soak_seconds))
     summary = ledger.summary()
     memory = {name: _growth(points, warmup) for name, points in samples.items()}
     flat = all(m["growth"] <= 0.10 for m in memory.values())

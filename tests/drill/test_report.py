@@ -32,8 +32,13 @@ def scenario(**overrides: object) -> dict:
 
 
 RESULTS = {
-    "machine": {"cpus": 2, "cpu_model": "test cpu", "python": "3.11", "load_average_at_start": 1},
-    "load_average_at_end": 2,
+    "machine": {
+        "cpus": 2,
+        "cpu_model": "test cpu",
+        "python": "3.11",
+        "load_average_at_start": [1.5, 1.25, 1],
+    },
+    "load_average_at_end": [2, 1.5, 1.125],
     "command": "make drill ARGS='--only 1,2'",
     "seconds": 95.0,
     "finished_at": "2026-11-26 16:00 UTC",
@@ -76,7 +81,7 @@ def test_the_report_names_date_machine_command_and_postgres_errors():
     text = report.render(RESULTS, TITLES)
     assert "2026-11-26 16:00 UTC" in text
     assert "2 CPUs (test cpu)" in text
-    assert "load average at start 1, at the end 2" in text
+    assert "at start 1.50/1.25/1.00, at the end 2.00/1.50/1.12" in text
     assert "`make drill ARGS='--only 1,2'` (95 s)" in text
     assert "GATEWAY_JOB_LEASE_SECONDS=10" in text
     assert "1: deadlock detected: 2; 2: none" in text
