@@ -83,7 +83,8 @@ def _details(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- 1: at the kill the worker held {s1['at_kill']['processing']} jobs "
             f"({s1['at_kill']['upstream_in_flight']} calls in flight at the upstream); all "
-            f"were seen finished {s1['at_kill']['recovered_after_s']} s after the kill; "
+            f"were completed again, the last {s1['at_kill']['last_completed_after_s']} s after "
+            "the kill; "
             + ", ".join(f"{n} jobs claimed {a}x" for a, n in s1["attempts"].items())
             + "."
         )
@@ -92,6 +93,8 @@ def _details(results: dict[str, Any]) -> list[str]:
             f"- 2: Redis was down {s2['outage_seconds']} s; {s2['completed_during_outage']:,} "
             "jobs completed during the outage (engines claim from the table without bells)."
         )
+        for name, line in s2.get("dead_workers_last_critical_line", {}).items():
+            lines.append(f"  - {name} died during the outage; its log: `{line}`")
     if (s3 := scenarios.get("3")) and "down_seconds" in s3:
         lines.append(
             f"- 3: Postgres was down {s3['down_seconds']} s; {_last_refusal(s3)}; "

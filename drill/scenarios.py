@@ -73,22 +73,30 @@ def s1_worker_killed(drill: Drill, sizes: Sizes) -> dict[str, Any]:
             if held["processing"] >= jobs and held["upstream_in_flight"] >= jobs:
                 break
             await asyncio.sleep(0.1)
-        held["killed_at"] = time.monotonic()
+        held["killed_at"] = time.time()
         drill.log(f"  fault: kill -9 worker-0 holding {held['processing']} jobs")
         stack.kill_worker(0)
         stack.start_worker(0)
 
     ledger = run_async(observe(drill, "s1", load, DEADLINE))
-    held["recovered_after_s"] = round(time.monotonic() - held.pop("killed_at"), 1)
+    last = stack.query("SELECT extract(epoch FROM max(completed_at)) FROM jobs_asyncjob")[0][0]
+    held["last_completed_after_s"] = round(float(last or 0) - held.pop("killed_at"), 1)
     attempts = {
         str(a): n for a, n in stack.query("SELECT attempts, count(*) FROM jobs_asyncjob GROUP BY 1")
     }
     stack.start_worker(1)
     summary = ledger.summary()
-    run_twice = sum(int(n) for a, n in attempts.items() if int(a) >= 2)  # type: ignore[call-overload]
+    run_twice = sum(int(n) for a, n in attempts.items() if int(a) >= 2)
     ok = held["processing"] == jobs and summary["completed"] == jobs and run_twice == jobs
     extra = f"all {jobs} jobs in flight in the killed worker, then claimed again and completed"
     return verdict(summary, ok, extra) | {"at_kill": held, "attempts": attempts}
+
+
+def _last_critical(drill: Drill, name: str) -> str | None:
+    """The last CRITICAL line of a process's log: why a Celery worker gave up."""
+    path = drill.stack.procs.log_path(name)
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    return next((line for line in reversed(lines) if " CRITICAL " in line), None)
 
 
 # --- 2 ------------------------------------------------------------------------------------------
@@ -114,7 +122,8 @@ def s2_redis_down(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     during = drill.stack.count_where(
         "completed_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)", (times["down"], times["up"])
     )
-    workers_alive = all(drill.stack.procs.alive(f"worker-{n}") for n in range(2))
+    dead = [f"worker-{n}" for n in range(2) if not drill.stack.procs.alive(f"worker-{n}")]
+    workers_alive = not dead
     every_202 = summary["accepted"] == summary["submitted"]
     ok = every_202 and summary["completed"] == summary["accepted"] and workers_alive
     extra = "every POST answered 202, every job completed, workers alive"
@@ -122,6 +131,7 @@ def s2_redis_down(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         "outage_seconds": round(times["up"] - times["down"], 1),
         "completed_during_outage": during,
         "workers_alive": workers_alive,
+        "dead_workers_last_critical_line": {name: _last_critical(drill, name) for name in dead},
     }
 
 

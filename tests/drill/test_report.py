@@ -99,3 +99,19 @@ def test_the_runner_refuses_an_unknown_scenario(capsys):
     with pytest.raises(SystemExit):
         run_main(["--only", "1,9"])
     assert "unknown scenarios: 9" in capsys.readouterr().err
+
+
+def test_a_worker_that_died_in_the_redis_outage_is_named_with_its_last_critical_line():
+    line = "2026-11-26 16:39:07,586 CRITICAL celery.worker Unrecoverable error: AttributeError(...)"
+    s2 = scenario(
+        refused={},
+        outage_seconds=30.0,
+        completed_during_outage=1496,
+        workers_alive=False,
+        extra_ok=False,
+        passed=False,
+        dead_workers_last_critical_line={"worker-1": line},
+    )
+    text = report.render({**RESULTS, "scenarios": {"2": s2}}, TITLES)
+    assert "1,496 jobs completed during the outage" in text
+    assert f"worker-1 died during the outage; its log: `{line}`" in text
