@@ -11,6 +11,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.procs import Procs, wait_http
 from bench.stack import PYTHON, REPO, Stack, StackConfig
@@ -77,10 +78,10 @@ class DrillStack(Stack):
         self.procs.stop("web")
         self.start_web()
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a query on the gateway's database."""
         return self._query(sql, params)
 
-    def count_where(self, condition: str, params: tuple[object, ...] = ()) -> int:
+    def count_where(self, condition: str, params: tuple[Any, ...] = ()) -> int:
         rows = self.query(f"SELECT count(*) FROM jobs_asyncjob WHERE {condition}", params)  # noqa: S608
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return int(rows[0][0])
