@@ -131,7 +131,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+    # No ack emulation on Redis: a worker holding an unacknowledged message when Redis goes
+    # away would try to restore it on a torn-down connection and exit. Nothing needs Redis to
+    # redeliver: the job rows are the queue, and beat sends its tasks again.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300, "ack_emulation": False}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("GATEWAY_QUEUE", "gateway")
 CELERY_TASK_IGNORE_RESULT = True

@@ -118,3 +118,24 @@ def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler():
     )
     assert "server_side_binding" not in options
     assert "prepare_threshold" not in options
+
+
+def _broker_transport_options(**environ: str) -> dict:
+    code = (
+        "import json, gateway.settings as s; "
+        "print(json.dumps(s.CELERY_BROKER_TRANSPORT_OPTIONS, default=str))"
+    )
+    env = {**os.environ, **environ}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_a_redis_broker_keeps_no_unacknowledged_messages_a_worker_would_restore():
+    # With Redis' ack emulation, a worker holding an unacknowledged message (a running purge,
+    # an ack in flight) when Redis goes away tries to restore it on a connection Celery has
+    # already torn down, and exits ("Unrecoverable error"). Bells need no redelivery: the job
+    # rows are the queue, and beat sends its tasks again.
+    options = _broker_transport_options(CELERY_BROKER_URL="redis://127.0.0.1:6379/0")
+    assert options["ack_emulation"] is False
