@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -92,18 +93,20 @@ def test_shared_database_without_secret_key_is_warned(settings, monkeypatch):
     assert "gateway.W002" in ids(gateway_settings_check())
 
 
-def _database_options(**environ: str) -> dict:
-    """The default database's OPTIONS, as gateway.settings builds them for this environment."""
-    code = (
-        "import json, gateway.settings as s; "
-        "print(json.dumps(s.DATABASES['default'].get('OPTIONS', {}), default=str))"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+def _setting(expression: str, environ: dict[str, str], drop: tuple[str, ...] = ()) -> Any:
+    """``expression`` over ``gateway.settings`` (as ``s``), built in a fresh process."""
+    code = f"import json, gateway.settings as s; print(json.dumps({expression}, default=str))"
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(environ)
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout)
+
+
+def _database_options(**environ: str) -> dict:
+    """The default database's OPTIONS, as gateway.settings builds them for this environment."""
+    return _setting("s.DATABASES['default'].get('OPTIONS', {})", environ, drop=("DATABASE_URL",))
 
 
 def test_postgres_statements_are_prepared_by_default():
@@ -120,22 +123,11 @@ def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler():
     assert "prepare_threshold" not in options
 
 
-def _broker_transport_options(**environ: str) -> dict:
-    code = (
-        "import json, gateway.settings as s; "
-        "print(json.dumps(s.CELERY_BROKER_TRANSPORT_OPTIONS, default=str))"
-    )
-    env = {**os.environ, **environ}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout)
-
-
 def test_a_redis_broker_keeps_no_unacknowledged_messages_a_worker_would_restore():
     # With Redis' ack emulation, a worker holding an unacknowledged message (a running purge,
     # an ack in flight) when Redis goes away tries to restore it on a connection Celery has
     # already torn down, and exits ("Unrecoverable error"). Bells need no redelivery: the job
     # rows are the queue, and beat sends its tasks again.
-    options = _broker_transport_options(CELERY_BROKER_URL="redis://127.0.0.1:6379/0")
+    redis = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    options = _setting("s.CELERY_BROKER_TRANSPORT_OPTIONS", redis)
     assert options["ack_emulation"] is False
