@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # the jobs' rows are committed meanwhile, and engines that are busy claim them anyway. When
 # traffic is light (under about 100 submits/s per process) it sends at once.
 BUSY_SECONDS = 0.01
-LINGER_SECONDS = 0.02
+LINGER_SECONDS = 0.05
 
 # Fail fast when the broker is down: the beat task re-dispatches, the client must not wait.
 PUBLISH_RETRY_POLICY = {
