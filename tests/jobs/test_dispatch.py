@@ -19,6 +19,12 @@ def capture(monkeypatch) -> list[list[str]]:
     return messages
 
 
+def _wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_dispatch_sends_ids_in_messages_of_the_configured_size(monkeypatch, settings):
     settings.GATEWAY_DISPATCH_BATCH = 2
     messages = capture(monkeypatch)
@@ -55,9 +61,7 @@ def test_publisher_batches_ids_queued_while_it_was_sending(settings):
 
     publisher = Publisher(send)
     publisher.submit("first")
-    deadline = time.monotonic() + 5
-    while not batches and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: batches)
     for n in range(5):
         publisher.submit(f"later-{n}")
     gate.set()
@@ -73,9 +77,7 @@ def test_a_busy_publisher_waits_to_send_ids_that_follow_a_send_together(settings
         lambda ids: batches.append(list(ids)) or len(ids), busy_seconds=60, linger_seconds=0.5
     )
     publisher.submit("first")
-    deadline = time.monotonic() + 5
-    while not batches and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: batches)
     for n in range(5):  # within the linger after a send: one message, not five
         publisher.submit(f"later-{n}")
     publisher.stop()
@@ -89,13 +91,9 @@ def test_an_idle_publisher_sends_at_once(settings):
         lambda ids: batches.append(list(ids)) or len(ids), busy_seconds=0, linger_seconds=60
     )
     publisher.submit("a")
-    deadline = time.monotonic() + 5
-    while not batches and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: batches)
     publisher.submit("b")
-    deadline = time.monotonic() + 5
-    while len(batches) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: len(batches) >= 2)
 
     assert batches == [["a"], ["b"]]  # neither waited out the 60 s linger
     publisher.stop()
@@ -112,9 +110,7 @@ def test_publisher_keeps_running_after_a_failed_send(settings):
 
     publisher = Publisher(send)
     publisher.submit("a")
-    deadline = time.monotonic() + 5
-    while not batches and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: batches)
     publisher.submit("b")
     publisher.stop()
 
