@@ -63,6 +63,8 @@ def _ensure_database(config: StackConfig) -> None:
 class Stack:
     """Starts and stops the run's processes; ``procs`` stops whatever is left on exit."""
 
+    queue = "bench"  # the Celery queue, and the workers' node names
+
     def __init__(self, procs: Procs, config: StackConfig, log: Callable[[str], None]) -> None:
         self.procs = procs
         self.config = config
@@ -96,7 +98,7 @@ class Stack:
         return {
             "DATABASE_URL": self.config.database_url,
             "CELERY_BROKER_URL": self.config.redis_url,
-            "GATEWAY_QUEUE": "bench",
+            "GATEWAY_QUEUE": self.queue,
             "GATEWAY_VAR_DIR": str(self.var_dir),
             "SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
             "OPENAI_API_KEY": UPSTREAM_KEY,
@@ -139,9 +141,12 @@ class Stack:
 
     def start_workers(self) -> None:
         for n in range(self.config.workers):
-            argv = [PYTHON, "-m", "celery", "-A", "gateway", "worker", "-Q", "bench"]
-            argv += ["--loglevel", "WARNING", "-n", f"bench{n}@%h"]
-            self.procs.start(f"worker-{n}", argv, env=self.env(), cwd=REPO)
+            self.start_worker(n)
+
+    def start_worker(self, n: int) -> None:
+        argv = [PYTHON, "-m", "celery", "-A", "gateway", "worker", "-Q", self.queue]
+        argv += ["--loglevel", "WARNING", "-n", f"{self.queue}{n}@%h"]
+        self.procs.start(f"worker-{n}", argv, env=self.env(), cwd=REPO)
 
     def wait_workers_ready(self, submit_one: Callable[[], None], timeout: float = 60.0) -> None:
         """Run one job through, so the workers are up and connected before a measurement."""

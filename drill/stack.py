@@ -32,6 +32,8 @@ DRILL_SETTINGS = {
 class DrillStack(Stack):
     """``bench.stack.Stack`` with beat, the faulty upstream and the drill's settings."""
 
+    queue = "drill"
+
     def __init__(
         self, procs: Procs, config: StackConfig, log: Callable[[str], None], var_dir: Path
     ) -> None:
@@ -40,7 +42,7 @@ class DrillStack(Stack):
         self.var_dir.mkdir(parents=True, exist_ok=True)
 
     def env(self) -> dict[str, str]:
-        return {**super().env(), **DRILL_SETTINGS, "GATEWAY_QUEUE": "drill"}
+        return {**super().env(), **DRILL_SETTINGS}
 
     def prepare(self) -> None:
         """Create the database, migrate it and make a virtual key (``self.key``)."""
@@ -53,15 +55,6 @@ class DrillStack(Stack):
         argv += ["--latency-ms", str(latency_ms), "--hang-seconds", "600"]
         self.procs.start("upstream", argv, cwd=REPO)
         wait_http(f"{self.upstream_url}/health", log=self.procs.log_path("upstream"))
-
-    def start_workers(self) -> None:
-        for n in range(self.config.workers):
-            self.start_worker(n)
-
-    def start_worker(self, n: int) -> None:
-        argv = [PYTHON, "-m", "celery", "-A", "gateway", "worker", "-Q", "drill"]
-        argv += ["--loglevel", "WARNING", "-n", f"drill{n}@%h"]
-        self.procs.start(f"worker-{n}", argv, env=self.env(), cwd=REPO)
 
     def start_beat(self) -> None:
         argv = [PYTHON, "-m", "celery", "-A", "gateway", "beat", "--loglevel", "INFO"]
