@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -93,14 +93,14 @@ def _forget_changed_key(sender: type[VirtualKey], instance: VirtualKey, **kwargs
     key_cache.forget(instance)
 
 
-def _bearer_token(request: Request) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
+def _bearer_token(meta: Mapping[str, Any]) -> str | None:
+    header = meta.get("HTTP_AUTHORIZATION", "")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationRequired("Authorization header must be 'Bearer <token>'.")
         return token.strip()
-    virtual_key = request.META.get("HTTP_X_BF_VK", "").strip()
+    virtual_key = meta.get("HTTP_X_BF_VK", "").strip()
     if virtual_key and not looks_like_virtual_key(virtual_key):
         raise AuthenticationRequired("x-bf-vk takes a virtual key (sk-bf-…), not a token.")
     return virtual_key or None
@@ -138,12 +138,20 @@ def authenticate_token(token: str) -> Principal:
     return Principal(virtual_key=key)
 
 
+def authenticate_request(meta: Mapping[str, Any]) -> Principal | None:
+    """The caller named by a request's headers (its WSGI environ); None when none is named.
+
+    A malformed, unknown, inactive or expired credential raises AuthenticationRequired.
+    """
+    token = _bearer_token(meta)
+    return None if token is None else authenticate_token(token)
+
+
 class GatewayAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Principal, str] | None:
-        token = _bearer_token(request)
-        if token is None:
+        principal = authenticate_request(request.META)
+        if principal is None:
             return None  # IsAuthenticated then answers 401 "missing_api_key"
-        principal = authenticate_token(token)
         return principal, "token"
 
     def authenticate_header(self, request: Request) -> str:

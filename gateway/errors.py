@@ -162,10 +162,25 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    response = _error_response(exc)
-    if response is not None:
-        _describe_request(response.data["extra_fields"], context.get("view"))
-    return response
+    """DRF's hook: the error response for ``exc``, or None to let it propagate (a 500)."""
+    answer = error_answer(exc, context.get("view"))
+    if answer is None:
+        return None
+    body, status_code = answer
+    return Response(body, status=status_code, headers=error_headers(status_code))
+
+
+def error_answer(exc: Exception, view: Any = None) -> tuple[dict[str, Any], int] | None:
+    """The error body and status for ``exc``, described with what ``view`` knows; None for a
+    bug, which must surface as a 500."""
+    answer = _error_answer(exc)
+    if answer is not None:
+        _describe_request(answer[0]["extra_fields"], view)
+    return answer
+
+
+def error_headers(status_code: int) -> dict[str, str]:
+    return {"WWW-Authenticate": WWW_AUTHENTICATE} if status_code == 401 else {}
 
 
 def _describe_request(extra_fields: dict[str, Any], view: Any) -> None:
@@ -179,9 +194,9 @@ def _describe_request(extra_fields: dict[str, Any], view: Any) -> None:
         extra_fields["provider"] = extra_fields["provider"] or model_requested.partition("/")[0]
 
 
-def _error_response(exc: Exception) -> Response | None:
+def _error_answer(exc: Exception) -> tuple[dict[str, Any], int] | None:
     if isinstance(exc, GatewayError):
-        return _respond(exc.body(), exc.status_code)
+        return exc.body(), exc.status_code
     if isinstance(exc, drf.ValidationError):
         param, message = _first_validation_error(exc.detail)
         body = error_body(
@@ -191,44 +206,30 @@ def _error_response(exc: Exception) -> Response | None:
             message=f"{param}: {message}" if param else message,
             param=param,
         )
-        return _respond(body, 400)
+        return body, 400
     if isinstance(exc, (Http404, drf.NotFound)):
-        return _respond(
-            error_body(
-                status_code=404,
-                error_type="not_found_error",
-                code="not_found",
-                message="Not found.",
-            ),
-            404,
+        body = error_body(
+            status_code=404, error_type="not_found_error", code="not_found", message="Not found."
         )
+        return body, 404
     if isinstance(exc, RequestDataTooBig):
-        return _respond(PayloadTooLarge("Request body is too large.").body(), 413)
+        return PayloadTooLarge("Request body is too large.").body(), 413
     if isinstance(exc, drf.APIException):
         error_type, code = _DRF_ERRORS.get(type(exc), ("api_error", exc.default_code))
         status_code = exc.status_code
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return _respond(
-            error_body(
-                status_code=status_code, error_type=error_type, code=code, message=str(message)
-            ),
-            status_code,
+        body = error_body(
+            status_code=status_code, error_type=error_type, code=code, message=str(message)
         )
+        return body, status_code
     if isinstance(exc, DatabaseError):
         # The database is the record: without it nothing can be accepted or read.
         logger.warning("database unavailable: %s", type(exc).__name__)
-        return _respond(
-            ServiceUnavailable("The gateway's database is unavailable; try again shortly.").body(),
-            503,
+        unavailable = ServiceUnavailable(
+            "The gateway's database is unavailable; try again shortly."
         )
+        return unavailable.body(), 503
     return None
-
-
-def _respond(body: dict[str, Any], status_code: int) -> Response:
-    response = Response(body, status=status_code)
-    if status_code == 401:
-        response["WWW-Authenticate"] = WWW_AUTHENTICATE
-    return response
 
 
 def json_error_page(

@@ -45,6 +45,30 @@ def check_text(value: Any, path: str = "") -> None:
             check_text(item, f"{path}[{index}]")
 
 
+def read_json_body(stream: Any, declared: str | None) -> Any:
+    """Read and parse a JSON request body of at most GATEWAY_MAX_BODY_BYTES.
+
+    ``declared`` is the request's Content-Length; a larger one is refused before a byte
+    is read. Raises PayloadTooLarge (413) or ParseError/InvalidRequest (400).
+    """
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    raw = stream.read(limit + 1) if stream is not None else b""
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    if not raw:
+        raise ParseError("Request body is empty; a JSON object is required.")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ParseError("Request body is not valid UTF-8.") from None
+    except (ValueError, RecursionError) as exc:
+        raise ParseError(f"Request body is not valid JSON: {exc}") from None
+    check_text(data)
+    return data
+
+
 class StrictJSONParser(BaseParser):
     media_type = "application/json"
 
@@ -54,21 +78,6 @@ class StrictJSONParser(BaseParser):
         media_type: str | None = None,
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
-        limit = settings.GATEWAY_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-        if not raw:
-            raise ParseError("Request body is empty; a JSON object is required.")
-        try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except UnicodeDecodeError:
-            raise ParseError("Request body is not valid UTF-8.") from None
-        except (ValueError, RecursionError) as exc:
-            raise ParseError(f"Request body is not valid JSON: {exc}") from None
-        check_text(data)
-        return data
+        return read_json_body(stream, declared)

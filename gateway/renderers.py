@@ -8,7 +8,7 @@ text/html`` is still a 406. ``?format=`` is switched off (URL_FORMAT_OVERRIDE in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -19,6 +19,12 @@ from rest_framework.request import Request
 PLAIN_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
 
 
+def wants_plain_json(meta: Mapping[str, Any]) -> bool:
+    """Whether a request's answer is JSON without negotiating: a plain Accept header (or none)
+    and no query string (which may hold ?format=)."""
+    return meta.get("HTTP_ACCEPT", "").strip() in PLAIN_ACCEPTS and not meta.get("QUERY_STRING")
+
+
 class JSONFirstNegotiation(DefaultContentNegotiation):
     def select_renderer(
         self,
@@ -27,13 +33,11 @@ class JSONFirstNegotiation(DefaultContentNegotiation):
         format_suffix: str | None = None,
     ) -> Any:
         renderers = list(renderers)
-        meta = request.META
         if (
             renderers
             and renderers[0].media_type == "application/json"
-            and meta.get("HTTP_ACCEPT", "").strip() in PLAIN_ACCEPTS
             and not format_suffix
-            and not meta.get("QUERY_STRING")  # may hold ?format=
+            and wants_plain_json(request.META)
         ):
             return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)

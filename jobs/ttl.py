@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from django.conf import settings
-from rest_framework.request import Request
+from django.http import HttpRequest
 
 from gateway.errors import InvalidRequest
 
 TTL_HEADER = "x-bf-async-job-result-ttl"
 
 
-def result_ttl_from(request: Request) -> int:
+def result_ttl_from(request: HttpRequest) -> int:
     """The result TTL the caller asked for, in seconds; 400 naming the header when it is bad."""
     raw = request.META.get("HTTP_X_BF_ASYNC_JOB_RESULT_TTL")
     if raw is None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 from uuid import UUID
 
+from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from gateway.principals import principal_of
+from gateway.fastpath import Answer, FastPathView
+from gateway.principals import Principal
 from jobs import services
 from jobs.models import JobStatus, RequestType
 from jobs.selectors import get_visible_job
@@ -33,7 +35,7 @@ ERRORS = {
 }
 
 
-def poll_location(request: Request, job_id: UUID) -> str:
+def poll_location(request: HttpRequest, job_id: UUID) -> str:
     """The absolute URL a job is polled at (the ``Location`` of a 202)."""
     return request.build_absolute_uri(_poll_path_prefix(get_script_prefix()) + str(job_id))
 
@@ -46,9 +48,10 @@ def _poll_path_prefix(script_prefix: str) -> str:
     return reverse("poll-completion", args=[placeholder]).removesuffix(placeholder)
 
 
-class SubmitCompletionView(APIView):
+class SubmitCompletionView(FastPathView):
     request_type = RequestType.TEXT_COMPLETION.value
     model_requested: str | None = None  # named in errors once the body is parsed
+    fast_methods = frozenset({"POST"})
 
     @extend_schema(
         operation_id="create_async_completion",
@@ -68,16 +71,19 @@ class SubmitCompletionView(APIView):
         responses={202: AsyncJobSerializer, **{k: v for k, v in ERRORS.items() if k != 404}},
     )
     def post(self, request: Request) -> Response:
-        model = request.data.get("model") if isinstance(request.data, dict) else None
+        return self.answer(request)
+
+    def handle(
+        self, request: HttpRequest, principal: Principal, data: Any, **kwargs: Any
+    ) -> Answer:
+        model = data.get("model") if isinstance(data, dict) else None
         self.model_requested = model if isinstance(model, str) and "/" in model else None
         result_ttl = result_ttl_from(request)
-        serializer = CompletionRequestSerializer(
-            data=request.data, context={"principal": principal_of(request)}
-        )
+        serializer = CompletionRequestSerializer(data=data, context={"principal": principal})
         serializer.is_valid(raise_exception=True)
         valid = serializer.validated_data
         job = services.submit_job(
-            principal=principal_of(request),
+            principal=principal,
             request_type=RequestType.TEXT_COMPLETION,
             provider=valid["primary"].provider,
             model=valid["primary"].model,
@@ -85,15 +91,14 @@ class SubmitCompletionView(APIView):
             request=valid["params"],
             result_ttl=result_ttl,
         )
-        return Response(
-            AsyncJobSerializer.render(job),
-            status=202,
-            headers={"Location": poll_location(request, job.id)},
+        return Answer(
+            AsyncJobSerializer.render(job), 202, {"Location": poll_location(request, job.id)}
         )
 
 
-class PollCompletionView(APIView):
+class PollCompletionView(FastPathView):
     request_type = RequestType.TEXT_COMPLETION.value
+    fast_methods = frozenset({"GET"})
 
     @extend_schema(
         operation_id="get_async_completion",
@@ -107,6 +112,11 @@ class PollCompletionView(APIView):
         },
     )
     def get(self, request: Request, job_id: str) -> Response:
-        job = get_visible_job(job_id, principal_of(request), RequestType.TEXT_COMPLETION)
+        return self.answer(request, job_id=job_id)
+
+    def handle(
+        self, request: HttpRequest, principal: Principal, data: Any, **kwargs: Any
+    ) -> Answer:
+        job = get_visible_job(kwargs["job_id"], principal, RequestType.TEXT_COMPLETION)
         done = job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
-        return Response(AsyncJobSerializer.render(job), status=200 if done else 202)
+        return Answer(AsyncJobSerializer.render(job), 200 if done else 202)
