@@ -179,42 +179,49 @@ class CompletionRequestSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = {name: value for name, value in attrs.items() if value is not None}
-        if attrs.get("stream"):
-            raise InvalidRequest(
-                "Streaming is not supported for async requests.",
-                param="stream",
-                code="streaming_not_supported",
+        return resolve_request(attrs, self.context["principal"])
+
+
+def resolve_request(attrs: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """The checks across fields, and the targets: ``primary``, ``fallbacks`` and ``params``.
+
+    ``attrs`` are the fields' validated values, as DRF gives them to ``validate``.
+    """
+    attrs = {name: value for name, value in attrs.items() if value is not None}
+    if attrs.get("stream"):
+        raise InvalidRequest(
+            "Streaming is not supported for async requests.",
+            param="stream",
+            code="streaming_not_supported",
+        )
+    attrs.pop("stream", None)
+    if "best_of" in attrs and attrs["best_of"] < attrs.get("n", 1):
+        raise InvalidRequest("best_of must be greater than or equal to n.", param="best_of")
+    prompts = attrs["prompt"] if isinstance(attrs["prompt"], list) else [attrs["prompt"]]
+    choices = len(prompts) * max(attrs.get("n", 1), attrs.get("best_of", 1))
+    if choices > settings.GATEWAY_MAX_CHOICES:
+        # Providers without batching (Anthropic) make one call per choice.
+        raise InvalidRequest(
+            "the number of prompts times n (or best_of) may be at most "
+            f"{settings.GATEWAY_MAX_CHOICES}.",
+            param="n",
+            code="too_many_choices",
+        )
+    fallbacks = attrs.pop("fallbacks", [])
+    if len(fallbacks) > settings.GATEWAY_MAX_FALLBACKS:
+        raise InvalidRequest(
+            f"At most {settings.GATEWAY_MAX_FALLBACKS} fallbacks are accepted.",
+            param="fallbacks",
+            code="too_many_fallbacks",
+        )
+    primary = _target(attrs.pop("model"), "model")
+    targets = [primary] + [_target(value, "fallbacks") for value in fallbacks]
+    for target, param in zip(targets, ["model"] + ["fallbacks"] * len(fallbacks), strict=True):
+        if not principal.may_use(str(target)):
+            raise Forbidden(
+                f"This key may not use {target}.", param=param, code="model_not_allowed"
             )
-        attrs.pop("stream", None)
-        if "best_of" in attrs and attrs["best_of"] < attrs.get("n", 1):
-            raise InvalidRequest("best_of must be greater than or equal to n.", param="best_of")
-        prompts = attrs["prompt"] if isinstance(attrs["prompt"], list) else [attrs["prompt"]]
-        choices = len(prompts) * max(attrs.get("n", 1), attrs.get("best_of", 1))
-        if choices > settings.GATEWAY_MAX_CHOICES:
-            # Providers without batching (Anthropic) make one call per choice.
-            raise InvalidRequest(
-                "the number of prompts times n (or best_of) may be at most "
-                f"{settings.GATEWAY_MAX_CHOICES}.",
-                param="n",
-                code="too_many_choices",
-            )
-        fallbacks = attrs.pop("fallbacks", [])
-        if len(fallbacks) > settings.GATEWAY_MAX_FALLBACKS:
-            raise InvalidRequest(
-                f"At most {settings.GATEWAY_MAX_FALLBACKS} fallbacks are accepted.",
-                param="fallbacks",
-                code="too_many_fallbacks",
-            )
-        principal: Principal = self.context["principal"]
-        primary = _target(attrs.pop("model"), "model")
-        targets = [primary] + [_target(value, "fallbacks") for value in fallbacks]
-        for target, param in zip(targets, ["model"] + ["fallbacks"] * len(fallbacks), strict=True):
-            if not principal.may_use(str(target)):
-                raise Forbidden(
-                    f"This key may not use {target}.", param=param, code="model_not_allowed"
-                )
-        return {"primary": primary, "fallbacks": [str(t) for t in targets[1:]], "params": attrs}
+    return {"primary": primary, "fallbacks": [str(t) for t in targets[1:]], "params": attrs}
 
 
 class JobErrorDetailSerializer(serializers.Serializer):

@@ -16,6 +16,7 @@ from gateway.fastpath import Answer, FastPathView
 from gateway.principals import Principal
 from jobs import services
 from jobs.models import JobStatus, RequestType
+from jobs.quick_validation import validate_completion_request
 from jobs.selectors import get_visible_job
 from jobs.serializers import AsyncJobSerializer, CompletionRequestSerializer, ErrorSerializer
 from jobs.ttl import TTL_HEADER, result_ttl_from
@@ -79,9 +80,7 @@ class SubmitCompletionView(FastPathView):
         model = data.get("model") if isinstance(data, dict) else None
         self.model_requested = model if isinstance(model, str) and "/" in model else None
         result_ttl = result_ttl_from(request)
-        serializer = CompletionRequestSerializer(data=data, context={"principal": principal})
-        serializer.is_valid(raise_exception=True)
-        valid = serializer.validated_data
+        valid = validate_completion_request(data, principal)
         job = services.submit_job(
             principal=principal,
             request_type=RequestType.TEXT_COMPLETION,
