@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
@@ -15,6 +15,9 @@ from jobs.fields import StrictBooleanField, StrictIntegerField, StrictNumberFiel
 from jobs.models import AsyncJob, JobStatus
 from providers import registry
 from providers.base import Target
+
+if TYPE_CHECKING:
+    from jobs.selectors import PolledJob
 
 INT64_MAX = 2**63 - 1
 
@@ -268,7 +271,7 @@ class AsyncJobSerializer(serializers.Serializer):
     error = ErrorSerializer(allow_null=True)
 
     @staticmethod
-    def render(job: AsyncJob) -> dict[str, Any]:
+    def render(job: AsyncJob | PolledJob) -> dict[str, Any]:
         return {
             "id": str(job.id),
             "status": job.status,
