@@ -1,0 +1,200 @@
+"""What one submit and one poll cost the web process, measured in-process without a server.
+
+    python -m bench.request_cost                 # CPU time per request (this thread's clock)
+    python -m bench.request_cost --instructions  # instructions per request, under callgrind
+
+Both call the gateway's WSGI application directly, as a web server thread would, on the bench
+database (Postgres on 127.0.0.1, as ``make bench`` uses), with a valid key: a submit of a small
+valid body and a poll of a completed job. The broker is left out: submits hand their job id to a
+stub instead of the background publisher, whose cost is shared by every submit it batches.
+
+CPU time moves with whatever else the machine runs. Instruction counts do not: the same code
+gives the same count (to within a fraction of a percent), so ``--instructions`` is the figure to
+compare two versions of a change by. It runs this module twice under valgrind's callgrind, once
+with no measured requests and once with ``--requests``, and divides the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.stack import BENCH_MODEL, REPO, UPSTREAM_KEY, StackConfig, _ensure_database
+
+WARMUP = 50
+KINDS = ("submit", "poll")
+
+
+def _environment(config: StackConfig) -> dict[str, str]:
+    return {
+        "DATABASE_URL": config.database_url,
+        "CELERY_BROKER_URL": config.redis_url,
+        "GATEWAY_VAR_DIR": str(REPO / ".bench" / "var"),
+        "SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "DJANGO_SETTINGS_MODULE": "gateway.settings",
+    }
+
+
+def _requests() -> dict[str, Callable[[], bytes]]:
+    """One callable per kind, each sending one request through the WSGI application."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", "-v0")
+    from gateway.models import VirtualKey
+    from gateway.wsgi import application
+    from jobs import services
+    from jobs.models import AsyncJob, JobStatus
+
+    services.dispatch_soon = lambda job_id: None  # type: ignore[assignment]
+    key, raw = VirtualKey.create_with_key(name=f"request-cost-{time.time_ns()}")
+    job = AsyncJob.objects.create(
+        request_type="text_completion",
+        virtual_key=key,
+        provider="openai",
+        model="gpt-bench",
+        request={"prompt": "Say hi"},
+        result_ttl=3600,
+        status=JobStatus.COMPLETED,
+        status_code=200,
+        result={
+            "id": "cmpl-bench",
+            "object": "text_completion",
+            "model": "gpt-bench",
+            "choices": [{"text": "Hello from the fake upstream.", "index": 0}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9},
+        },
+    )
+    body = json.dumps({"model": BENCH_MODEL, "prompt": "Say hi", "max_tokens": 16}).encode()
+
+    def send(method: str, path: str, payload: bytes, expected: str) -> bytes:
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "SCRIPT_NAME": "",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "127.0.0.1:8000",
+            "HTTP_AUTHORIZATION": f"Bearer {raw}",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(payload)),
+            "wsgi.input": io.BytesIO(payload),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.version": (1, 0),
+        }
+        statuses: list[str] = []
+
+        def start_response(status: str, headers: Any, *exc_info: Any) -> Any:
+            statuses.append(status)
+
+        response: Any = application(environ, start_response)
+        try:
+            content = b"".join(response)
+        finally:
+            response.close()
+        if not statuses[0].startswith(expected):
+            raise RuntimeError(f"{method} {path} answered {statuses[0]}: {content[:300]!r}")
+        return content
+
+    return {
+        "submit": lambda: send("POST", "/v1/async/completions", body, "202"),
+        "poll": lambda: send("GET", f"/v1/async/completions/{job.id}", b"", "200"),
+    }
+
+
+def _run(kind: str, count: int) -> None:
+    """The child under callgrind: warm up, then ``count`` requests of ``kind``."""
+    send = _requests()[kind]
+    for _ in range(WARMUP + count):
+        send()
+
+
+def cpu_times(count: int, rounds: int) -> dict[str, list[float]]:
+    """Microseconds of this thread's CPU per request, ``rounds`` figures per kind."""
+    requests = _requests()
+    figures: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for _ in range(rounds):
+        for kind in KINDS:
+            send = requests[kind]
+            for _ in range(WARMUP):
+                send()
+            started = time.thread_time()
+            for _ in range(count):
+                send()
+            figures[kind].append((time.thread_time() - started) / count * 1e6)
+    return figures
+
+
+def _callgrind_total(kind: str, count: int) -> int:
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    command += [
+        sys.executable,
+        "-m",
+        "bench.request_cost",
+        "--child",
+        kind,
+        "--requests",
+        str(count),
+    ]
+    done = subprocess.run(  # noqa: S603 - our own fixed command
+        command, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, check=False
+    )
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"callgrind run failed: {done.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def instructions(count: int) -> dict[str, int]:
+    """Instructions per request of each kind: (run with ``count``) - (run with none), / count."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
+    return {
+        kind: (_callgrind_total(kind, count) - _callgrind_total(kind, 0)) // count for kind in KINDS
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--instructions", action="store_true", help="count under callgrind")
+    parser.add_argument("--requests", type=int, default=None, help="measured requests per kind")
+    parser.add_argument("--rounds", type=int, default=3, help="CPU-time rounds per kind")
+    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    config = StackConfig()
+    os.environ.update(_environment(config))
+    if args.child:
+        _run(args.child, args.requests or 0)
+        return 0
+    _ensure_database(config)
+    if args.instructions:
+        for kind, count in instructions(args.requests or 400).items():
+            print(f"{kind}: {count:,} instructions per request")
+        return 0
+    for kind, figures in cpu_times(args.requests or 2000, args.rounds).items():
+        shown = ", ".join(f"{value:.0f}" for value in figures)
+        print(f"{kind}: {min(figures):.0f} µs of CPU per request (rounds: {shown})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

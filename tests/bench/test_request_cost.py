@@ -1,0 +1,73 @@
+"""bench/request_cost.py: the in-process cost of a submit and a poll."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
+from bench import request_cost
+from jobs import services
+from jobs.models import AsyncJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The tool calls the WSGI application directly, whose request signals would close the
+    connection the test's transaction is on (Django's test client unhooks them the same way).
+    It also stubs the publisher for good; the stub goes when the test ends."""
+    monkeypatch.setattr(services, "dispatch_soon", services.dispatch_soon)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def test_the_requests_it_measures_are_an_accepted_submit_and_a_completed_poll():
+    requests = request_cost._requests()
+    before = AsyncJob.objects.count()
+    submitted = requests["submit"]()
+    polled = requests["poll"]()
+    assert b'"status":"pending"' in submitted
+    assert b'"status":"completed"' in polled
+    assert AsyncJob.objects.count() == before + 1
+
+
+def test_cpu_times_gives_one_positive_figure_per_round():
+    figures = request_cost.cpu_times(count=3, rounds=2)
+    assert set(figures) == {"submit", "poll"}
+    assert all(len(values) == 2 and all(v > 0 for v in values) for values in figures.values())
+
+
+def test_instructions_per_request_is_the_difference_of_two_runs_divided(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    runs: list[list[str]] = []
+
+    def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        runs.append(command)
+        count = int(command[command.index("--requests") + 1])
+        total = 5_000_000 + count * 1_000
+        return subprocess.CompletedProcess(command, 0, "", f"==1== Collected : {total}\n")
+
+    monkeypatch.setattr(request_cost.shutil, "which", lambda name: "/usr/bin/valgrind")
+    monkeypatch.setattr(request_cost.subprocess, "run", fake_run)
+    assert request_cost.instructions(200) == {"submit": 1_000, "poll": 1_000}
+    assert all(command[0] == "valgrind" for command in runs)
+    assert {command[command.index("--child") + 1] for command in runs} == {"submit", "poll"}
+
+
+def test_a_failed_callgrind_run_is_an_error(monkeypatch: pytest.MonkeyPatch):
+    def failing(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(command, 1, "", "valgrind: no such tool")
+
+    monkeypatch.setattr(request_cost.subprocess, "run", failing)
+    with pytest.raises(RuntimeError, match="callgrind run failed"):
+        request_cost._callgrind_total("poll", 10)
