@@ -81,6 +81,8 @@ class FastPathView(APIView):
     def handle(
         self, request: HttpRequest, principal: Principal, data: Any, **kwargs: Any
     ) -> Answer:
+        """The view's one answer to an authenticated request; ``data`` is the parsed body (None
+        for a method without one), ``kwargs`` the URL's arguments. Every subclass defines it."""
         raise NotImplementedError
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from gateway import fastpath
 from gateway.fastpath import takes_fast_path
 from jobs.models import AsyncJob, JobStatus
-from tests.factories import VirtualKeyFactory
+from tests.factories import AsyncJobFactory
 from tests.helpers import SUBMIT_URL, VALID_BODY, poll_url
 
 pytestmark = pytest.mark.django_db
@@ -146,34 +146,14 @@ def test_a_submit_on_each_path_creates_one_job_each(
 def test_polls_answer_the_same_on_both_paths(
     key: Any, key_client: APIClient, both_paths: Any
 ) -> None:
-    completed = AsyncJob.objects.create(
-        request_type="text_completion",
+    completed: Any = AsyncJobFactory(
         virtual_key=key,
-        provider="openai",
-        model="gpt-test",
-        request={"prompt": "hi"},
-        result_ttl=60,
         status=JobStatus.COMPLETED,
         status_code=200,
         result={"object": "text_completion", "choices": [{"text": "\u2028hi"}]},
     )
-    pending = AsyncJob.objects.create(
-        request_type="text_completion",
-        virtual_key=key,
-        provider="openai",
-        model="gpt-test",
-        request={"prompt": "hi"},
-        result_ttl=60,
-    )
-    other_key: Any = VirtualKeyFactory()
-    foreign = AsyncJob.objects.create(
-        request_type="text_completion",
-        virtual_key=other_key,
-        provider="openai",
-        model="gpt-test",
-        request={"prompt": "hi"},
-        result_ttl=60,
-    )
+    pending: Any = AsyncJobFactory(virtual_key=key)
+    foreign: Any = AsyncJobFactory()  # another key's
     expected = {
         str(completed.id): 200,
         str(pending.id): 202,
