@@ -43,8 +43,8 @@ POLL_FIELDS = PolledJob._fields
 @functools.cache
 def _poll_fields() -> list[Field[Any, Any]]:
     """The model's fields behind POLL_FIELDS, in order."""
-    fields = [AsyncJob._meta.get_field(name) for name in POLL_FIELDS]
-    return [field for field in fields if isinstance(field, Field)]
+    columns = {field.attname: field for field in AsyncJob._meta.concrete_fields}
+    return [columns[name] for name in POLL_FIELDS]
 
 
 @functools.cache
