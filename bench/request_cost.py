@@ -28,22 +28,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.stack import BENCH_MODEL, REPO, UPSTREAM_KEY, StackConfig, _ensure_database
+from bench.stack import BENCH_MODEL, REPO, Stack, StackConfig, ensure_database, gateway_env
 
 WARMUP = 50
 KINDS = ("submit", "poll")
-
-
-def _environment(config: StackConfig) -> dict[str, str]:
-    return {
-        "DATABASE_URL": config.database_url,
-        "CELERY_BROKER_URL": config.redis_url,
-        "GATEWAY_VAR_DIR": str(REPO / ".bench" / "var"),
-        "SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
-        "OPENAI_API_KEY": UPSTREAM_KEY,
-        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-        "DJANGO_SETTINGS_MODULE": "gateway.settings",
-    }
 
 
 def _requests() -> dict[str, Callable[[], bytes]]:
@@ -181,11 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     config = StackConfig()
-    os.environ.update(_environment(config))
+    # Nothing listens at the upstream address: no request here reaches a provider.
+    var_dir = REPO / ".bench" / "var"
+    os.environ.update(
+        gateway_env(config, upstream_url="http://127.0.0.1:9", var_dir=var_dir, queue=Stack.queue)
+    )
     if args.child:
         _run(args.child, args.requests or 0)
         return 0
-    _ensure_database(config)
+    ensure_database(config)
     if args.instructions:
         for kind, count in instructions(args.requests or 400).items():
             print(f"{kind}: {count:,} instructions per request")

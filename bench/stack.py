@@ -51,7 +51,25 @@ class StackConfig:
         return f"{base}/{self.database}"
 
 
-def _ensure_database(config: StackConfig) -> None:
+def gateway_env(
+    config: StackConfig, *, upstream_url: str, var_dir: Path, queue: str
+) -> dict[str, str]:
+    """The gateway's environment: production services, the fake upstream as OpenAI."""
+    return {
+        "DATABASE_URL": config.database_url,
+        "CELERY_BROKER_URL": config.redis_url,
+        "GATEWAY_QUEUE": queue,
+        "GATEWAY_VAR_DIR": str(var_dir),
+        "SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "OPENAI_BASE_URL": f"{upstream_url}/v1",
+        "GATEWAY_WORKER_MAX_IN_FLIGHT": str(config.max_in_flight),
+        "GATEWAY_RETRIES": "0",
+        "DJANGO_SETTINGS_MODULE": "gateway.settings",
+    }
+
+
+def ensure_database(config: StackConfig) -> None:
     with psycopg.connect(config.admin_url, autocommit=True) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (config.database,)
@@ -94,23 +112,13 @@ class Stack:
         return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
 
     def env(self) -> dict[str, str]:
-        """The gateway's environment: production services, the fake upstream as OpenAI."""
-        return {
-            "DATABASE_URL": self.config.database_url,
-            "CELERY_BROKER_URL": self.config.redis_url,
-            "GATEWAY_QUEUE": self.queue,
-            "GATEWAY_VAR_DIR": str(self.var_dir),
-            "SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
-            "OPENAI_API_KEY": UPSTREAM_KEY,
-            "OPENAI_BASE_URL": f"{self.upstream_url}/v1",
-            "GATEWAY_WORKER_MAX_IN_FLIGHT": str(self.config.max_in_flight),
-            "GATEWAY_RETRIES": "0",
-            "DJANGO_SETTINGS_MODULE": "gateway.settings",
-        }
+        return gateway_env(
+            self.config, upstream_url=self.upstream_url, var_dir=self.var_dir, queue=self.queue
+        )
 
     # --- setup ----------------------------------------------------------------------------------
     def prepare(self) -> None:
-        _ensure_database(self.config)
+        ensure_database(self.config)
         self._manage("migrate", "-v0")
         self.truncate()
         name = f"bench-{int(time.time())}"
