@@ -1,12 +1,15 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 GATEWAY_VAR_DIR=/app/var
 WORKDIR /app
+# The lock first, in a layer of its own: every package at its pinned version and hash.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY jobs jobs
 COPY providers providers
 COPY manage.py ./
-RUN pip install --no-cache-dir . && useradd --create-home gateway && mkdir -p var \
+RUN pip install --no-cache-dir --no-deps . && pip check && useradd --create-home gateway && mkdir -p var \
     && chown gateway var
 USER gateway
 EXPOSE 8000

@@ -3,10 +3,15 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: bench bench-quick bench-install fuzz fuzz-install
+.PHONY: bench bench-quick bench-install fuzz fuzz-install lock lock-upgrade
+
+# Every install goes through the lock files: requirements.txt (what the gateway runs on) and
+# requirements-dev.txt (that, plus the test and benchmark extras, at the same versions).
+INSTALL_DEV = python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -r requirements-dev.txt \
+	&& $(VENV)/bin/pip install -q --no-deps -e .
 
 bench-install:
-	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[bench]'
+	$(INSTALL_DEV)
 
 bench: bench-install
 	$(PYTHON) -m bench.run $(ARGS)
@@ -20,7 +25,22 @@ drill: bench-install
 	$(PYTHON) -m drill.run $(ARGS)
 
 fuzz-install:
-	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]'
+	$(INSTALL_DEV)
 
 fuzz: fuzz-install
 	$(PYTHON) -m fuzz.run $(ARGS)
+
+# Refresh the lock files from pyproject.toml (needs the package index). `lock` keeps every pin
+# that still satisfies pyproject.toml and adds what is new; `lock-upgrade` moves every package
+# to its newest allowed release. Review the diff, run the tests, commit both files.
+UV = $(VENV)/bin/uv
+COMPILE = $(UV) pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock'
+
+lock:
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv
+	$(COMPILE) $(UPGRADE) -o requirements.txt
+	$(COMPILE) $(UPGRADE) --extra test --extra bench -c requirements.txt -o requirements-dev.txt
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
