@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 from gateway.management.commands import rungateway
+from tests.helpers import free_port
 
 
 @pytest.fixture
@@ -15,7 +25,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """The commands rungateway would start, captured instead of run."""
     commands: dict[str, list[str]] = {}
     monkeypatch.setattr(rungateway, "call_command", lambda *args, **kwargs: None)
-    monkeypatch.setattr(rungateway.subprocess, "Popen", lambda argv: argv)
+    monkeypatch.setattr(rungateway.subprocess, "Popen", lambda argv, **kwargs: argv)
 
     def supervise(self: Any, children: dict[str, list[str]]) -> None:
         commands.update(children)
@@ -57,3 +67,61 @@ def test_web_processes_and_threads_can_be_given_on_the_command_line(started):
     call_command("rungateway", "--web-workers", "3", "--web-threads", "12")
     web = started["web"]
     assert (option(web, "--workers"), option(web, "--blocking-threads")) == ("3", "12")
+
+
+def _children_of(pid: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            # The fields after the command name, which may hold spaces: state, then the parent.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                children.add(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_stops_the_web_server_worker_and_beat_within_seconds(tmp_path):
+    """A terminal's Ctrl-C sends SIGINT to the whole foreground group, rungateway included."""
+    port = free_port()
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATABASE_URL", "CELERY_BROKER_URL", "PORT", "HOST"}
+    }
+    env.update(GATEWAY_VAR_DIR=str(tmp_path), PORT=str(port), HOST="127.0.0.1")
+    gateway = subprocess.Popen(
+        [sys.executable, "manage.py", "rungateway"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert gateway.poll() is None, "rungateway exited before it answered"
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "/health did not answer within 60 s"
+            time.sleep(0.25)
+        children = _children_of(gateway.pid)
+        assert len(children) == 3  # web, worker, beat
+
+        stopping = time.monotonic()
+        os.killpg(gateway.pid, signal.SIGINT)
+        gateway.wait(timeout=30)
+        assert time.monotonic() - stopping < 15
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(gateway.pid, signal.SIGKILL)

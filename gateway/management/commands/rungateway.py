@@ -87,7 +87,12 @@ class Command(BaseCommand):
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
         }
-        children = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        # Each child in a session of its own: Ctrl-C in a terminal reaches this process alone,
+        # which stops each child with one SIGTERM. Granian, signalled a second time while it
+        # stops, waits out its workers' kill timeout.
+        children = {
+            name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()
+        }
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = settings.CELERY_BROKER_URL.split("://", 1)[0]
         url = f"http://{options['host']}:{options['port']}"
