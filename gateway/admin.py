@@ -27,7 +27,10 @@ _RAW_KEY_ATTRIBUTE = "_gateway_new_virtual_key"
 
 class VirtualKeyForm(forms.ModelForm):
     allowed_models = forms.JSONField(
-        required=False, initial=list, help_text='e.g. ["openai/*", "anthropic/claude-3-5-haiku"]'
+        label="Allowed models",
+        required=False,
+        initial=list,
+        help_text='e.g. ["openai/*", "anthropic/claude-3-5-haiku"]',
     )
 
     class Meta:

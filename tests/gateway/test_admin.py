@@ -246,6 +246,23 @@ def test_editing_a_key_keeps_its_hash(admin_client, key):
     assert key.key_hash == hash_key(key.raw)
 
 
+def test_editing_a_key_is_in_the_history_with_who_and_which_fields(admin_client, key):
+    url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
+    data = {
+        "name": "renamed",
+        "allowed_models": '["anthropic/*"]',
+        "is_active": "on",
+        "expires_at_0": "",
+        "expires_at_1": "",
+    }
+    admin_client.post(url, data)
+    entry = LogEntry.objects.get()
+    assert (entry.user.username, entry.action_flag) == ("admin", CHANGE)
+    assert entry.get_change_message() == "Changed Name and Allowed models."
+    assert key.key_hash not in entry.change_message
+    assert key.raw not in entry.change_message
+
+
 def test_deactivate_action_deactivates_selected_keys(admin_client):
     chosen, other = VirtualKeyFactory(), VirtualKeyFactory()
     data = {"action": "deactivate", "_selected_action": [chosen.pk]}

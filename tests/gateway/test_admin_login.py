@@ -79,6 +79,13 @@ def test_the_lockout_page_says_why_and_when_to_retry(root):
     assert "15 minutes" in html
 
 
+def test_changing_the_user_agent_does_not_reset_the_count(root):
+    client = Client()
+    for n in range(LIMIT - 1):
+        log_in(client, "wrong", HTTP_USER_AGENT=f"agent-{n}")
+    assert log_in(client, "wrong", HTTP_USER_AGENT="another-agent").status_code == 429
+
+
 def test_the_same_username_from_another_address_can_still_log_in(root):
     fail(Client(REMOTE_ADDR="203.0.113.7"), LIMIT)
     client = Client(REMOTE_ADDR="203.0.113.8")
