@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 from datetime import timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
@@ -108,6 +110,13 @@ def test_the_lockout_ends_after_the_cool_off(root):
     )
     assert log_in(client, PASSWORD).status_code == 302
     assert signed_in(client)
+
+
+def test_resetting_the_username_lifts_the_lockout_early(root):
+    client = Client()
+    fail(client, LIMIT)
+    call_command("axes_reset_username", "root", stdout=io.StringIO())
+    assert log_in(client, PASSWORD).status_code == 302
 
 
 def test_a_successful_login_resets_the_count(root):
