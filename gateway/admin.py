@@ -1,19 +1,36 @@
+"""Virtual keys in the admin: created here, shown once, then only their prefix.
+
+A new key's raw value is rendered in the answer to the POST that created it and nowhere else: not
+in a message (Django's message cookie is signed, not encrypted), not in the session, not in the
+history. Every change, including the bulk actions, is in the admin's history with who and what.
+"""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.text import capfirst
 
 from gateway.keys import display_prefix, generate_key, hash_key
 from gateway.models import VirtualKey
 
+# Where save_model leaves a new key's raw value for response_add, on the request that made it.
+_RAW_KEY_ATTRIBUTE = "_gateway_new_virtual_key"
+
 
 class VirtualKeyForm(forms.ModelForm):
     allowed_models = forms.JSONField(
-        required=False, initial=list, help_text='e.g. ["openai/*", "anthropic/claude-3-5-haiku"]'
+        label="Allowed models",
+        required=False,
+        initial=list,
+        help_text='e.g. ["openai/*", "anthropic/claude-3-5-haiku"]',
     )
 
     class Meta:
@@ -40,20 +57,52 @@ class VirtualKeyAdmin(admin.ModelAdmin):
         if not change:
             raw = generate_key()
             obj.prefix, obj.key_hash = display_prefix(raw), hash_key(raw)
-            super().save_model(request, obj, form, change)
-            messages.warning(
-                request,
-                f"New virtual key for {obj.name}: {raw} — copy it now, it is not shown again.",
-            )
-            return
+            setattr(request, _RAW_KEY_ATTRIBUTE, raw)
         super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: VirtualKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        raw = getattr(request, _RAW_KEY_ATTRIBUTE, None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._show_new_key_once(request, obj, raw)
+
+    def _show_new_key_once(self, request: HttpRequest, obj: VirtualKey, raw: str) -> HttpResponse:
+        """The answer to the POST itself, so the key travels in this one response only."""
+        opts = self.opts
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Virtual key {obj.name} created",
+            "opts": opts,
+            "key": obj,
+            "raw_key": raw,
+            "change_url": reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]
+            ),
+            "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+            "add_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_add"),
+        }
+        response = TemplateResponse(request, "admin/gateway/virtualkey/created.html", context)
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Deactivate selected keys")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[VirtualKey]) -> None:
-        count = queryset.update(is_active=False)
+        count = self._set_active(request, queryset, active=False)
         self.message_user(request, f"{count} key(s) deactivated.")
 
     @admin.action(description="Activate selected keys")
     def activate(self, request: HttpRequest, queryset: QuerySet[VirtualKey]) -> None:
-        count = queryset.update(is_active=True)
+        count = self._set_active(request, queryset, active=True)
         self.message_user(request, f"{count} key(s) activated.")
+
+    def _set_active(
+        self, request: HttpRequest, queryset: QuerySet[VirtualKey], *, active: bool
+    ) -> int:
+        changing = list(queryset.exclude(is_active=active))
+        VirtualKey.objects.filter(pk__in=[key.pk for key in changing]).update(is_active=active)
+        label = capfirst(str(VirtualKey._meta.get_field("is_active").verbose_name))
+        for key in changing:
+            self.log_change(request, key, [{"changed": {"fields": [label]}}])
+        return len(changing)

@@ -240,3 +240,33 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Admin login throttling (django-axes) ------------------------------------------------------
+# Failed admin logins are counted per username and client address; at the limit that pair is
+# refused with 429 for the cool-off, a success resets the count. The API authenticates with
+# tokens and never reaches Django's login, and the middleware acts on admin pages only.
+GATEWAY_ADMIN_LOGIN_FAILURE_LIMIT = env_int("GATEWAY_ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+GATEWAY_ADMIN_LOGIN_COOLOFF_MINUTES = env_int("GATEWAY_ADMIN_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+INSTALLED_APPS += ["axes"]
+# Last, as axes requires; a subclass acting on admin pages only, which axes' check cannot see.
+MIDDLEWARE += ["gateway.middleware.AdminAxesMiddleware"]
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = GATEWAY_ADMIN_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = GATEWAY_ADMIN_LOGIN_COOLOFF_MINUTES / 60  # axes reads a number as hours
+# The pair, not either alone: someone guessing from elsewhere cannot lock a real admin out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failed attempts are kept with their form data; these values are masked there and in logs.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
+AXES_ONLY_ADMIN_SITE = True
+AXES_LOCKOUT_CALLABLE = "gateway.admin_login.lockout_response"
+# X-Forwarded-For is anyone's to write unless a proxy of ours sets it.
+AXES_CLIENT_IP_CALLABLE = (
+    "gateway.admin_login.forwarded_client_ip"
+    if env_bool("GATEWAY_BEHIND_PROXY", False)
+    else "gateway.admin_login.peer_client_ip"
+)

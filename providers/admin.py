@@ -1,16 +1,35 @@
+"""Providers and their keys in the admin.
+
+Whoever can edit a provider decides where its stored keys are sent, so every write here needs the
+``manage_provider_credentials`` permission (superusers have it); the stock add and change
+permissions only let a user look. Pointing a provider at another base URL or protocol deletes its
+stored keys unless they are entered again in the same save, and a provider that would take over
+an environment provider's name must be confirmed as such.
+"""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.db import models
+from django.contrib import admin, messages
+from django.forms.models import BaseModelFormSet
+from django.http import HttpRequest
 
+from providers import services
 from providers.models import ProviderConfig, ProviderKey
+from providers.registry import ENV_PROVIDERS
+
+MANAGE_PERMISSION = "providers.manage_provider_credentials"
+
+
+def can_manage_credentials(request: HttpRequest) -> bool:
+    return request.user.has_perm(MANAGE_PERMISSION)
 
 
 class ProviderKeyForm(forms.ModelForm):
     api_key = forms.CharField(
+        label="API key",
         widget=forms.PasswordInput(render_value=False),
         required=False,
         strip=True,
@@ -41,15 +60,139 @@ class ProviderKeyInline(admin.TabularInline):
     fields = ["label", "api_key", "weight", "is_active", "created_at"]
     readonly_fields = ["created_at"]
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        fields = list(super().get_fields(request, obj))
+        if not can_manage_credentials(request):
+            # A read-only inline shows model attributes, and the key is not one.
+            fields.remove("api_key")
+        return fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_manage_credentials(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_manage_credentials(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_manage_credentials(request)
+
+
+def _environment_names() -> str:
+    return ", ".join(sorted(ENV_PROVIDERS))
+
+
+class ProviderConfigForm(forms.ModelForm):
+    base_url = forms.URLField(
+        label="Base URL",
+        max_length=500,
+        assume_scheme="https",
+        help_text=ProviderConfig._meta.get_field("base_url").help_text,
+    )
+    override_environment_provider = forms.BooleanField(
+        required=False,
+        label="Override the environment provider",
+        help_text=(
+            f"Needed when the name is one of the providers configured from the environment "
+            f"({_environment_names()}): an admin provider of that name takes all of its traffic, "
+            f"with this base URL and these keys instead of NAME_BASE_URL and NAME_API_KEY."
+        ),
+    )
+
+    # Keys deleted by the save because the provider now points elsewhere (set by the admin).
+    dropped_keys: list[ProviderKey]
+
+    class Meta:
+        model = ProviderConfig
+        fields = ["name", "protocol", "base_url", "is_active", "override_environment_provider"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dropped_keys = []
+        if self.instance.pk and "base_url" in self.fields:
+            self.fields["base_url"].help_text = (
+                f"{self.fields['base_url'].help_text}. Changing the base URL or the protocol "
+                "deletes the stored keys, unless they are entered again below in the same save."
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        name = cleaned.get("name")
+        renamed = not self.instance.pk or "name" in self.changed_data
+        if name in ENV_PROVIDERS and renamed and not cleaned.get("override_environment_provider"):
+            self.add_error(
+                "override_environment_provider",
+                f"“{name}” is also an environment provider: tick this box to route all of its "
+                f"traffic to this provider instead, or choose another name.",
+            )
+        return cleaned
+
+    @property
+    def endpoint_changed(self) -> bool:
+        return bool(services.ENDPOINT_FIELDS & set(self.changed_data))
+
+
+def _keys_entered(formsets: list[BaseModelFormSet[Any, Any]]) -> set[int]:
+    """Keys saved with an API key typed into this very form, new or replaced."""
+    entered = set()
+    for formset in formsets:
+        if formset.model is not ProviderKey:
+            continue
+        for form in formset.forms:
+            if form.cleaned_data.get("api_key") and form.instance.pk is not None:
+                entered.add(form.instance.pk)
+    return entered
+
 
 @admin.register(ProviderConfig)
 class ProviderConfigAdmin(admin.ModelAdmin):
+    form = ProviderConfigForm
     list_display = ["name", "protocol", "base_url", "is_active", "key_count"]
     list_filter = ["protocol", "is_active"]
     search_fields = ["name"]
     inlines = [ProviderKeyInline]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(description="keys")
     def key_count(self, obj: ProviderConfig) -> int:
         return obj.keys.filter(is_active=True).count()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        fields = list(super().get_fields(request, obj))
+        if not can_manage_credentials(request):
+            fields.remove("override_environment_provider")  # a decision, not an attribute
+        return fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return can_manage_credentials(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_manage_credentials(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_manage_credentials(request)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if not change or not form.endpoint_changed:
+            return
+        form.dropped_keys = services.drop_stored_keys(form.instance, keep=_keys_entered(formsets))
+        if form.dropped_keys:
+            labels = ", ".join(key.label for key in form.dropped_keys)
+            self.message_user(
+                request,
+                f"The base URL or protocol of {form.instance} changed, so its stored keys were "
+                f"deleted ({labels}): enter them again for the new endpoint.",
+                messages.WARNING,
+            )
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> list[dict[str, Any]]:
+        message: list[dict[str, Any]] = super().construct_change_message(
+            request, form, formsets, add
+        )
+        # Only labels: the history says which keys went, never what they were.
+        message.extend(
+            {"deleted": {"name": str(ProviderKey._meta.verbose_name), "object": str(key)}}
+            for key in form.dropped_keys
+        )
+        return message

@@ -31,6 +31,11 @@ class ProviderConfig(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "provider"
+        # Whoever edits a provider decides where its stored keys are sent, so the stock add and
+        # change permissions are not enough: the admin asks for this one (superusers have it).
+        permissions = [
+            ("manage_provider_credentials", "Can add, change and delete providers and their keys")
+        ]
 
     def __str__(self) -> str:
         return self.name

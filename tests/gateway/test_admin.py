@@ -6,6 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.messages import get_messages
+from django.contrib.sessions.models import Session
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
@@ -156,16 +159,19 @@ def create_key_through_admin(admin_client: Any, **fields: Any) -> Any:
         "expires_at_0": "",
         "expires_at_1": "",
     } | fields
-    return admin_client.post(reverse("admin:gateway_virtualkey_add"), data, follow=True)
+    return admin_client.post(reverse("admin:gateway_virtualkey_add"), data)
 
 
-def test_admin_add_form_shows_the_raw_key_once_and_stores_only_its_hash(admin_client):
+def shown_key(response: Any) -> str:
+    shown = RAW_KEY.findall(response.content.decode())
+    assert len(set(shown)) == 1, shown
+    return str(shown[0])
+
+
+def test_admin_add_answers_the_post_with_the_raw_key_and_stores_only_its_hash(admin_client):
     response = create_key_through_admin(admin_client)
     assert response.status_code == 200
-    messages = [str(m) for m in response.context["messages"]]
-    shown = [match for m in messages for match in RAW_KEY.findall(m)]
-    assert len(shown) == 1
-    raw = shown[0]
+    raw = shown_key(response)
     key = VirtualKey.objects.get(name="from-admin")
     assert key.key_hash == hash_key(raw)
     assert key.allowed_models == ["openai/*"]
@@ -175,9 +181,44 @@ def test_admin_add_form_shows_the_raw_key_once_and_stores_only_its_hash(admin_cl
     assert raw not in again.content.decode()
 
 
-def test_admin_created_key_authenticates(admin_client, api_client):
+def test_new_key_page_is_never_cached(admin_client):
     response = create_key_through_admin(admin_client)
-    raw = RAW_KEY.findall(" ".join(str(m) for m in response.context["messages"]))[0]
+    assert "no-store" in response["Cache-Control"]
+    assert "private" in response["Cache-Control"]
+
+
+def test_new_raw_key_is_in_no_cookie_session_or_message(admin_client):
+    response = create_key_through_admin(admin_client)
+    raw = shown_key(response)
+    assert all(raw not in morsel.OutputString() for morsel in response.cookies.values())
+    assert all(raw not in value for _, value in response.items())
+    for session in Session.objects.all():
+        assert raw not in json.dumps(session.get_decoded())
+    assert not list(get_messages(response.wsgi_request))
+    # The next page shows whatever messages were queued: none of them carries the key.
+    following = admin_client.get(changelist("gateway_virtualkey"))
+    assert raw not in following.content.decode()
+    assert all(raw not in str(message) for message in following.context["messages"])
+    assert all(raw not in morsel.OutputString() for morsel in admin_client.cookies.values())
+
+
+def test_new_raw_key_is_not_in_the_admin_history(admin_client):
+    raw = shown_key(create_key_through_admin(admin_client))
+    entry = LogEntry.objects.get(object_repr__startswith="from-admin")
+    assert entry.action_flag == ADDITION
+    assert raw not in entry.change_message
+    assert raw not in entry.object_repr
+
+
+@pytest.mark.parametrize("button", ["_save", "_continue", "_addanother"])
+def test_every_save_button_of_the_add_form_shows_the_new_key(admin_client, button):
+    response = create_key_through_admin(admin_client, **{button: "1"})
+    assert response.status_code == 200
+    assert hash_key(shown_key(response)) == VirtualKey.objects.get().key_hash
+
+
+def test_admin_created_key_authenticates(admin_client, api_client):
+    raw = shown_key(create_key_through_admin(admin_client))
     poll = reverse("poll-completion", args=["00000000-0000-0000-0000-000000000000"])
     assert api_client.get(poll, headers={"Authorization": f"Bearer {raw}"}).status_code == 404
 
@@ -205,6 +246,23 @@ def test_editing_a_key_keeps_its_hash(admin_client, key):
     assert key.key_hash == hash_key(key.raw)
 
 
+def test_editing_a_key_is_in_the_history_with_who_and_which_fields(admin_client, key):
+    url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
+    data = {
+        "name": "renamed",
+        "allowed_models": '["anthropic/*"]',
+        "is_active": "on",
+        "expires_at_0": "",
+        "expires_at_1": "",
+    }
+    admin_client.post(url, data)
+    entry = LogEntry.objects.get()
+    assert (entry.user.username, entry.action_flag) == ("admin", CHANGE)
+    assert entry.get_change_message() == "Changed Name and Allowed models."
+    assert key.key_hash not in entry.change_message
+    assert key.raw not in entry.change_message
+
+
 def test_deactivate_action_deactivates_selected_keys(admin_client):
     chosen, other = VirtualKeyFactory(), VirtualKeyFactory()
     data = {"action": "deactivate", "_selected_action": [chosen.pk]}
@@ -221,6 +279,16 @@ def test_activate_action_activates_selected_keys(admin_client):
     admin_client.post(changelist("gateway_virtualkey"), data)
     key.refresh_from_db()
     assert key.is_active
+
+
+def test_key_actions_are_in_the_history_with_who_and_what(admin_client):
+    chosen, already_off = VirtualKeyFactory(), VirtualKeyFactory(is_active=False)
+    data = {"action": "deactivate", "_selected_action": [chosen.pk, already_off.pk]}
+    admin_client.post(changelist("gateway_virtualkey"), data)
+    entry = LogEntry.objects.get()
+    assert (entry.object_id, entry.action_flag) == (str(chosen.pk), CHANGE)
+    assert entry.user.username == "admin"
+    assert entry.get_change_message() == "Changed Is active."
 
 
 # --- Providers ----------------------------------------------------------------------------------
