@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from gateway.keys import display_prefix, generate_key, hash_key
-from gateway.models import VirtualKey
+from gateway.models import RevokedToken, VirtualKey
 
 
 class VirtualKeyForm(forms.ModelForm):
@@ -57,3 +57,22 @@ class VirtualKeyAdmin(admin.ModelAdmin):
     def activate(self, request: HttpRequest, queryset: QuerySet[VirtualKey]) -> None:
         count = queryset.update(is_active=True)
         self.message_user(request, f"{count} key(s) activated.")
+
+
+@admin.register(RevokedToken)
+class RevokedTokenAdmin(admin.ModelAdmin):
+    """Read-only: tokens are revoked with ``manage.py revoke_jwt``, and a revocation is not
+    undone by hand."""
+
+    list_display = ["jti", "issued_before", "revoked_at", "expires_at", "reason"]
+    search_fields = ["jti", "reason"]
+    date_hierarchy = "revoked_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
