@@ -19,7 +19,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.text import capfirst
 
 from gateway.keys import display_prefix, generate_key, hash_key
-from gateway.models import VirtualKey
+from gateway.models import RevokedToken, VirtualKey
 
 # Where save_model leaves a new key's raw value for response_add, on the request that made it.
 _RAW_KEY_ATTRIBUTE = "_gateway_new_virtual_key"
@@ -106,3 +106,22 @@ class VirtualKeyAdmin(admin.ModelAdmin):
         for key in changing:
             self.log_change(request, key, [{"changed": {"fields": [label]}}])
         return len(changing)
+
+
+@admin.register(RevokedToken)
+class RevokedTokenAdmin(admin.ModelAdmin):
+    """Read-only: tokens are revoked with ``manage.py revoke_jwt``, and a revocation is not
+    undone by hand."""
+
+    list_display = ["jti", "issued_before", "revoked_at", "expires_at", "reason"]
+    search_fields = ["jti", "reason"]
+    date_hierarchy = "revoked_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

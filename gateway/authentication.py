@@ -29,6 +29,7 @@ from gateway.errors import WWW_AUTHENTICATE, AuthenticationRequired
 from gateway.keys import hash_key, looks_like_virtual_key
 from gateway.models import VirtualKey
 from gateway.principals import Principal
+from gateway.revocation import is_revoked
 from gateway.tokens import ROLE_ADMIN, InvalidToken, decode_token
 
 MAX_TOKEN_LENGTH = 8192
@@ -127,6 +128,8 @@ def authenticate_token(token: str) -> Principal:
         claims = decode_token(token)
     except InvalidToken as exc:
         raise AuthenticationRequired(f"Invalid token: {exc}.", code="invalid_token") from None
+    if is_revoked(claims):
+        raise AuthenticationRequired("Invalid token: token has been revoked.", code="invalid_token")
     if claims.role == ROLE_ADMIN:
         return Principal(virtual_key=None, is_admin=True)
     key_id = claims.key_id or 0

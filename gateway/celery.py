@@ -10,9 +10,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 
 app = Celery("gateway")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["jobs"])
+app.autodiscover_tasks(["jobs", "gateway"])
 
 app.conf.beat_schedule = {
     "purge-expired-jobs": {"task": "jobs.purge_expired_jobs", "schedule": 60.0},
     "redispatch-stale-jobs": {"task": "jobs.redispatch_stale_jobs", "schedule": 15.0},
+    "purge-expired-revocations": {
+        "task": "gateway.purge_expired_revocations",
+        "schedule": 3600.0,
+    },
 }

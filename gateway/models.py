@@ -56,3 +56,31 @@ class VirtualKey(models.Model):
         if not self.allowed_models:
             return True
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
+
+
+class RevokedToken(models.Model):
+    """A JWT refused before it expires: one token, by its ``jti``; or, in the one row whose jti
+    is ``ALL_BEFORE``, every token issued (``iat``) before ``issued_before``.
+
+    A row is needed only while a token it matches could still be accepted: until that token's
+    ``exp``, or, when that is unknown, for the longest lifetime a token may have. Beat then
+    deletes it (``expires_at``).
+    """
+
+    ALL_BEFORE = "*"
+
+    jti = models.CharField(max_length=255, unique=True)
+    issued_before = models.DateTimeField(
+        null=True, blank=True, help_text="Only on the all-before row: tokens issued before this."
+    )
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-revoked_at"]
+
+    def __str__(self) -> str:
+        if self.jti == self.ALL_BEFORE:
+            return f"every token issued before {self.issued_before:%Y-%m-%d %H:%M:%S}"
+        return f"token {self.jti}"

@@ -192,6 +192,9 @@ GATEWAY_JWT_PRIVATE_KEY = env_str("GATEWAY_JWT_PRIVATE_KEY")
 GATEWAY_JWT_AUDIENCE = env_str("GATEWAY_JWT_AUDIENCE")
 GATEWAY_JWT_ISSUER = env_str("GATEWAY_JWT_ISSUER")
 GATEWAY_JWT_DEFAULT_LIFETIME = env_int("GATEWAY_JWT_DEFAULT_LIFETIME", 3600, minimum=1)
+# The longest lifetime (exp - iat, and exp - now) a token is accepted with, per role.
+GATEWAY_JWT_MAX_LIFETIME = env_int("GATEWAY_JWT_MAX_LIFETIME", 86400, minimum=1)
+GATEWAY_JWT_ADMIN_MAX_LIFETIME = env_int("GATEWAY_JWT_ADMIN_MAX_LIFETIME", 3600, minimum=1)
 # Seconds a web process keeps a virtual key it has read; a deactivated or deleted key stops
 # working everywhere within this time. 0 reads the key on every request.
 GATEWAY_KEY_CACHE_SECONDS = env_float("GATEWAY_KEY_CACHE_SECONDS", 5.0, minimum=0.0)

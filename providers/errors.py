@@ -7,6 +7,7 @@ redacted and bounded before it leaves this module.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -14,15 +15,26 @@ from collections.abc import Iterable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from providers.base import Credentials, ProviderError
 from providers.transport import HttpResponse, TransportError
+
+logger = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 
 # Long enough for any useful provider explanation, short enough that an HTML error page from a
 # proxy cannot bloat a job row.
 MAX_MESSAGE_CHARS = 500
+
+# An error body the caller never sees is logged for operators, this much of it at most.
+MAX_LOGGED_BODY_CHARS = 1000
+
+# Control characters could forge log lines or drive a terminal; they are logged escaped.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+_NOT_JSON = object()
 
 # Values this short are not credentials, and removing them would shred ordinary words.
 _MIN_SECRET_CHARS = 4
@@ -91,14 +103,21 @@ def is_transient_status(status: int) -> bool:
 
 
 def error_from_response(response: HttpResponse, credentials: Credentials) -> ProviderError:
-    """Normalise a non-2xx reply: the provider's own message, type and code when it sent them."""
+    """Normalise a non-2xx reply: the provider's own message, type and code when it sent them.
+
+    A body with no message to relay (an HTML page from a proxy, say) is never passed on: the
+    caller gets a generic message with the status, operators the redacted body in the log.
+    """
     status = response.status
-    details = _error_details(response.body)
+    payload = _json_or_not(response.body)
+    details = _error_details(payload)
     default_type = _DEFAULT_TYPES.get(
         status, "api_error" if status >= 500 else "invalid_request_error"
     )
     error_type = details.get("type") or default_type
-    message = details.get("message") or _generic_message(credentials.provider, response)
+    message = details.get("message") or _unexplained(
+        response, credentials, is_json=payload is not _NOT_JSON
+    )
     return ProviderError(
         _clean(message, credentials),
         status_code=status,
@@ -109,6 +128,37 @@ def error_from_response(response: HttpResponse, credentials: Credentials) -> Pro
         retry_after=retry_after_seconds(response.headers),
         param=details.get("param"),
     )
+
+
+def redirect_refused(response: HttpResponse, credentials: Credentials) -> ProviderError:
+    """A 3xx reply. Following it would send the prompt, and a key in a header such as
+    ``x-api-key``, to whatever host the Location names, so the try fails instead. It is
+    permanent: the provider would send the same redirect again. Neither the Location (its query
+    may carry a token) nor the body goes into the error; the log names only the target's origin.
+    """
+    logger.warning(
+        "%s answered HTTP %d redirecting to %s; redirects from providers are not followed",
+        credentials.provider,
+        response.status,
+        _origin(response.headers.get("location", "")),
+    )
+    return ProviderError(
+        f"{credentials.provider} answered with a redirect (HTTP {response.status}), "
+        "which the gateway does not follow",
+        status_code=502,
+        error_type="api_error",
+        code="upstream_redirect",
+        transient=False,
+        is_gateway_error=True,
+    )
+
+
+def loggable_body(body: bytes, secrets: Iterable[str] = ()) -> str:
+    """An upstream body fit for a log line: redacted, control characters escaped, bounded."""
+    # Slack before redacting, so a key straddling the final cut is still whole when removed.
+    text = body[: MAX_LOGGED_BODY_CHARS * 8].decode("utf-8", errors="replace")
+    text = _CONTROL_CHARS.sub(_escape_control, redact(text, secrets))
+    return _truncate(text, MAX_LOGGED_BODY_CHARS)
 
 
 def error_from_transport(exc: TransportError) -> ProviderError:
@@ -141,6 +191,8 @@ def invalid_reply(message: str) -> ProviderError:
 
 def json_object_from_reply(response: HttpResponse, credentials: Credentials) -> dict[str, Any]:
     """The JSON object of a successful reply, or the ``ProviderError`` that explains why not."""
+    if 300 <= response.status < 400:
+        raise redirect_refused(response, credentials)
     if not 200 <= response.status < 300:
         raise error_from_response(response, credentials)
     content_type = response.headers.get("content-type", "")
@@ -192,12 +244,15 @@ def _non_negative_float(value: str | None) -> float | None:
     return max(0.0, number)
 
 
-def _error_details(body: bytes) -> dict[str, str]:
-    """message/type/code/param from the OpenAI, Anthropic or a plain ``{"detail": ...}`` body."""
+def _json_or_not(body: bytes) -> Any:
     try:
-        payload = json.loads(body)
+        return json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        return {}
+        return _NOT_JSON
+
+
+def _error_details(payload: Any) -> dict[str, str]:
+    """message/type/code/param from the OpenAI, Anthropic or a plain ``{"detail": ...}`` body."""
     if not isinstance(payload, dict):
         return {}
     error = payload.get("error")
@@ -218,10 +273,38 @@ def _error_details(body: bytes) -> dict[str, str]:
     }
 
 
-def _generic_message(provider: str, response: HttpResponse) -> str:
-    text = " ".join(response.body.decode("utf-8", errors="replace").split())
-    message = f"{provider} returned HTTP {response.status}"
-    return f"{message}: {text}" if text else message
+def _unexplained(response: HttpResponse, credentials: Credentials, *, is_json: bool) -> str:
+    """The message for an error reply that carries none of its own."""
+    provider, status = credentials.provider, response.status
+    if not response.body.strip():
+        return f"{provider} returned HTTP {status}"
+    logger.warning(
+        "%s answered HTTP %d with an error body that is not passed on to the caller: %s",
+        provider,
+        status,
+        loggable_body(response.body, [credentials.api_key]),
+    )
+    if is_json:
+        return f"{provider} returned HTTP {status} without an error message"
+    return f"{provider} returned a non-JSON error (HTTP {status})"
+
+
+def _origin(location: str) -> str:
+    """Scheme, host and port of a Location: never its user info, path or query."""
+    try:
+        parts = urlsplit(location.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable location"
+    if not host:
+        return "another path on the same host" if location.strip() else "no location"
+    origin = f"{parts.scheme}://{host}" if parts.scheme else host
+    origin = f"{origin}:{port}" if port is not None else origin
+    return _truncate(_CONTROL_CHARS.sub(_escape_control, origin), 200)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def _clean(message: str, credentials: Credentials) -> str:
@@ -230,7 +313,7 @@ def _clean(message: str, credentials: Credentials) -> str:
     return _truncate(redact(message[: MAX_MESSAGE_CHARS * 8], [credentials.api_key]))
 
 
-def _truncate(message: str) -> str:
-    if len(message) <= MAX_MESSAGE_CHARS:
+def _truncate(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    if len(message) <= limit:
         return message
-    return message[: MAX_MESSAGE_CHARS - 1].rstrip() + "…"
+    return message[: limit - 1].rstrip() + "…"

@@ -62,8 +62,11 @@ class AiohttpTransport:
     ) -> HttpResponse:
         timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
         try:
+            # Never follow a redirect: aiohttp would re-send the prompt, and headers such as
+            # Anthropic's x-api-key, to whatever host the Location names. A 3xx comes back as
+            # the reply, and the adapter fails the try with it.
             async with self._client().post(
-                url, data=body, headers=headers, timeout=timeout
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
             ) as response:
                 payload = await response.read()
                 return HttpResponse(

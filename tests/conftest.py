@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from gateway.revocation import revocation_cache
 from providers import registry
 from tests.factories import VirtualKeyFactory
 
@@ -31,8 +32,11 @@ def _gateway_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
     # tests/jobs/test_dispatch.py covers the background publisher itself.
     settings.GATEWAY_DISPATCH_IN_BACKGROUND = False
     registry.clear_cache()
+    # Revocation answers are cached per process; the rows behind them are rolled back.
+    revocation_cache.clear()
     yield
     registry.clear_cache()
+    revocation_cache.clear()
 
 
 @pytest.fixture

@@ -37,6 +37,9 @@ JOBS = [
     {"model": "openai/bad-400", "fallbacks": ["anthropic/leak-500", "openai/leak-200"]},
     {"model": "anthropic/bad-400", "fallbacks": ["openai/leak-500"]},
     {"model": "openai/flaky-503"},
+    {"model": "openai/redirect-307"},
+    {"model": "anthropic/redirect-308"},
+    {"model": "anthropic/html-502"},
 ]
 
 

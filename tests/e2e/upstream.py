@@ -13,6 +13,11 @@ serves every scenario at once:
 - ``leak-500``: always 500, echoing the caller's API key in the message (retried, then failed).
 - ``leak-garbled``: 200 with a reply no adapter can read, holding the caller's API key.
 - ``leak-200``: succeed, echoing the caller's API key in the reply's id, model and text.
+- ``redirect-302``, ``redirect-307``, ``redirect-308``: that redirect, its Location pointing at
+  a second listener on 127.0.0.1 (the trap) with a token in the query, and a body of its own. The
+  trap answers anything with a success and records every request it receives.
+- ``html-502``: 502 with an HTML page, as a proxy in front of a provider sends, that echoes the
+  caller's API key and holds control characters.
 
 Any other model is a 404. Every request is logged with its headers, and the server counts how
 many requests of each model were in flight at once.
@@ -41,6 +46,11 @@ UPSTREAM_ANTHROPIC_KEY = "e2e-anthropic-SECRET456"
 OPENAI_PATH = "/v1/completions"
 ANTHROPIC_PATH = "/v1/messages"
 
+# What a redirect carries that must never reach a job, a response or a log line.
+REDIRECT_QUERY_TOKEN = "trap-query-SECRET789"
+REDIRECT_BODY = "redirect-body-MARKER"
+HTML_ERROR_MARKER = "proxy-page-MARKER"
+
 
 @dataclass(frozen=True)
 class Call:
@@ -54,25 +64,44 @@ class Call:
     at: float
 
 
+@dataclass(frozen=True)
+class TrapCall:
+    """One request that reached the trap, whatever its method or path."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class FakeUpstream:
     """Runs in a daemon thread with its own event loop; ``stop()`` shuts it down."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
+        self._trap_calls: list[TrapCall] = []
         self._seen: dict[tuple[str, str], int] = defaultdict(int)
         self._in_flight: dict[str, int] = defaultdict(int)
         self._max_in_flight: dict[str, int] = defaultdict(int)
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
+        self._trap_runner: web.AppRunner | None = None
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="fake-upstream", daemon=True
         )
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock = _listening_socket()
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self._trap_sock = _listening_socket()
+        self.trap_url = f"http://127.0.0.1:{self._trap_sock.getsockname()[1]}"
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeUpstream:
@@ -81,8 +110,9 @@ class FakeUpstream:
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        for runner in (self._runner, self._trap_runner):
+            if runner is not None:
+                asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
@@ -96,6 +126,11 @@ class FakeUpstream:
         # The gateway's worker opens hundreds of connections at once: a short accept queue would
         # stall some of them for a SYN retry and hide the concurrency under test.
         await web.SockSite(self._runner, self._sock, backlog=2048).start()
+        trap = web.Application(client_max_size=8 * 1024 * 1024)
+        trap.router.add_route("*", "/{tail:.*}", self._trap)
+        self._trap_runner = web.AppRunner(trap, access_log=None)
+        await self._trap_runner.setup()
+        await web.SockSite(self._trap_runner, self._trap_sock).start()
 
     # --- what the tests read --------------------------------------------------------------------
     def calls(self, *, model: str | None = None, prompt: str | None = None) -> list[Call]:
@@ -107,9 +142,30 @@ class FakeUpstream:
             if (model is None or call.model == model) and (prompt is None or prompt in call.prompts)
         ]
 
+    def trap_calls(self) -> list[TrapCall]:
+        with self._lock:
+            return list(self._trap_calls)
+
     def max_in_flight(self, model: str) -> int:
         with self._lock:
             return self._max_in_flight[model]
+
+    async def _trap(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        with self._lock:
+            self._trap_calls.append(
+                TrapCall(
+                    request.method,
+                    request.path_qs,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    body,
+                )
+            )
+        return web.json_response({"trapped": True})
+
+    def _redirect(self, request: web.Request, status: int) -> web.Response:
+        location = f"{self.trap_url}{request.path}?token={REDIRECT_QUERY_TOKEN}"
+        return web.Response(status=status, headers={"Location": location}, text=REDIRECT_BODY)
 
     # --- the two protocols ----------------------------------------------------------------------
     async def _openai(self, request: web.Request) -> web.Response:
@@ -216,6 +272,14 @@ class FakeUpstream:
                 response = web.json_response({"choices": {"key": api_key}, "content": api_key})
             elif model == "leak-200":
                 response = await succeed(echo=f" [{api_key}]")
+            elif model in ("redirect-302", "redirect-307", "redirect-308"):
+                response = self._redirect(request, int(model.removeprefix("redirect-")))
+            elif model == "html-502":
+                page = (
+                    f"<html><body><h1>502 Bad Gateway</h1><p>{HTML_ERROR_MARKER}</p>\n"
+                    f"<!-- key={api_key} -->\x1b[2J</body></html>"
+                )
+                response = web.Response(status=502, text=page, content_type="text/html")
             elif model.startswith("slow-") and model.removeprefix("slow-").isdigit():
                 await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
                 response = await succeed()

@@ -1,28 +1,40 @@
 from __future__ import annotations
 
+import logging
 import time
 from email.utils import formatdate
 
 import pytest
 
+from providers.base import ProviderError
 from providers.errors import (
+    MAX_LOGGED_BODY_CHARS,
     MAX_MESSAGE_CHARS,
     REDACTED,
     error_from_response,
     error_from_transport,
     invalid_reply,
+    json_object_from_reply,
+    loggable_body,
     redact,
     retry_after_seconds,
 )
 from providers.transport import TransportError
 from tests.providers.fakes import (
     ANTHROPIC,
+    ANTHROPIC_KEY,
     OPENAI,
     OPENAI_KEY,
     anthropic_error,
     json_response,
     openai_error,
     raw_response,
+)
+
+PROXY_PAGE = (
+    b"<html><body><h1>502 Bad Gateway</h1>\n<!-- upstream said: Authorization: Bearer "
+    + OPENAI_KEY.encode()
+    + b" -->\x1b[2J</body></html>"
 )
 
 # --- redact -------------------------------------------------------------------------------------
@@ -123,11 +135,50 @@ def test_missing_fields_fall_back_to_status_defaults() -> None:
     assert error.code == "rate_limit_error"
 
 
-def test_non_json_error_body_gives_generic_message_with_status() -> None:
+def test_non_json_error_body_gives_the_caller_a_generic_message_with_the_status() -> None:
     response = raw_response(502, b"<html><body>Bad   gateway</body></html>", "text/html")
     error = error_from_response(response, OPENAI)
-    assert error.message == "openai returned HTTP 502: <html><body>Bad gateway</body></html>"
+    assert error.message == "openai returned a non-JSON error (HTTP 502)"
+    assert "html" not in error.message.lower()
     assert error.error_type == "api_error"
+    assert error.transient is True
+    assert error.is_gateway_error is False  # the status and its meaning are still the provider's
+
+
+def test_non_json_error_body_is_logged_redacted_and_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="providers.errors"):
+        error = error_from_response(raw_response(502, PROXY_PAGE, "text/html"), OPENAI)
+    [record] = caplog.records
+    logged = record.getMessage()
+    assert "502 Bad Gateway" in logged and "openai" in logged and "HTTP 502" in logged
+    assert OPENAI_KEY not in logged and REDACTED in logged
+    assert "\x1b" not in logged and "\n" not in logged
+    assert "\\x1b[2J" in logged and "\\n" in logged
+    assert "Bad Gateway" not in error.message
+
+
+def test_json_error_body_without_a_message_is_not_relayed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    response = json_response(500, {"trace": "at internal.host:8443", "ok": False})
+    with caplog.at_level(logging.WARNING, logger="providers.errors"):
+        error = error_from_response(response, OPENAI)
+    assert error.message == "openai returned HTTP 500 without an error message"
+    assert "internal.host:8443" in caplog.text
+
+
+def test_logged_error_body_is_bounded() -> None:
+    logged = loggable_body(b"<p>" + b"\x00" * 100_000 + b"</p>")
+    assert len(logged) <= MAX_LOGGED_BODY_CHARS
+    assert logged.startswith("<p>\\x00")
+
+
+def test_logged_error_body_loses_a_key_that_straddles_the_cut() -> None:
+    body = b"x" * (MAX_LOGGED_BODY_CHARS - 5) + OPENAI_KEY.encode()
+    logged = loggable_body(body, [OPENAI_KEY])
+    assert OPENAI_KEY[:5] not in logged
 
 
 def test_empty_error_body_gives_generic_message() -> None:
@@ -208,6 +259,37 @@ def test_transport_failures_are_transient_gateway_errors(kind: str, status: int,
     assert error.is_gateway_error is True
     assert error.error_type == "api_error"
     assert error.message == "it broke"
+
+
+# --- redirects ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_is_a_permanent_gateway_502_named_upstream_redirect(status: int) -> None:
+    location = "http://10.0.0.5:8080/steal?token=abc123SECRET"
+    response = raw_response(status, b"<a href='x'>moved, keep this body out</a>", location=location)
+    with pytest.raises(ProviderError) as raised:
+        json_object_from_reply(response, ANTHROPIC)
+    error = raised.value
+    assert (error.status_code, error.code, error.error_type) == (
+        502,
+        "upstream_redirect",
+        "api_error",
+    )
+    assert error.transient is False
+    assert error.is_gateway_error is True
+    assert f"HTTP {status}" in error.message and "redirect" in error.message
+    for secret in ("abc123SECRET", "/steal", "10.0.0.5", "keep this body out", ANTHROPIC_KEY):
+        assert secret not in error.message
+
+
+def test_redirect_logs_only_the_origin_of_its_location(caplog: pytest.LogCaptureFixture) -> None:
+    response = raw_response(307, b"", location="https://user:pw@evil.example:8443/p?token=abc123")
+    with caplog.at_level(logging.WARNING, logger="providers.errors"), pytest.raises(ProviderError):
+        json_object_from_reply(response, OPENAI)
+    assert "https://evil.example:8443" in caplog.text
+    for hidden in ("user:pw", "pw@", "/p?", "abc123"):
+        assert hidden not in caplog.text
 
 
 def test_invalid_reply_is_a_permanent_gateway_502() -> None:

@@ -24,6 +24,7 @@ from tests.providers.fakes import (
     json_response,
     openai_completion,
     openai_error,
+    raw_response,
 )
 
 PRIMARY = Target("openai", "gpt-3.5-turbo-instruct")
@@ -156,6 +157,50 @@ def test_400_moves_to_fallback_without_retry() -> None:
     assert statuses(outcome) == [("openai", 400), ("anthropic", 200)]
     assert outcome.attempts[0].retryable is False
     assert sleep.delays == []
+
+
+def test_redirect_from_provider_fails_the_try_and_moves_to_the_fallback_without_retry() -> None:
+    redirect = raw_response(307, b"", location="http://127.0.0.1:1/v1/completions?k=1")
+    transport = FakeTransport(redirect, json_response(200, anthropic_message()))
+    sleep = RecordingSleep()
+
+    outcome = route(transport, [PRIMARY, FALLBACK], sleep=sleep)
+
+    assert outcome.served_by == FALLBACK
+    assert outcome.attempts[0] == Attempt(
+        "openai", "gpt-3.5-turbo-instruct", 502, "upstream_redirect", False
+    )
+    assert sleep.delays == []
+    assert [r.url for r in transport.requests] == [
+        "https://api.openai.com/v1/completions",
+        "https://api.anthropic.com/v1/messages",
+    ]
+
+
+def test_redirect_on_every_target_fails_with_the_primarys_redirect_error() -> None:
+    transport = FakeTransport(
+        raw_response(308, b"moved", location="https://elsewhere.example/v1/messages"),
+        raw_response(302, b"moved", location="https://elsewhere.example/v1/completions"),
+    )
+
+    outcome = route(transport, [FALLBACK, PRIMARY])
+
+    assert outcome.error is not None
+    assert (outcome.error.status_code, outcome.error.code) == (502, "upstream_redirect")
+    assert outcome.error.is_gateway_error is True
+    assert outcome.failed_target == FALLBACK
+    assert statuses(outcome) == [("anthropic", 502), ("openai", 502)]
+
+
+def test_non_json_error_is_retried_like_its_status_and_reported_generically() -> None:
+    page = raw_response(502, b"<html>nginx: bad gateway " + OPENAI_KEY.encode() + b"</html>")
+    transport = FakeTransport(page, page, page)
+
+    outcome = route(transport, [PRIMARY])
+
+    assert outcome.error is not None
+    assert outcome.error.message == "openai returned a non-JSON error (HTTP 502)"
+    assert [a.retryable for a in outcome.attempts] == [True, True, True]
 
 
 def test_zero_retries_means_one_try_per_target() -> None:
