@@ -187,8 +187,9 @@ CELERY_BROKER_URL = env_url(
 )
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
+    _broker_dir.mkdir(mode=0o700, exist_ok=True)
     for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        (_broker_dir / _sub).mkdir(mode=0o700, exist_ok=True)
     CELERY_BROKER_TRANSPORT = "gateway.broker:AtomicFilesystemTransport"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -215,6 +216,8 @@ CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", {"threads", "so
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8, minimum=1)
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat writes its schedule file after every task it sends: the file's age is its health check.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- The gateway ---------------------------------------------------------------------------------
