@@ -62,9 +62,7 @@ def test_malformed_setting_stops_the_entry_point_with_one_line(tmp_path, entry_p
 def test_rungateway_refuses_a_malformed_port_or_process_count_before_starting_anything(
     tmp_path, variable, value, expects
 ):
-    result = start(
-        [sys.executable, "manage.py", "rungateway"], tmp_path, **{variable: value}
-    )
+    result = start([sys.executable, "manage.py", "rungateway"], tmp_path, **{variable: value})
     assert_one_line_naming(result, variable, expects)
     assert not (tmp_path / "static" / "admin").exists()  # collectstatic never ran
 
