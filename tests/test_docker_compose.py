@@ -89,3 +89,8 @@ def test_beat_is_healthy_while_the_schedule_it_writes_is_fresh(settings):
     # Beat writes the file after each task it sends; the most frequent is due every 15 s.
     assert settings.CELERY_BEAT_SYNC_EVERY == 1
     assert min(entry["schedule"] for entry in celery_app.conf.beat_schedule.values()) < 60
+
+
+def test_the_web_health_check_asks_under_a_host_name_the_gateway_answers_to():
+    check = load()["services"]["web"]["healthcheck"]["test"]
+    assert check == ["CMD", "python", "-m", "gateway.healthcheck", "http://127.0.0.1:8000/health"]
