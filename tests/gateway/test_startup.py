@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from gateway.management.commands.rungateway import web_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +25,15 @@ ENTRY_POINTS = {
     "celery worker": [sys.executable, "-m", "celery", "-A", "gateway", "worker"],
     "celery beat": [sys.executable, "-m", "celery", "-A", "gateway", "beat"],
     "wsgi": [sys.executable, "-c", "import gateway.wsgi"],
+    "asgi": [sys.executable, "-c", "import gateway.asgi"],
 }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def start(argv: list[str], tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
@@ -99,3 +110,14 @@ def test_a_broker_url_with_an_unknown_scheme_names_the_scheme_not_the_password(t
     )
     assert_one_line_naming(result, "CELERY_BROKER_URL", "got mysql://")
     assert "other-secret" not in result.stderr
+
+
+def test_granian_serving_the_gateway_stops_on_a_malformed_setting(tmp_path):
+    argv = web_command(sys.executable, host="127.0.0.1", port=free_port(), workers=1, threads=1)
+    result = start(argv, tmp_path, LOG_LEVEL="LOUD")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    # Granian starts a crashed worker once more before it gives up: the same line each time.
+    lines = set(result.stderr.splitlines())
+    assert len(lines) == 1, result.stderr
+    assert "LOG_LEVEL" in lines.pop()
