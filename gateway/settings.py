@@ -57,6 +57,37 @@ SECRET_KEY_FROM_VAR_DIR = not SECRET_KEY
 if SECRET_KEY_FROM_VAR_DIR:
     SECRET_KEY = _embedded_secret_key()
 DEBUG = env_bool("DEBUG", False)
+# A deployment (its own SECRET_KEY and a database server) names the hosts it answers to: Django
+# builds the Location URL from the Host header, so '*' would let any caller choose it. Anything
+# else (the embedded default, a test run) answers on this machine's loopback names.
+_DATABASE_SERVER = env_str("DATABASE_URL").lower().startswith(("postgres://", "postgresql://"))
+_DEPLOYED = not DEBUG and not SECRET_KEY_FROM_VAR_DIR and _DATABASE_SERVER
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+if _DEPLOYED and not env_list("ALLOWED_HOSTS"):
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS must list the host names clients use to reach the gateway, "
+        "comma-separated (e.g. gw.example.com), when SECRET_KEY and DATABASE_URL are set"
+    )
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Behind a TLS-terminating proxy: build the Location URL from X-Forwarded-Host/-Proto.
+if env_bool("GATEWAY_BEHIND_PROXY", False):
+    USE_X_FORWARDED_HOST = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Clients reach the gateway over HTTPS (through the proxy, or granian's own TLS): plain HTTP is
+# redirected, browsers are told to stay on HTTPS, and the admin's cookies never travel in clear.
+# The health check is exempt: container health probes speak plain HTTP to the process itself.
+if env_bool("GATEWAY_TLS", False):
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_HSTS_SECONDS = env_int("GATEWAY_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+# There is no CsrfViewMiddleware (see MIDDLEWARE): every admin view that takes a form enforces
+# CSRF itself, and the API authenticates with tokens, never cookies.
+# tests/gateway/test_deploy.py proves the admin's login still refuses a forged form.
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -146,38 +177,6 @@ else:
         # poll's SELECT. Turn off behind a pooler in transaction mode (PgBouncer before 1.21).
         DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# --- Hosts, proxies and TLS -----------------------------------------------------------------------
-# A deployment (its own SECRET_KEY and a database server) names the hosts it answers to: Django
-# builds the Location URL from the Host header, so '*' would let any caller choose it. Anything
-# else (the embedded default, a test run) answers on this machine's loopback names.
-_DEPLOYED = not DEBUG and not SECRET_KEY_FROM_VAR_DIR and _database["ENGINE"] != _SQLITE
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-if _DEPLOYED and not env_list("ALLOWED_HOSTS"):
-    raise ImproperlyConfigured(
-        "ALLOWED_HOSTS must list the host names clients use to reach the gateway, "
-        "comma-separated (e.g. gw.example.com), when SECRET_KEY and DATABASE_URL are set"
-    )
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-# Behind a TLS-terminating proxy: build the Location URL from X-Forwarded-Host/-Proto.
-if env_bool("GATEWAY_BEHIND_PROXY", False):
-    USE_X_FORWARDED_HOST = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# Clients reach the gateway over HTTPS (through the proxy, or granian's own TLS): plain HTTP is
-# redirected, browsers are told to stay on HTTPS, and the admin's cookies never travel in clear.
-# The health check is exempt: container health probes speak plain HTTP to the process itself.
-if env_bool("GATEWAY_TLS", False):
-    SECURE_SSL_REDIRECT = True
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
-    SECURE_HSTS_SECONDS = env_int("GATEWAY_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-# There is no CsrfViewMiddleware (see MIDDLEWARE): every admin view that takes a form enforces
-# CSRF itself, and the API authenticates with tokens, never cookies.
-# tests/gateway/test_deploy.py proves the admin's login still refuses a forged form.
-SILENCED_SYSTEM_CHECKS = ["security.W003"]
 
 # --- Celery (the broker only rings the bell; the database is the record) ------------------------
 CELERY_BROKER_URL = env_url(
