@@ -9,7 +9,8 @@ COPY gateway gateway
 COPY jobs jobs
 COPY providers providers
 COPY manage.py ./
-RUN pip install --no-cache-dir --no-deps . && pip check && useradd --create-home gateway && mkdir -p var \
+RUN pip install --no-cache-dir --no-deps . && pip check && useradd --create-home gateway \
+    && mkdir -m 700 -p var \
     && chown gateway var
 USER gateway
 EXPOSE 8000

@@ -61,6 +61,7 @@ def gateway_env(
         "GATEWAY_QUEUE": queue,
         "GATEWAY_VAR_DIR": str(var_dir),
         "SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "OPENAI_API_KEY": UPSTREAM_KEY,
         "OPENAI_BASE_URL": f"{upstream_url}/v1",
         "GATEWAY_WORKER_MAX_IN_FLIGHT": str(config.max_in_flight),

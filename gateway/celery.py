@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+
+from gateway.startup import load_settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 
 app = Celery("gateway")
+
+
+@app.on_configure.connect
+def _load_settings_first(sender: Any = None, **kwargs: Any) -> None:
+    """Sent when Celery first reads its configuration, before it reads a single setting."""
+    load_settings()
+
+
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["jobs", "gateway"])
 

@@ -7,10 +7,14 @@ start-up, not fall back silently to a default. Secrets may also come from ``NAME
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable, Collection
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -33,7 +37,9 @@ def env_str(name: str, default: str = "") -> str:
     return default if value is None else value
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     value = _raw(name)
     if value is None:
         return default
@@ -43,6 +49,8 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {number}")
     return number
 
 
@@ -78,8 +86,30 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_choice(name: str, default: str, choices: set[str]) -> str:
-    value = env_str(name, default)
+def env_choice(
+    name: str, default: str, choices: set[str], *, normalize: Callable[[str], str] = str
+) -> str:
+    value = normalize(env_str(name, default))
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def env_url(name: str, default: str, schemes: Collection[str]) -> str:
+    """A URL with one of ``schemes``. Messages never repeat the URL: it may hold a password."""
+    value = env_str(name, default)
+    *others, last = [f"{scheme}://" for scheme in schemes]
+    listed = f"{', '.join(others)} or {last}" if others else last
+    expected = f"{name} must be a {listed} URL"
+    scheme, separator, _ = value.partition("://")
+    if not separator or not _SCHEME.fullmatch(scheme):
+        raise ImproperlyConfigured(f"{expected}, got a value without a scheme")
+    if scheme.lower() not in schemes:
+        raise ImproperlyConfigured(f"{expected}, got {scheme}://")
+    try:
+        urlsplit(value).port  # noqa: B018  (a malformed port raises here)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{expected}; its port is not a number from 0 to 65535"
+        ) from None
     return value

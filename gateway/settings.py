@@ -6,24 +6,49 @@ and a filesystem broker under ``var/``, which need no server.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from gateway.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from gateway.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# The embedded database, the secret key and the broker's messages: for this user's eyes only.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _create_owner_only(path: Path, text: str) -> None:
+    """Write a new file that only its owner can read, which appears whole or not at all."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        # A second process starting at the same moment loses here and reads the winner's file.
+        with contextlib.suppress(FileExistsError):
+            os.link(staging, path)
+    finally:
+        staging.unlink()
 
 
 def _embedded_secret_key() -> str:
     """A key kept in var/ so the embedded default works without configuration."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        _create_owner_only(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -32,12 +57,37 @@ SECRET_KEY_FROM_VAR_DIR = not SECRET_KEY
 if SECRET_KEY_FROM_VAR_DIR:
     SECRET_KEY = _embedded_secret_key()
 DEBUG = env_bool("DEBUG", False)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+# A deployment (its own SECRET_KEY and a database server) names the hosts it answers to: Django
+# builds the Location URL from the Host header, so '*' would let any caller choose it. Anything
+# else (the embedded default, a test run) answers on this machine's loopback names.
+_DATABASE_SERVER = env_str("DATABASE_URL").lower().startswith(("postgres://", "postgresql://"))
+_DEPLOYED = not DEBUG and not SECRET_KEY_FROM_VAR_DIR and _DATABASE_SERVER
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+if _DEPLOYED and not env_list("ALLOWED_HOSTS"):
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS must list the host names clients use to reach the gateway, "
+        "comma-separated (e.g. gw.example.com), when SECRET_KEY and DATABASE_URL are set"
+    )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Behind a TLS-terminating proxy: build the Location URL from X-Forwarded-Host/-Proto.
 if env_bool("GATEWAY_BEHIND_PROXY", False):
     USE_X_FORWARDED_HOST = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Clients reach the gateway over HTTPS (through the proxy, or granian's own TLS): plain HTTP is
+# redirected, browsers are told to stay on HTTPS, and the admin's cookies never travel in clear.
+# The health check is exempt: container health probes speak plain HTTP to the process itself.
+if env_bool("GATEWAY_TLS", False):
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_HSTS_SECONDS = env_int("GATEWAY_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+# There is no CsrfViewMiddleware (see MIDDLEWARE): every admin view that takes a form enforces
+# CSRF itself, and the API authenticates with tokens, never cookies.
+# tests/gateway/test_deploy.py proves the admin's login still refuses a forged form.
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -48,6 +98,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Redoc's script for /docs/, served from here, not a CDN
     "gateway",
     "providers",
     "jobs",
@@ -59,6 +110,7 @@ INSTALLED_APPS = [
 # itself (csrf_protect), so a global check would only cost the API's requests.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "gateway.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # serves the admin's static files
     "gateway.middleware.AdminSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,9 +137,12 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
-DATABASES = {
-    "default": dj_database_url.parse(
+_EMBEDDED_DATABASE = VAR_DIR / "gateway.sqlite3"
+_EMBEDDED_DATABASE_URL = f"sqlite:///{_EMBEDDED_DATABASE}"
+_SQLITE = "django.db.backends.sqlite3"
+DATABASE_URL = env_url("DATABASE_URL", _EMBEDDED_DATABASE_URL, ("postgres", "postgresql", "sqlite"))
+try:
+    _database = dj_database_url.parse(
         DATABASE_URL,
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0),
         # A health check is one more round trip on every request. Connections are replaced
@@ -95,8 +150,15 @@ DATABASES = {
         # fails one request with 503 and is then replaced; turn the checks on to spare that.
         conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", False),
     )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+except ValueError:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be a URL such as postgres://user:password@host:5432/name"
+    ) from None
+DATABASES = {"default": _database}
+if DATABASE_URL == _EMBEDDED_DATABASE_URL and not _EMBEDDED_DATABASE.exists():
+    # SQLite creates the file, and its -wal and -shm files later, with the mode it finds here.
+    os.close(os.open(_EMBEDDED_DATABASE, os.O_WRONLY | os.O_CREAT, 0o600))
+if _database["ENGINE"] == _SQLITE:
     # WAL lets the web, worker and beat processes read while one of them writes; IMMEDIATE
     # transactions queue writers on the busy timeout instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {
@@ -117,11 +179,16 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Celery (the broker only rings the bell; the database is the record) ------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL",
+    "filesystem://",
+    ("redis", "rediss", "sentinel", "amqp", "amqps", "filesystem"),
+)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
+    _broker_dir.mkdir(mode=0o700, exist_ok=True)
     for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+        (_broker_dir / _sub).mkdir(mode=0o700, exist_ok=True)
     CELERY_BROKER_TRANSPORT = "gateway.broker:AtomicFilesystemTransport"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -148,6 +215,8 @@ CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", {"threads", "so
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8, minimum=1)
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat writes its schedule file after every task it sends: the file's age is its health check.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- The gateway ---------------------------------------------------------------------------------
@@ -219,6 +288,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- The rest of Django ------------------------------------------------------------------------
@@ -228,20 +298,23 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(mode=0o700, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = env_choice(
+    "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, normalize=str.upper
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # axes announces itself at every start: noise before a command's own output.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "axes.apps": {"level": "WARNING"}},
 }
 
 # --- Admin login throttling (django-axes) ------------------------------------------------------
@@ -253,7 +326,7 @@ GATEWAY_ADMIN_LOGIN_COOLOFF_MINUTES = env_int("GATEWAY_ADMIN_LOGIN_COOLOFF_MINUT
 INSTALLED_APPS += ["axes"]
 # Last, as axes requires; a subclass acting on admin pages only, which axes' check cannot see.
 MIDDLEWARE += ["gateway.middleware.AdminAxesMiddleware"]
-SILENCED_SYSTEM_CHECKS = ["axes.W002"]
+SILENCED_SYSTEM_CHECKS += ["axes.W002"]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any check
     "django.contrib.auth.backends.ModelBackend",

@@ -9,7 +9,11 @@ urlpatterns = [
     path("v1/", include("jobs.urls")),
     path("health", HealthView.as_view(), name="health"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
-    path("docs/", SpectacularRedocView.as_view(url_name="openapi"), name="docs"),
+    path(
+        "docs/",
+        SpectacularRedocView.as_view(url_name="openapi", template_name="gateway/redoc.html"),
+        name="docs",
+    ),
     path(ADMIN_PATH.removeprefix("/"), admin.site.urls),
 ]
 

@@ -1,6 +1,6 @@
-import os
-
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+from gateway.startup import load_settings
+
+load_settings()
 application = get_wsgi_application()

@@ -7,6 +7,9 @@ from typing import Any
 
 import yaml
 
+from gateway.celery import app as celery_app
+from tests.environment import variables_read_by_the_code
+
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 
 
@@ -45,3 +48,49 @@ def test_web_and_workers_wait_for_migrations():
     for name in ("web", "worker", "beat"):
         condition = services[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
+
+
+GATEWAY_SERVICES = ("web", "worker", "beat", "migrate")
+
+
+def test_every_variable_in_dot_env_reaches_the_gateways_containers():
+    services = load()["services"]
+    for name in GATEWAY_SERVICES:
+        assert services[name]["env_file"] == [{"path": ".env", "required": False}], name
+
+
+def test_compose_sets_only_variables_the_code_reads():
+    # .env carries every other one (and a new one without an edit here); a name set in the
+    # file but read by nothing would be a typo that silently leaves a default in place.
+    read = variables_read_by_the_code()
+    for name in GATEWAY_SERVICES:
+        assert set(load()["services"][name]["environment"]) <= read, name
+
+
+def test_compose_refuses_to_start_without_a_secret_key_or_host_names():
+    environment = load()["services"]["web"]["environment"]
+    for name in ("SECRET_KEY", "ALLOWED_HOSTS"):
+        assert environment[name].startswith(f"${{{name}:?"), name
+
+
+def test_the_worker_is_healthy_while_it_answers_a_ping_as_its_own_node():
+    check = " ".join(load()["services"]["worker"]["healthcheck"]["test"])
+    assert "celery -A gateway inspect ping -d celery@$$HOSTNAME" in check
+
+
+def test_beat_is_healthy_while_the_schedule_it_writes_is_fresh(settings):
+    beat = load()["services"]["beat"]
+    schedule = beat["command"][beat["command"].index("--schedule") + 1]
+    check = " ".join(beat["healthcheck"]["test"])
+    directory, name = schedule.rsplit("/", 1)
+    assert f"find {directory} " in check
+    assert f"-name '{name}*'" in check
+    assert "-mmin -1" in check
+    # Beat writes the file after each task it sends; the most frequent is due every 15 s.
+    assert settings.CELERY_BEAT_SYNC_EVERY == 1
+    assert min(entry["schedule"] for entry in celery_app.conf.beat_schedule.values()) < 60
+
+
+def test_the_web_health_check_asks_under_a_host_name_the_gateway_answers_to():
+    check = load()["services"]["web"]["healthcheck"]["test"]
+    assert check == ["CMD", "python", "-m", "gateway.healthcheck", "http://127.0.0.1:8000/health"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from fnmatch import fnmatch
 from importlib.metadata import requires
 from pathlib import Path
 
@@ -87,3 +88,14 @@ def test_readme_commands_install_from_the_lock_files() -> None:
     assert ".venv/bin/pip install -q -r requirements.txt && " in readme
     assert ".venv/bin/pip install -q -r requirements-dev.txt && " in readme
     assert "pip install --require-hashes -r requirements.txt" in readme
+
+
+def test_installed_packages_carry_every_file_beside_their_code() -> None:
+    """A non-Python file under a package reaches the wheel only through package-data."""
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["*"]
+    for package in ("gateway", "jobs", "providers"):
+        for path in (REPO / package).rglob("*"):
+            if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
+                continue
+            inside = path.relative_to(REPO).relative_to(package)
+            assert any(fnmatch(str(inside), p) for p in patterns), path

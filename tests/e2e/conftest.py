@@ -191,13 +191,14 @@ def _child_env(*, database_url: str, var_dir: Path, queue: str, upstream: str) -
         for name, value in os.environ.items()
         if name not in provider_vars
         and not name.startswith(("GATEWAY_", "CELERY_", "DJANGO_"))
-        and name not in {"DATABASE_URL", "SECRET_KEY"}
+        and name not in {"DATABASE_URL", "SECRET_KEY", "ALLOWED_HOSTS"}
     }
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "gateway.settings",
             # Keys are stored as an HMAC peppered with SECRET_KEY: the children must share ours.
             "SECRET_KEY": settings.SECRET_KEY,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": database_url,
             "GATEWAY_VAR_DIR": str(var_dir),
             "GATEWAY_QUEUE": queue,

@@ -359,6 +359,7 @@ def test_too_many_choices_is_400_naming_n(key_client, settings):
 
 
 def test_location_follows_forwarded_host_and_proto_behind_a_proxy(key_client, settings, dispatched):
+    settings.ALLOWED_HOSTS = ["gateway.example.com"]
     settings.USE_X_FORWARDED_HOST = True
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     response = submit(

@@ -7,7 +7,6 @@ and 1.3x the polls per second of gunicorn's gthread workers, with as many proces
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+
+from gateway.env import env_int, env_str
 
 
 def web_command(python: str, *, host: str, port: int, workers: int, threads: int) -> list[str]:
@@ -52,13 +53,15 @@ class Command(BaseCommand):
     help = "Migrate, then run the web server, a Celery worker and Celery beat until interrupted."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=env_str("HOST", "127.0.0.1"))
         parser.add_argument(
-            "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
+            "--port", type=int, default=env_int("PORT", 8000, minimum=1, maximum=65535)
         )
         parser.add_argument(
-            "--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", "12"))
+            "--web-workers", type=int, default=env_int("WEB_CONCURRENCY", 2, minimum=1)
+        )
+        parser.add_argument(
+            "--web-threads", type=int, default=env_int("WEB_THREADS", 12, minimum=1)
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
