@@ -120,7 +120,10 @@ def _integer(low: int | None, high: int | None, value: Any) -> int:
 def _number(low: float | None, high: float | None, value: Any) -> float:
     if type(value) not in (int, float) or not _within(low, high, value):
         raise _Defer
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an unbounded field and an integer past the float range
+        raise _Defer from None
     if not math.isfinite(number):
         raise _Defer
     return number

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from jobs.selectors import PolledJob
 
 INT64_MAX = 2**63 - 1
+# Vocabularies hold far fewer tokens; the bound keeps a 400-digit token id from reaching a provider.
+MAX_TOKEN_ID = 2**31 - 1
 
 
 @extend_schema_field(
@@ -73,14 +75,21 @@ class StopField(serializers.Field):
 )
 class LogitBiasField(serializers.Field):
     default_error_messages = {
-        "invalid": "Must be an object mapping token ids (as strings) to numbers from -100 to 100.",
+        "invalid": f"Must be an object mapping token ids (integers from 0 to {MAX_TOKEN_ID}, "
+        "as strings) to numbers from -100 to 100.",
     }
 
     def to_internal_value(self, data: Any) -> dict[str, float]:
         if not isinstance(data, dict) or len(data) > 1024:
             self.fail("invalid")
         for token, bias in data.items():
-            valid_token = token.isdigit() and token.isascii()
+            valid_token = (
+                token.isdigit()
+                and token.isascii()
+                and len(token) <= len(str(MAX_TOKEN_ID))
+                and int(token) <= MAX_TOKEN_ID
+            )
+            # Compared exactly, so an integer of any size or an infinity is out of range.
             valid_bias = isinstance(bias, (int, float)) and not isinstance(bias, bool)
             if not (valid_token and valid_bias and -100 <= bias <= 100):
                 self.fail("invalid")
@@ -91,6 +100,15 @@ class LogitBiasField(serializers.Field):
 
 
 def _target(value: str, param: str) -> Target:
+    if not value.isprintable():
+        # A model name is an identifier, and one that is logged: a newline, a control
+        # character, a line separator or an invisible one has no business in it.
+        raise InvalidRequest(
+            f"{param} must hold printable characters only (no control, separator or "
+            f"invisible ones), got {value!r}.",
+            param=param,
+            code="invalid_characters",
+        )
     target = Target.parse(value)
     if not target.provider or not target.model:
         raise InvalidRequest(
