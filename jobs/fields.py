@@ -9,6 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from gateway.errors import InvalidRequest
+
 
 # A plain Field has no type in the API document, which would then call it a string.
 @extend_schema_field(OpenApiTypes.BOOL)
@@ -76,3 +78,26 @@ class StrictStringField(serializers.CharField):
             self.fail("invalid")
         value: str = super().to_internal_value(data)
         return value
+
+
+class IdentifierField(StrictStringField):
+    """A string that names something and is logged, a ``provider/model``: printable only.
+
+    A newline, a control character, a line separator or an invisible character has no
+    business in a name, and is refused before whitespace is trimmed, naming ``param`` (the
+    field's own name, or the list's for a list of names).
+    """
+
+    def __init__(self, *, param: str, **kwargs: Any) -> None:
+        self.param = param
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str) and not data.isprintable():
+            raise InvalidRequest(
+                f"{self.param} must hold printable characters only (no control, separator or "
+                f"invisible ones), got {data!r}.",
+                param=self.param,
+                code="invalid_characters",
+            )
+        return super().to_internal_value(data)

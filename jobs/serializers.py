@@ -11,7 +11,13 @@ from rest_framework import serializers
 
 from gateway.errors import Forbidden, InvalidRequest
 from gateway.principals import Principal
-from jobs.fields import StrictBooleanField, StrictIntegerField, StrictNumberField, StrictStringField
+from jobs.fields import (
+    IdentifierField,
+    StrictBooleanField,
+    StrictIntegerField,
+    StrictNumberField,
+    StrictStringField,
+)
 from jobs.models import AsyncJob, JobStatus
 from providers import registry
 from providers.base import Target
@@ -100,15 +106,6 @@ class LogitBiasField(serializers.Field):
 
 
 def _target(value: str, param: str) -> Target:
-    if not value.isprintable():
-        # A model name is an identifier, and one that is logged: a newline, a control
-        # character, a line separator or an invisible one has no business in it.
-        raise InvalidRequest(
-            f"{param} must hold printable characters only (no control, separator or "
-            f"invisible ones), got {value!r}.",
-            param=param,
-            code="invalid_characters",
-        )
     target = Target.parse(value)
     if not target.provider or not target.model:
         raise InvalidRequest(
@@ -137,10 +134,12 @@ def _target(value: str, param: str) -> Target:
 class CompletionRequestSerializer(serializers.Serializer):
     """The OpenAI completions parameters, strictly typed; unknown fields are refused."""
 
-    model = StrictStringField(max_length=300, help_text="Model in provider/model format")
+    model = IdentifierField(
+        param="model", max_length=300, help_text="Model in provider/model format"
+    )
     prompt = PromptField(help_text="Prompt input: a string or an array of strings")
     fallbacks = serializers.ListField(
-        child=StrictStringField(max_length=300), required=False, allow_null=True
+        child=IdentifierField(param="fallbacks", max_length=300), required=False, allow_null=True
     )
     stream = StrictBooleanField(required=False, allow_null=True)
     best_of = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=20)
