@@ -92,7 +92,8 @@ class IdentifierField(StrictStringField):
         self.param = param
         super().__init__(**kwargs)
 
-    def to_internal_value(self, data: Any) -> str:
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        # Before CharField's own checks, which would call "\n" blank rather than unprintable.
         if isinstance(data, str) and not data.isprintable():
             raise InvalidRequest(
                 f"{self.param} must hold printable characters only (no control, separator or "
@@ -100,4 +101,4 @@ class IdentifierField(StrictStringField):
                 param=self.param,
                 code="invalid_characters",
             )
-        return super().to_internal_value(data)
+        return super().run_validation(data)

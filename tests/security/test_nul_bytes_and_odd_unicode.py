@@ -142,10 +142,10 @@ def printable_log(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("char", CONTROL_CHARACTERS)
-@pytest.mark.parametrize("where", ["inside", "at-the-end"])
+@pytest.mark.parametrize("where", ["inside", "at-the-end", "alone"])
 def test_a_control_character_in_model_is_400_naming_model(key_client, caplog, char, where):
     caplog.set_level(logging.DEBUG)
-    model = f"openai/m{char}x" if where == "inside" else f"openai/m{char}"
+    model = {"inside": f"openai/m{char}x", "at-the-end": f"openai/m{char}", "alone": char}[where]
     body = assert_error_shape(
         post_raw(key_client, json.dumps(BASE | {"model": model})),
         400,
@@ -158,9 +158,11 @@ def test_a_control_character_in_model_is_400_naming_model(key_client, caplog, ch
 
 
 @pytest.mark.parametrize("char", CONTROL_CHARACTERS)
-def test_a_control_character_in_a_fallback_is_400_naming_fallbacks(key_client, caplog, char):
+@pytest.mark.parametrize("where", ["inside", "alone"])
+def test_a_control_character_in_a_fallback_is_400_naming_fallbacks(key_client, caplog, char, where):
     caplog.set_level(logging.DEBUG)
-    fallbacks = ["openai/a", f"openai/b{char}INFO forged log line"]
+    fallback = f"openai/b{char}INFO forged log line" if where == "inside" else char
+    fallbacks = ["openai/a", fallback]
     response = post_raw(key_client, json.dumps(BASE | {"fallbacks": fallbacks}))
     assert_error_shape(response, 400, code="invalid_characters", param="fallbacks")
     assert AsyncJob.objects.count() == 0
