@@ -1,9 +1,10 @@
 """Fuzz a running gateway through its served document until enough requests have been sent.
 
 Each round is one schemathesis engine run (examples, coverage, fuzzing and stateful phases) over
-every operation of ``/openapi.json``, with its own seed; rounds repeat until the requests sent
-reach the target. Every other round lets schemathesis generate the credentials instead of sending
-the virtual key. Every request and response is tallied as it comes back.
+every operation of ``/openapi.json``, with its own seed; half the JSON bodies it generates carry
+numbers past every bound (fuzz/numbers.py). Rounds repeat until the requests sent reach the
+target. Every other round lets schemathesis generate the credentials instead of sending the
+virtual key. Every request and response is tallied as it comes back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from schemathesis.engine import Status, events, from_schema
 from schemathesis.engine.recorder import ScenarioRecorder
 
 from fuzz.checks import CHECK_NAMES, CONFORMANCE_CHECKS
+from fuzz.numbers import add_extreme_numbers
 
 EXAMPLES_PER_ROUND = 50
 MESSAGE_CHARS = 400
@@ -126,6 +128,7 @@ def fuzz(
         fuzz_credentials = tally.rounds % 2 == 1
         config = round_config(seed + tally.rounds, key, examples, fuzz_credentials=fuzz_credentials)
         schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
+        add_extreme_numbers(schema)
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
                 tally.add(event.recorder)

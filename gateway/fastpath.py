@@ -33,7 +33,7 @@ from rest_framework.views import APIView
 
 from gateway.authentication import authenticate_request
 from gateway.errors import error_answer, error_headers
-from gateway.parsers import read_json_body
+from gateway.parsers import declared_length, read_json_body
 from gateway.principals import Principal, principal_of
 from gateway.renderers import wants_plain_json
 
@@ -59,13 +59,8 @@ def takes_fast_path(request: HttpRequest, fast_methods: frozenset[str]) -> bool:
     if request.method not in BODY_METHODS:
         return True
     content_type: str = meta.get("CONTENT_TYPE", "")
-    length: str = meta.get("CONTENT_LENGTH", "")
-    return (
-        (content_type == JSON or content_type.startswith(JSON + ";"))
-        and length.isascii()
-        and length.isdigit()
-        and int(length) > 0
-    )
+    length = declared_length(meta.get("CONTENT_LENGTH"))
+    return (content_type == JSON or content_type.startswith(JSON + ";")) and bool(length)
 
 
 class FastPathView(APIView):

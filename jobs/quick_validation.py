@@ -24,7 +24,13 @@ from django.conf import settings
 from rest_framework import serializers
 
 from gateway.principals import Principal
-from jobs.fields import StrictBooleanField, StrictIntegerField, StrictNumberField, StrictStringField
+from jobs.fields import (
+    IdentifierField,
+    StrictBooleanField,
+    StrictIntegerField,
+    StrictNumberField,
+    StrictStringField,
+)
 from jobs.serializers import CompletionRequestSerializer, PromptField, StopField, resolve_request
 
 
@@ -120,7 +126,10 @@ def _integer(low: int | None, high: int | None, value: Any) -> int:
 def _number(low: float | None, high: float | None, value: Any) -> float:
     if type(value) not in (int, float) or not _within(low, high, value):
         raise _Defer
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an unbounded field and an integer past the float range
+        raise _Defer from None
     if not math.isfinite(number):
         raise _Defer
     return number
@@ -133,11 +142,18 @@ def _within(low: float | None, high: float | None, value: float) -> bool:
 def _string_check(field: StrictStringField) -> Check | None:
     if field.min_length is not None:
         return None
-    return functools.partial(_string, field.max_length, field.allow_blank, field.trim_whitespace)
+    printable = isinstance(field, IdentifierField)
+    return functools.partial(
+        _string, field.max_length, field.allow_blank, field.trim_whitespace, printable
+    )
 
 
-def _string(max_length: int | None, allow_blank: bool, trim: bool, value: Any) -> str:
+def _string(
+    max_length: int | None, allow_blank: bool, trim: bool, printable: bool, value: Any
+) -> str:
     if type(value) is not str:
+        raise _Defer
+    if printable and not value.isprintable():
         raise _Defer
     if value == "":
         if not allow_blank:

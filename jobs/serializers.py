@@ -11,7 +11,13 @@ from rest_framework import serializers
 
 from gateway.errors import Forbidden, InvalidRequest
 from gateway.principals import Principal
-from jobs.fields import StrictBooleanField, StrictIntegerField, StrictNumberField, StrictStringField
+from jobs.fields import (
+    IdentifierField,
+    StrictBooleanField,
+    StrictIntegerField,
+    StrictNumberField,
+    StrictStringField,
+)
 from jobs.models import AsyncJob, JobStatus
 from providers import registry
 from providers.base import Target
@@ -20,6 +26,8 @@ if TYPE_CHECKING:
     from jobs.selectors import PolledJob
 
 INT64_MAX = 2**63 - 1
+# Vocabularies hold far fewer tokens; the bound keeps a 400-digit token id from reaching a provider.
+MAX_TOKEN_ID = 2**31 - 1
 
 
 @extend_schema_field(
@@ -73,14 +81,21 @@ class StopField(serializers.Field):
 )
 class LogitBiasField(serializers.Field):
     default_error_messages = {
-        "invalid": "Must be an object mapping token ids (as strings) to numbers from -100 to 100.",
+        "invalid": f"Must be an object mapping token ids (integers from 0 to {MAX_TOKEN_ID}, "
+        "as strings) to numbers from -100 to 100.",
     }
 
     def to_internal_value(self, data: Any) -> dict[str, float]:
         if not isinstance(data, dict) or len(data) > 1024:
             self.fail("invalid")
         for token, bias in data.items():
-            valid_token = token.isdigit() and token.isascii()
+            valid_token = (
+                token.isdigit()
+                and token.isascii()
+                and len(token) <= len(str(MAX_TOKEN_ID))
+                and int(token) <= MAX_TOKEN_ID
+            )
+            # Compared exactly, so an integer of any size or an infinity is out of range.
             valid_bias = isinstance(bias, (int, float)) and not isinstance(bias, bool)
             if not (valid_token and valid_bias and -100 <= bias <= 100):
                 self.fail("invalid")
@@ -119,10 +134,12 @@ def _target(value: str, param: str) -> Target:
 class CompletionRequestSerializer(serializers.Serializer):
     """The OpenAI completions parameters, strictly typed; unknown fields are refused."""
 
-    model = StrictStringField(max_length=300, help_text="Model in provider/model format")
+    model = IdentifierField(
+        param="model", max_length=300, help_text="Model in provider/model format"
+    )
     prompt = PromptField(help_text="Prompt input: a string or an array of strings")
     fallbacks = serializers.ListField(
-        child=StrictStringField(max_length=300), required=False, allow_null=True
+        child=IdentifierField(param="fallbacks", max_length=300), required=False, allow_null=True
     )
     stream = StrictBooleanField(required=False, allow_null=True)
     best_of = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=20)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from gateway.logsafe import logsafe
 from providers.anthropic import AnthropicMessages
 from providers.base import CompletionAdapter, Credentials
 from providers.openai import OpenAICompletions
@@ -95,7 +96,7 @@ def _from_database() -> dict[str, ProviderEntry]:
                     "provider key %s of %s cannot be decrypted with the configured "
                     "encryption key; it is skipped",
                     provider_key.pk,
-                    config.name,
+                    logsafe(config.name),
                 )
                 continue
             keys.append((raw, provider_key.weight))

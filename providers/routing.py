@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gateway.logsafe import logsafe
 from providers.base import CompletionAdapter, Credentials, ProviderError, Target
 from providers.errors import without_secret
 from providers.transport import Timeouts, Transport
@@ -146,12 +147,13 @@ async def _serve_from(
         attempts.append(
             Attempt(target.provider, target.model, error.status_code, error.code, error.transient)
         )
+        # The target comes from the caller and the code from the provider's reply.
         logger.warning(
             "completion try failed: target=%s try=%d status=%s code=%s transient=%s",
-            target,
+            logsafe(target),
             try_index + 1,
             error.status_code,
-            error.code,
+            logsafe(error.code),
             error.transient,
         )
         if not error.transient or try_index == policy.retries:
@@ -178,7 +180,9 @@ async def _complete(
         # the same reply would break the adapter the same way. Adapters never put credentials in
         # exception messages, and only the target is logged alongside the traceback.
         logger.exception(
-            "completion adapter %s failed unexpectedly for %s", credentials.protocol, target
+            "completion adapter %s failed unexpectedly for %s",
+            credentials.protocol,
+            logsafe(target),
         )
         raise _gateway_error(
             "the gateway could not process the provider's reply",

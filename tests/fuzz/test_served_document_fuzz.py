@@ -1,7 +1,8 @@
 """A bounded schemathesis run in-process (WSGI) over every operation of the served /openapi.json.
 
-Every generated request carries a valid virtual key; every response must not be a 5xx and must
-conform to the document (status code, content type, body schema). The run is seeded and
+Every generated request carries a valid virtual key, and half the bodies numbers past every bound
+(fuzz/numbers.py); every response must not be a 5xx and must conform to the document (status
+code, content type, body schema). The run is seeded and
 derandomized, so it sends the same requests every time; ``make fuzz`` runs the long version
 against a real web process.
 """
@@ -19,6 +20,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
 from fuzz.checks import CHECKS
+from fuzz.numbers import add_extreme_numbers
 
 SEED = 20261126
 MAX_EXAMPLES = 25  # per operation and phase; the coverage phase adds its own few hundred
@@ -34,6 +36,7 @@ CONFIG = schemathesis.Config.from_dict(
     }
 )
 schema = schemathesis.openapi.from_wsgi("/openapi.json", WSGIHandler(), config=CONFIG)
+add_extreme_numbers(schema)
 
 
 @pytest.fixture(autouse=True)

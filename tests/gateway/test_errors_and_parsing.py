@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
+from rest_framework.test import APIClient
 
+from gateway.parsers import MAX_NESTING, TOO_DEEP, read_json_body
 from jobs.models import AsyncJob
 from tests.helpers import SUBMIT_URL, VALID_BODY, assert_error_shape
 
@@ -105,6 +108,48 @@ def test_body_that_is_not_utf8_is_400(key_client):
 def test_deeply_nested_json_is_400(key_client):
     raw = '{"model": "openai/gpt-test", "prompt": ' + "[" * 100_000 + "]" * 100_000 + "}"
     assert_error_shape(post_raw(key_client, raw), 400)
+
+
+def _nested(depth: int) -> str:
+    """A body whose ``stop`` holds ``depth`` nested arrays (the body itself is one level)."""
+    return '{"model": "openai/gpt-test", "prompt": "hi", "stop": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING, 100, 990, 5000, 100_000])
+def test_nesting_past_the_limit_is_one_clear_400_however_deep(key_client, depth):
+    body = assert_error_shape(post_raw(key_client, _nested(depth)), 400, code="invalid_json")
+    assert body["error"]["message"] == TOO_DEEP
+
+
+def test_nesting_up_to_the_limit_is_parsed_and_left_to_the_parameters(key_client):
+    response = post_raw(key_client, _nested(MAX_NESTING - 1))
+    assert_error_shape(response, 400, code="invalid_parameter", param="stop")
+
+
+@pytest.mark.parametrize(
+    ("literal", "read_as"),
+    [
+        ("9" * 310, int("9" * 310)),
+        ("-" + "9" * 309, -int("9" * 309)),
+        ("1" + "0" * 310, float("inf")),
+        ("-1" + "0" * 4999, float("-inf")),
+        ("1e999", float("inf")),
+    ],
+    ids=["310-digits", "negative-309-digits", "311-digits", "negative-5000-digits", "1e999"],
+)
+def test_numbers_past_the_float_range_read_as_infinities(literal, read_as):
+    assert read_json_body(io.BytesIO(f"[{literal}]".encode()), None) == [read_as]
+
+
+@pytest.mark.parametrize("length", ["9" * 5000, "1" * 40, "0" * 5000 + "1"])
+def test_a_content_length_of_thousands_of_digits_is_a_4xx(key, length):
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key.raw}")
+    response = client.generic(
+        "POST", SUBMIT_URL, json.dumps(VALID_BODY), "application/json", CONTENT_LENGTH=length
+    )
+    assert 400 <= response.status_code < 500
+    assert_error_shape(response, response.status_code)
 
 
 def test_text_plain_content_type_is_415(key_client):

@@ -90,6 +90,11 @@ def client_for(key: Any) -> Callable[..., APIClient]:
     return make
 
 
+def _with(member: bytes) -> bytes:
+    """A valid body with one more member, written as raw JSON."""
+    return json.dumps(VALID_BODY).encode()[:-1] + b", " + member + b"}"
+
+
 SUBMIT_CASES: dict[str, tuple[str | None, bytes, dict[str, str]]] = {
     # name: (authorization, raw body, extra headers)
     "accepted": ("key", json.dumps(VALID_BODY).encode(), {}),
@@ -107,6 +112,44 @@ SUBMIT_CASES: dict[str, tuple[str | None, bytes, dict[str, str]]] = {
     "unknown provider": ("key", json.dumps({**VALID_BODY, "model": "nope/x"}).encode(), {}),
     "bad ttl": ("key", json.dumps(VALID_BODY).encode(), {"ttl": "0x10"}),
     "too large": ("key", b'{"prompt": "' + b"a" * (1024 * 1024) + b'"}', {}),
+    "400-digit temperature": ("key", _with(b'"temperature": ' + b"9" * 400), {}),
+    "negative 400-digit top_p": ("key", _with(b'"top_p": -' + b"9" * 400), {}),
+    "400-digit penalty": ("key", _with(b'"presence_penalty": ' + b"9" * 400), {}),
+    "5000-digit max_tokens": ("key", _with(b'"max_tokens": 1' + b"0" * 4999), {}),
+    "1e999 frequency penalty": ("key", _with(b'"frequency_penalty": 1e999'), {}),
+    "-1e999 seed": ("key", _with(b'"seed": -1e999'), {}),
+    "400-digit n": ("key", _with(b'"n": ' + b"9" * 400), {}),
+    "1e999 best_of": ("key", _with(b'"best_of": 1e999'), {}),
+    "400-digit logprobs": ("key", _with(b'"logprobs": -' + b"9" * 400), {}),
+    "400-digit logit_bias value": ("key", _with(b'"logit_bias": {"1": ' + b"9" * 400 + b"}"), {}),
+    "400-digit logit_bias key": ("key", _with(b'"logit_bias": {"' + b"9" * 400 + b'": 1}'), {}),
+    "nested past the limit": ("key", _with(b'"stop": ' + b"[" * 100 + b"]" * 100), {}),
+    "nested past the decoder": ("key", _with(b'"stop": ' + b"[" * 5000 + b"]" * 5000), {}),
+    "newline in model": ("key", json.dumps({**VALID_BODY, "model": "openai/m\nx"}).encode(), {}),
+    "line separator in fallbacks": (
+        "key",
+        json.dumps({**VALID_BODY, "fallbacks": ["openai/a\u2028"]}).encode(),
+        {},
+    ),
+}
+
+# Cases refused with a 400 that names what is wrong (None: the body as a whole).
+REFUSED_NAMING = {
+    "400-digit temperature": "temperature",
+    "negative 400-digit top_p": "top_p",
+    "400-digit penalty": "presence_penalty",
+    "5000-digit max_tokens": "max_tokens",
+    "1e999 frequency penalty": "frequency_penalty",
+    "-1e999 seed": "seed",
+    "400-digit n": "n",
+    "1e999 best_of": "best_of",
+    "400-digit logprobs": "logprobs",
+    "400-digit logit_bias value": "logit_bias",
+    "400-digit logit_bias key": "logit_bias",
+    "nested past the limit": None,
+    "nested past the decoder": None,
+    "newline in model": "model",
+    "line separator in fallbacks": "fallbacks",
 }
 
 
@@ -123,9 +166,12 @@ def test_submits_answer_the_same_on_both_paths(
             "POST", SUBMIT_URL, raw.decode(), content_type="application/json", headers=headers
         )
 
-    status, headers_seen, _ = _same(both_paths(send))
-    assert status != 500
+    status, headers_seen, body = _same(both_paths(send))
+    assert status < 500
     assert headers_seen["Allow"] == "POST, OPTIONS"
+    if case in REFUSED_NAMING:
+        assert status == 400
+        assert json.loads(body)["error"]["param"] == REFUSED_NAMING[case]
 
 
 def test_a_submit_on_each_path_creates_one_job_each(
@@ -228,6 +274,9 @@ FAST = frozenset({"GET", "POST"})
         ("POST", {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "0"}, False),
         ("POST", {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": ""}, False),
         ("POST", {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "\uff12"}, False),
+        ("POST", {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "\u00b2"}, False),
+        ("POST", {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "0" * 5000}, False),
+        ("POST", {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "9" * 5000}, True),
     ],
 )
 def test_which_requests_take_the_fast_path(method: str, meta: dict[str, str], fast: bool) -> None:

@@ -22,6 +22,11 @@ pytestmark = pytest.mark.django_db
 
 FIELDS = list(CompletionRequestSerializer._declared_fields)
 
+# Integers of hundreds of digits, past the float range, either sign.
+HUGE_INTEGERS = st.integers(min_value=10**300, max_value=10**1000) | st.integers(
+    min_value=-(10**1000), max_value=-(10**300)
+)
+
 # Values near every edge the fields have: types, blanks, whitespace, bounds, nulls, NUL and lone
 # surrogates, lists of the wrong length or item type.
 VALUES = st.one_of(
@@ -53,6 +58,11 @@ VALUES = st.one_of(
             10**30,
             -(2**63),
             2**63,
+            10**400,
+            -(10**400),
+            10**5000,
+            1.7976931348623157e308,
+            -1e308,
             "",
             " ",
             "hi",
@@ -63,6 +73,10 @@ VALUES = st.one_of(
             " openai/gpt-test",
             "nope/x",
             "gpt-test",
+            "openai/gpt-test\n",
+            "openai/gpt\x1btest",
+            "openai/gpt\u2028test",
+            ["openai/gpt-test", "openai/x\x85"],
             "a" * 300,
             "a" * 301,
             "a\x00b",
@@ -83,6 +97,7 @@ VALUES = st.one_of(
         ]
     ),
     st.integers(min_value=-(2**64), max_value=2**64),
+    HUGE_INTEGERS,
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
     st.lists(st.text(max_size=5), max_size=6),
@@ -96,20 +111,28 @@ BODIES = st.dictionaries(
 # Bodies whose every value has its field's type, inside or just outside its bounds: most of
 # these are plainly valid, so the quick path's answers are compared, not only its refusals.
 _INTEGERS = st.one_of(
-    st.none(), st.integers(-3, 130), st.sampled_from([2**63 - 1, -(2**63), 2**63, 10_000_001])
+    st.none(),
+    st.integers(-3, 130),
+    st.sampled_from([2**63 - 1, -(2**63), 2**63, 10_000_001]),
+    HUGE_INTEGERS,
 )
-_NUMBERS = st.one_of(st.none(), st.integers(-3, 3), st.floats(-3, 3))
+_NUMBERS = st.one_of(st.none(), st.integers(-3, 3), st.floats(-3, 3), HUGE_INTEGERS, st.floats())
 _TEXTS = st.one_of(st.none(), st.text(max_size=10))
 _STOP_LISTS = st.lists(st.text(max_size=3), max_size=5)
 TYPED_BODIES = st.fixed_dictionaries(
     {
-        "model": st.sampled_from(["openai/gpt-test", "openai/x", "anthropic/claude-test", "bad"]),
+        "model": st.sampled_from(
+            ["openai/gpt-test", "openai/x", "anthropic/claude-test", "bad", "openai/x\u2029"]
+        ),
         "prompt": st.one_of(st.text(max_size=10), st.lists(st.text(max_size=5), max_size=4)),
     },
     optional={
         "fallbacks": st.one_of(
             st.none(),
-            st.lists(st.sampled_from(["openai/gpt-2", "anthropic/c", "x/y", "bad"]), max_size=6),
+            st.lists(
+                st.sampled_from(["openai/gpt-2", "anthropic/c", "x/y", "bad", "openai/\ny"]),
+                max_size=6,
+            ),
         ),
         "stream": st.one_of(st.none(), st.booleans()),
         "echo": st.one_of(st.none(), st.booleans()),
@@ -211,6 +234,9 @@ def test_everyday_bodies_take_the_quick_path(body: dict[str, Any], principal: Pr
         {**VALID_BODY, "temperature": "1"},
         {**VALID_BODY, "logit_bias": {"50256": -100}},
         {**VALID_BODY, "user": "a\x00"},
+        {**VALID_BODY, "model": "openai/gpt\ntest"},
+        {**VALID_BODY, "fallbacks": ["openai/x\u2028"]},
+        {**VALID_BODY, "temperature": 10**400},
     ],
 )
 def test_bodies_that_are_not_plainly_valid_go_to_the_serializer(

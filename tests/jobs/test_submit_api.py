@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from django.urls import set_script_prefix
 from rest_framework.fields import empty
 
 from gateway.principals import Principal
+from jobs.fields import StrictIntegerField, StrictNumberField
 from jobs.models import AsyncJob, JobStatus
 from jobs.serializers import CompletionRequestSerializer
 from tests.factories import VirtualKeyFactory
@@ -348,6 +350,108 @@ def test_hostile_json_is_a_clear_400_never_a_500(key_client, raw):
     response = key_client.post(URL, data=raw, content_type="application/json")
     assert_error_shape(response, 400)
     assert AsyncJob.objects.count() == 0
+
+
+NUMERIC_PARAMS = [
+    name
+    for name, field in CompletionRequestSerializer._declared_fields.items()
+    if isinstance(field, (StrictIntegerField, StrictNumberField))
+]
+# JSON number literals past every bound, as a client can write them; the last two read as
+# infinities (see gateway/parsers.py), the 5000-digit one is past what Python converts to an int.
+HUGE_LITERALS = {
+    "400-digit integer": ("9" * 400, "less than or equal to"),
+    "negative 400-digit integer": ("-" + "9" * 400, "greater than or equal to"),
+    "5000-digit integer": ("1" + "0" * 4999, "less than or equal to"),
+    "largest float": ("1.7976931348623157e308", "less than or equal to"),
+    "huge exponent": ("1e999", "less than or equal to"),
+    "huge negative exponent": ("-1e999", "greater than or equal to"),
+}
+
+
+def post_raw(api: Any, raw: str) -> Any:
+    return api.generic("POST", URL, raw, content_type="application/json")
+
+
+def test_every_numeric_parameter_is_covered_by_the_huge_number_cases():
+    assert set(NUMERIC_PARAMS) == {
+        "best_of",
+        "frequency_penalty",
+        "logprobs",
+        "max_tokens",
+        "n",
+        "presence_penalty",
+        "seed",
+        "temperature",
+        "top_p",
+    }
+
+
+@pytest.mark.parametrize("literal", HUGE_LITERALS, ids=list(HUGE_LITERALS))
+@pytest.mark.parametrize("param", NUMERIC_PARAMS)
+def test_a_huge_or_infinite_number_is_400_out_of_range_naming_its_param(
+    key_client, caplog, param, literal
+):
+    raw, bound = HUGE_LITERALS[literal]
+    caplog.set_level(logging.WARNING)
+    response = post_raw(key_client, f'{{"model": "openai/m", "prompt": "x", "{param}": {raw}}}')
+    body = assert_error(response, 400, param)
+    assert body["error"]["code"] == "invalid_parameter"
+    assert body["error"]["message"].startswith(f"{param}: Ensure this value is {bound} ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no traceback"
+
+
+@pytest.mark.parametrize(
+    "logit_bias",
+    [
+        '{"50256": ' + "9" * 400 + "}",
+        '{"50256": -' + "9" * 400 + "}",
+        '{"50256": 1e999}',
+        '{"50256": -1e999}',
+        '{"' + "9" * 400 + '": 1}',
+        '{"2147483648": 1}',
+    ],
+    ids=[
+        "400-digit bias",
+        "negative 400-digit bias",
+        "infinite bias",
+        "negative infinite bias",
+        "400-digit token id",
+        "token id past 32 bits",
+    ],
+)
+def test_a_huge_logit_bias_value_or_token_id_is_400_naming_logit_bias(key_client, logit_bias):
+    raw = f'{{"model": "openai/m", "prompt": "x", "logit_bias": {logit_bias}}}'
+    body = assert_error(post_raw(key_client, raw), 400, "logit_bias")
+    assert body["error"]["code"] == "invalid_parameter"
+
+
+def test_the_largest_token_id_and_extreme_in_range_numbers_are_accepted(key_client, dispatched):
+    body = {
+        "model": "openai/m",
+        "prompt": "x",
+        "logit_bias": {"2147483647": -100},
+        "seed": -(2**63),
+        "temperature": 5e-324,
+        "max_tokens": 10_000_000,
+    }
+    response = post_raw(key_client, json.dumps(body))
+    assert response.status_code == 202, response.content
+    stored = AsyncJob.objects.get().request
+    assert stored["logit_bias"] == {"2147483647": -100}
+    assert stored["seed"] == -(2**63) and stored["temperature"] == 5e-324
+
+
+@pytest.mark.parametrize("param", NUMERIC_PARAMS)
+def test_the_serializer_refuses_a_huge_integer_it_is_handed_directly(param):
+    """Not only JSON reaches the fields: a Python int past the float range is out of range too."""
+    for value in (10**400, -(10**400), 10**5000):
+        serializer = CompletionRequestSerializer(
+            data={"model": "openai/m", "prompt": "x", param: value},
+            context={"principal": Principal(virtual_key=None, is_admin=True)},
+        )
+        assert not serializer.is_valid()
+        assert "equal to" in str(serializer.errors[param][0])
 
 
 def test_too_many_choices_is_400_naming_n(key_client, settings):

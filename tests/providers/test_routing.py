@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -440,3 +441,39 @@ def test_provider_error_from_adapter_is_kept_as_is() -> None:
     outcome = route(FakeTransport(), [PRIMARY], adapters={"openai": Refusing()})
 
     assert outcome.error is error
+
+
+def test_a_hostile_target_and_provider_code_are_logged_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job's target comes from its caller, an error code from a provider's reply: neither
+    may forge or garble a log line."""
+    caplog.set_level(logging.DEBUG, logger="providers.routing")
+    hostile = Target("openai", "m\nERROR forged line\x1b[2J\u2028")
+    transport = FakeTransport(openai_error(400, "bad", code="bad\r\nINFO forged\x85\u2029"))
+
+    outcome = route(transport, [hostile])
+
+    assert outcome.error is not None
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert message.isprintable(), message
+    assert "target=openai/m\\nERROR forged line\\x1b[2J\\u2028 " in message
+    assert "code=bad\\r\\nINFO forged\\x85\\u2029 " in message
+
+
+def test_an_adapter_failure_logs_the_hostile_target_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class BrokenAdapter:
+        async def complete(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            raise KeyError("choices")
+
+    caplog.set_level(logging.DEBUG, logger="providers.routing")
+    hostile = Target("openai", "m\n\u2028forged")
+
+    route(FakeTransport(), [hostile], adapters={**ADAPTERS, "openai": BrokenAdapter()})
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert "completion adapter openai failed unexpectedly for openai/m\\n\\u2028forged" in messages
+    assert all(message.isprintable() for message in messages), messages

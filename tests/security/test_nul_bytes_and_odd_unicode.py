@@ -9,6 +9,7 @@ JSON numbers. These cover every other parameter, the header credentials and the 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -118,3 +119,51 @@ def test_nul_or_odd_bytes_in_a_credential_are_401(api_client, credential):
 def test_a_hostile_job_id_is_404(key_client, job_id):
     response = key_client.get(f"{SUBMIT_URL}/{job_id}")
     assert_error_shape(response, 404)
+
+
+CONTROL_CHARACTERS = [
+    pytest.param("\n", id="newline"),
+    pytest.param("\r", id="carriage-return"),
+    pytest.param("\x1b[2J", id="escape-sequence"),
+    pytest.param("\x7f", id="delete"),
+    pytest.param("\x85", id="c1-next-line"),
+    pytest.param("\x9b", id="c1-control-sequence-introducer"),
+    pytest.param("\u2028", id="line-separator"),
+    pytest.param("\u2029", id="paragraph-separator"),
+    pytest.param("\u202e", id="right-to-left-override"),
+]
+
+
+def printable_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Every captured log line holds printable characters only."""
+    for record in caplog.records:
+        message = record.getMessage()
+        assert message.isprintable(), f"raw control character logged: {message!r}"
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS)
+@pytest.mark.parametrize("where", ["inside", "at-the-end", "alone"])
+def test_a_control_character_in_model_is_400_naming_model(key_client, caplog, char, where):
+    caplog.set_level(logging.DEBUG)
+    model = {"inside": f"openai/m{char}x", "at-the-end": f"openai/m{char}", "alone": char}[where]
+    body = assert_error_shape(
+        post_raw(key_client, json.dumps(BASE | {"model": model})),
+        400,
+        code="invalid_characters",
+        param="model",
+    )
+    assert repr(model) in body["error"]["message"]
+    assert AsyncJob.objects.count() == 0
+    printable_log(caplog)
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS)
+@pytest.mark.parametrize("where", ["inside", "alone"])
+def test_a_control_character_in_a_fallback_is_400_naming_fallbacks(key_client, caplog, char, where):
+    caplog.set_level(logging.DEBUG)
+    fallback = f"openai/b{char}INFO forged log line" if where == "inside" else char
+    fallbacks = ["openai/a", fallback]
+    response = post_raw(key_client, json.dumps(BASE | {"fallbacks": fallbacks}))
+    assert_error_shape(response, 400, code="invalid_characters", param="fallbacks")
+    assert AsyncJob.objects.count() == 0
+    printable_log(caplog)

@@ -1,0 +1,106 @@
+"""Numbers past every bound, for the fuzzing runs: what schema-driven generation never sends.
+
+Schemathesis draws numbers from the bounds the API document declares (inside them, or just past
+them in its negative mode), so a 400-digit integer never reaches the gateway that way; yet one
+once turned into a 500. ``add_extreme_numbers`` registers a body hook on a schema: half of the
+generated JSON bodies get some of their numeric members replaced by an integer of hundreds or
+thousands of digits, a float at the edge of the float range, or a value just out of range. Every
+``integer`` and ``number`` property of the body's schema is a candidate, and so are the values
+and the keys (token ids) of a map of numbers such as ``logit_bias``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import schemathesis
+from hypothesis import strategies as st
+
+NUMERIC = ("integer", "number")
+FLOAT_MAX = sys.float_info.max
+
+
+def _either_sign(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return strategy.flatmap(lambda x: st.sampled_from([x, -x]))
+
+
+# Around the largest float, where an integer stops fitting one, and up to 4000 digits (Python
+# refuses to write an int of more than 4300 as text, and bodies are serialised as JSON text).
+HUGE_INTEGERS = _either_sign(
+    st.sampled_from([int(FLOAT_MAX), int(FLOAT_MAX) + 1, 10**309, 10**400, 10**4000])
+    | st.integers(min_value=10**300, max_value=10**320)
+    | st.integers(min_value=10**300, max_value=10**4000)
+)
+HUGE_FLOATS = _either_sign(
+    st.sampled_from([FLOAT_MAX, 1e308]) | st.floats(min_value=1e300, max_value=FLOAT_MAX)
+)
+PAST_64_BITS = st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**19, -(10**19)])
+# Token ids (map keys) far past any vocabulary, as decimal strings.
+HUGE_TOKEN_IDS = st.sampled_from([str(2**31), str(2**63), "9" * 400]) | st.integers(
+    min_value=2**31, max_value=10**400
+).map(str)
+
+
+def extreme_number(schema: Mapping[str, Any]) -> st.SearchStrategy[int | float]:
+    """Numbers past every bound, and just past the bounds ``schema`` declares."""
+    just_past = [schema["maximum"] + 1] if "maximum" in schema else []
+    just_past += [schema["minimum"] - 1] if "minimum" in schema else []
+    options = [HUGE_INTEGERS, HUGE_FLOATS, PAST_64_BITS]
+    if just_past:
+        options.append(st.sampled_from(just_past))
+    return st.one_of(options)
+
+
+def numeric_members(schema: Mapping[str, Any]) -> dict[str, st.SearchStrategy[Any]]:
+    """For each numeric member of an object ``schema``: a strategy for its extreme values."""
+    members: dict[str, st.SearchStrategy[Any]] = {}
+    for name, member in schema.get("properties", {}).items():
+        if not isinstance(member, Mapping):
+            continue
+        values = member.get("additionalProperties")
+        if member.get("type") in NUMERIC:
+            members[name] = extreme_number(member)
+        elif isinstance(values, Mapping) and values.get("type") in NUMERIC:
+            members[name] = _number_map(values)
+    return members
+
+
+def _number_map(values: Mapping[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    small_ids = st.integers(min_value=0, max_value=100_000).map(str)
+    in_range = st.integers(min_value=-100, max_value=100)
+    huge_value = st.dictionaries(small_ids, extreme_number(values), min_size=1, max_size=3)
+    huge_key = st.dictionaries(HUGE_TOKEN_IDS, in_range, min_size=1, max_size=3)
+    return huge_value | huge_key
+
+
+def with_extreme_numbers(
+    body: dict[str, Any], members: Mapping[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[dict[str, Any]]:
+    """``body`` with one or more of ``members`` set to an extreme value."""
+    names = st.lists(st.sampled_from(sorted(members)), min_size=1, unique=True)
+    return names.flatmap(
+        lambda chosen: st.fixed_dictionaries({name: members[name] for name in chosen})
+    ).map(lambda extremes: {**body, **extremes})
+
+
+def add_extreme_numbers(schema: schemathesis.BaseSchema) -> None:
+    """Make half the JSON object bodies generated from ``schema`` carry extreme numbers."""
+
+    @schema.hook("flatmap_body")
+    def extreme_numbers(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
+        members = _members_of(context)
+        if not isinstance(body, dict) or not members:
+            return st.just(body)
+        return st.just(body) | with_extreme_numbers(body, members)
+
+
+def _members_of(context: schemathesis.HookContext) -> dict[str, st.SearchStrategy[Any]]:
+    operation = context.operation
+    members: dict[str, st.SearchStrategy[Any]] = {}
+    for body in operation.body if operation is not None else []:
+        schema = body.resolved_schema
+        if body.media_type == "application/json" and schema is not None:
+            members.update(numeric_members(schema))
+    return members
