@@ -23,7 +23,7 @@ from providers import registry
 from providers.base import Target
 
 if TYPE_CHECKING:
-    from jobs.selectors import PolledJob
+    from jobs.sql import PolledJob
 
 INT64_MAX = 2**63 - 1
 # Vocabularies hold far fewer tokens; the bound keeps a 400-digit token id from reaching a provider.

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-import warnings
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from gateway.principals import Principal
 from jobs import services
-from jobs.models import AsyncJob, JobStatus, RequestType
+from jobs.models import AsyncJob, JobStatus
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
@@ -39,57 +36,9 @@ def test_submit_stores_the_row_the_returned_job_describes():
     assert stored.status == JobStatus.PENDING
     assert stored.attempts == 0
     assert stored.claimed_by == ""
-    assert stored.dispatched_at == stored.created_at
+    # Rung at once: created and dispatched in the same moment, give or take the INSERT's own.
+    assert timedelta(0) <= stored.created_at - stored.dispatched_at < timedelta(seconds=1)
     assert not job._state.adding
-
-
-def _as_sent(value):
-    """A parameter as the driver receives it (JSON wrappers compared by what they wrap)."""
-    return ("json", value.obj) if hasattr(value, "obj") else (type(value), value)
-
-
-def test_insert_sends_each_column_as_the_orm_would():
-    key = VirtualKeyFactory()
-    now = timezone.now()
-    jobs = [
-        AsyncJob(
-            request_type=RequestType.TEXT_COMPLETION,
-            virtual_key=key,
-            provider="openai",
-            model="gpt-4o-mini",
-            fallbacks=["groq/llama"],
-            request={"prompt": "hi", "n": 2},
-            result_ttl=600,
-            created_at=now,
-            dispatched_at=now,
-        ),
-        # Values of other types than a submit sends take each field's own path.
-        AsyncJob(
-            id=str(uuid.uuid4()),
-            request_type="text_completion",
-            virtual_key=None,
-            provider="openai",
-            model="m",
-            request={},
-            result_ttl="60",
-            created_at=now.replace(tzinfo=None),
-            dispatched_at=None,
-            status_code=True,
-            result=None,
-            error={"code": "x"},
-        ),
-    ]
-    for job in jobs:
-        fields = AsyncJob._meta.concrete_fields
-        adapters = services._column_adapters(connection.vendor)
-        assert [attname for attname, _ in adapters] == [f.attname for f in fields]
-        for field, (attname, to_db) in zip(fields, adapters, strict=True):
-            value = getattr(job, attname)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # the naive datetime
-                expected = field.get_db_prep_save(value, connection)
-                sent = to_db(value)
-            assert _as_sent(sent) == _as_sent(expected), field.name
 
 
 def test_submit_by_an_admin_stores_no_key():

@@ -1,0 +1,316 @@
+"""Every statement on the job table that is written out rather than built by the ORM.
+
+Two serve the request path, where the ORM's cost was measured and found to matter (the figures
+and how to measure them again: docs/measurements.md, "The ORM on the request path"):
+
+- ``insert_job``: the submit's INSERT. ``AsyncJob.objects.create`` costs a third more CPU per
+  submit.
+- ``read_polled_job``: the poll's SELECT by primary key. ``AsyncJob.objects.only(...).get``
+  costs twice the CPU per poll.
+
+Three say what the ORM has no words for, or would say in many statements:
+
+- ``claim_pending``: pending -> processing for the oldest jobs, skipping rows another engine is
+  claiming (``FOR UPDATE SKIP LOCKED`` in a materialized CTE).
+- ``finish``: a batch of terminal states in one transaction, one prepared UPDATE per job.
+- ``purge_batch``: delete expired rows by physical address, oldest expiry first.
+
+Every table and column name comes from AsyncJob's fields, every value passes through the
+field's own ``pre_save``/``get_db_prep_save`` going in and the backend's converters coming out,
+and each statement runs on the database the router names for AsyncJob.
+tests/jobs/test_sql.py runs each one on the migrated table and fails when a field changes
+under it.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+import weakref
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field
+
+from jobs.models import AsyncJob
+
+
+def _field(name: str) -> Field[Any, Any]:
+    field = AsyncJob._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
+
+
+def _writer() -> BaseDatabaseWrapper:
+    return connections[router.db_for_write(AsyncJob)]
+
+
+def _names(conn: BaseDatabaseWrapper, *fields: str) -> list[str]:
+    """Quoted column names of AsyncJob's ``fields``."""
+    return [conn.ops.quote_name(_field(name).column) for name in fields]
+
+
+def _table(conn: BaseDatabaseWrapper) -> str:
+    return conn.ops.quote_name(AsyncJob._meta.db_table)
+
+
+def _value(conn: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    """A value as the ORM would send it for this field (None stays SQL NULL)."""
+    return None if value is None else _field(name).get_db_prep_save(value, conn)
+
+
+def _converters(conn: BaseDatabaseWrapper, field: Field[Any, Any]) -> list[Any]:
+    """What the ORM's compiler applies to this field's values read from ``conn``."""
+    col = field.cached_col
+    return conn.ops.get_db_converters(col) + col.get_db_converters(conn)
+
+
+def _read(conn: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    """A value read from the database as the model's attribute would hold it."""
+    field = _field(name)
+    for convert in _converters(conn, field):
+        value = convert(value, field.cached_col, conn)
+    return value
+
+
+# --- the submit's INSERT ------------------------------------------------------------------------
+
+
+@functools.cache
+def _insert_sql(alias: str) -> str:
+    conn = connections[alias]
+    columns = [conn.ops.quote_name(field.column) for field in AsyncJob._meta.concrete_fields]
+    placeholders = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {_table(conn)} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 (names from the model)
+
+
+def insert_job(job: AsyncJob) -> None:
+    """Insert a new job, as ``job.save(force_insert=True)`` would: every field's ``pre_save``
+    (``auto_now_add`` included) and ``get_db_prep_save``, on the router's database; the
+    instance is then marked saved. AsyncJob has no save signals or ``save()`` override to skip.
+    """
+    alias = router.db_for_write(AsyncJob, instance=job)
+    conn = connections[alias]
+    values = [
+        field.get_db_prep_save(field.pre_save(job, add=True), conn)
+        for field in AsyncJob._meta.concrete_fields
+    ]
+    with conn.cursor() as cursor:
+        cursor.execute(_insert_sql(alias), values)
+    job._state.adding = False
+    job._state.db = alias
+
+
+# --- the poll's SELECT --------------------------------------------------------------------------
+
+
+class PolledJob(NamedTuple):
+    """What a poll answers with, and what decides whether the caller may see the job.
+
+    The request itself (prompts of up to GATEWAY_MAX_BODY_BYTES) is never read back for a
+    poll. The fields are AsyncJob's columns of the same names, in the model's order.
+    """
+
+    id: uuid.UUID
+    request_type: str
+    virtual_key_id: int | None
+    status: str
+    created_at: datetime
+    completed_at: datetime | None
+    expires_at: datetime | None
+    status_code: int | None
+    result: Any
+    error: Any
+
+
+POLL_FIELDS = PolledJob._fields
+
+
+@functools.cache
+def _poll_fields() -> list[Field[Any, Any]]:
+    """The model's fields behind POLL_FIELDS, in order."""
+    by_attname = {field.attname: field for field in AsyncJob._meta.concrete_fields}
+    return [by_attname[name] for name in POLL_FIELDS]
+
+
+@functools.cache
+def _poll_sql(alias: str) -> str:
+    conn = connections[alias]
+    columns = ", ".join(conn.ops.quote_name(field.column) for field in _poll_fields())
+    (pk,) = _names(conn, "id")
+    return f"SELECT {columns} FROM {_table(conn)} WHERE {pk} = %s"  # noqa: S608 (names from the model)
+
+
+_poll_converters_of: weakref.WeakKeyDictionary[
+    BaseDatabaseWrapper, list[tuple[int, Any, list[Any]]]
+] = weakref.WeakKeyDictionary()
+
+
+def _poll_converters(conn: BaseDatabaseWrapper) -> list[tuple[int, Any, list[Any]]]:
+    """(index, column, converters) of the POLL_FIELDS that have converters on ``conn``.
+
+    The ORM's compiler asks every column for its converters on every query (JSON, and dates
+    and UUIDs on SQLite); a connection's answers do not change, so they are asked once.
+    """
+    found = _poll_converters_of.get(conn)
+    if found is None:
+        found = []
+        for index, field in enumerate(_poll_fields()):
+            converters = _converters(conn, field)
+            if converters:
+                found.append((index, field.cached_col, converters))
+        _poll_converters_of[conn] = found
+    return found
+
+
+def read_polled_job(pk: uuid.UUID) -> PolledJob | None:
+    """The job's POLL_FIELDS, each holding what the model's attribute would; None if absent."""
+    alias = router.db_for_read(AsyncJob)
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        cursor.execute(_poll_sql(alias), [_field("id").get_db_prep_value(pk, conn)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, col, converters in _poll_converters(conn):
+        for convert in converters:
+            values[index] = convert(values[index], col, conn)
+    return PolledJob(*values)
+
+
+# --- the engines' claim -------------------------------------------------------------------------
+
+
+def _claim_sql(conn: BaseDatabaseWrapper) -> str:
+    table = _table(conn)
+    columns = ("id", "status", "claimed_by", "lease_expires_at", "started_at", "attempts")
+    job_id, status, claimed_by, lease, started, attempts = _names(conn, *columns)
+    (created,) = _names(conn, "created_at")
+    assignments = (
+        f"{status} = %s, {claimed_by} = %s, {lease} = %s, {started} = %s, "
+        f"{attempts} = {attempts} + 1"
+    )
+    oldest = f"SELECT {job_id} FROM {table} WHERE {status} = %s ORDER BY {created}"  # noqa: S608 (names from the model)
+    if conn.features.has_select_for_update_skip_locked:
+        # Postgres: rows another engine is claiming right now are skipped, not waited for. The
+        # pick is a materialized CTE so it runs once: as an IN (...) subquery the planner may
+        # run it again, and each run would skip the rows the last one locked and take more.
+        return (
+            f"WITH picked AS MATERIALIZED ({oldest} LIMIT %s FOR UPDATE SKIP LOCKED) "  # noqa: S608
+            f"UPDATE {table} SET {assignments} FROM picked "
+            f"WHERE {table}.{job_id} = picked.{job_id} RETURNING {table}.{job_id}"
+        )
+    # SQLite has one writer at a time, so the plain statement is already exclusive.
+    return (
+        f"UPDATE {table} SET {assignments} "  # noqa: S608 (names from the model)
+        f"WHERE {job_id} IN ({oldest} LIMIT %s) RETURNING {job_id}"
+    )
+
+
+def claim_pending(
+    *, limit: int, worker_id: str, pending: str, processing: str, now: datetime, lease: datetime
+) -> list[Any]:
+    """Ids of up to ``limit`` jobs moved from ``pending`` to ``processing``, oldest first, each
+    claimed by ``worker_id`` under a lease until ``lease``; ``attempts`` counts the claim."""
+    conn = _writer()
+    assignments = [
+        processing,
+        worker_id,
+        _value(conn, "lease_expires_at", lease),
+        _value(conn, "started_at", now),
+    ]
+    pick: list[Any] = [pending, limit]
+    if conn.features.has_select_for_update_skip_locked:
+        params = pick + assignments  # the CTE comes first
+    else:
+        params = assignments + pick
+    with conn.cursor() as cursor:
+        cursor.execute(_claim_sql(conn), params)
+        return [_read(conn, "id", row[0]) for row in cursor.fetchall()]
+
+
+# --- the engines' terminal writes ---------------------------------------------------------------
+
+FINISH_FIELDS = ("status", "completed_at", "expires_at", "status_code", "result", "error")
+
+
+def _finish_sql(conn: BaseDatabaseWrapper) -> str:
+    assignments = ", ".join(f"{column} = %s" for column in _names(conn, *FINISH_FIELDS))
+    job_id, status, claimed_by, lease = _names(
+        conn, "id", "status", "claimed_by", "lease_expires_at"
+    )
+    return (
+        f"UPDATE {_table(conn)} SET {assignments}, {lease} = NULL "  # noqa: S608 (names from the model)
+        f"WHERE {job_id} = %s AND {status} = %s AND {claimed_by} = %s"
+    )
+
+
+def finish(
+    rows: Sequence[tuple[Any, dict[str, Any]]], *, processing: str, worker_id: str
+) -> list[bool]:
+    """Write each (job id, FINISH_FIELDS values) in one transaction, where the job is still
+    ``processing`` under ``worker_id``; the answer says which rows were written."""
+    conn = _writer()
+    sql = _finish_sql(conn)
+    written: list[bool] = []
+    with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+        for job_id, values in rows:
+            params = [_value(conn, name, values[name]) for name in FINISH_FIELDS]
+            params += [_value(conn, "id", job_id), processing, worker_id]
+            cursor.execute(sql, params)
+            written.append(cursor.rowcount == 1)
+    return written
+
+
+# --- the purge ----------------------------------------------------------------------------------
+
+
+def _purge_sql(conn: BaseDatabaseWrapper, *, from_boundary: bool) -> str:
+    """One purge batch as one statement. Parameters: cutoff, [boundary], batch size.
+
+    Postgres: lock up to n expired rows, oldest expiry first through the expires_at index,
+    skipping rows that a worker or another purger holds (neither side ever waits on the other),
+    delete them by physical row address (no primary-key lookups), and answer how many went and
+    the oldest expiry among them. The ORDER BY keeps the plan on the index: with a bare LIMIT the
+    planner may scan the table, and the last batch of a big purge then reads all of it. The next
+    batch starts its index scan at the oldest expiry of the one before, so it walks over that
+    batch's entries once, not over everything deleted so far: deleted rows keep their index
+    entries until vacuum, and that one walk marks them dead for every later scan, this purge's
+    next run included.
+    SQLite has one writer at a time and drops index entries at once, so the plain statement is
+    already exclusive and cheap.
+    """
+    table = _table(conn)
+    pk, expires = _names(conn, "id", "expires_at")
+    if conn.vendor != "postgresql":
+        return (
+            f"DELETE FROM {table} WHERE {pk} IN (SELECT {pk} FROM {table} "  # noqa: S608 (names from the model)
+            f"WHERE {expires} <= %s ORDER BY {expires} LIMIT %s)"
+        )
+    since = f" AND {expires} >= %s" if from_boundary else ""
+    return (
+        f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 (names from the model)
+        f"SELECT ctid FROM {table} WHERE {expires} <= %s{since} "
+        f"ORDER BY {expires} LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING {expires}) "
+        f"SELECT count(*), min({expires}) FROM gone"
+    )
+
+
+def purge_batch(cutoff: datetime, boundary: datetime | None, size: int) -> tuple[int, Any]:
+    """Delete up to ``size`` jobs expired by ``cutoff`` (and not before ``boundary``, the oldest
+    expiry the last batch deleted); (rows deleted, oldest expiry among them, or None)."""
+    conn = _writer()
+    params: list[Any] = [_value(conn, "expires_at", cutoff)]
+    if boundary is not None:
+        params.append(_value(conn, "expires_at", boundary))
+    params.append(size)
+    with conn.cursor() as cursor:
+        cursor.execute(_purge_sql(conn, from_boundary=boundary is not None), params)
+        if conn.vendor != "postgresql":
+            return cursor.rowcount, None
+        deleted, oldest = cursor.fetchone()
+        return deleted, _read(conn, "expires_at", oldest)

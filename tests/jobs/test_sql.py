@@ -1,0 +1,242 @@
+"""The job table's written-out statements (jobs/sql.py), run on the migrated table.
+
+Each column a statement writes is read back through the model, and each it reads is compared
+with the model's attribute, so a field changed under a statement fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from jobs import sql
+from jobs.models import AsyncJob, JobStatus, RequestType
+from tests.factories import AsyncJobFactory, VirtualKeyFactory
+
+pytestmark = pytest.mark.django_db
+
+PENDING, PROCESSING = JobStatus.PENDING.value, JobStatus.PROCESSING.value
+
+
+def every_field_set() -> AsyncJob:
+    """A new job with a value other than the default in every field."""
+    now = timezone.now()
+    return AsyncJob(
+        request_type=RequestType.TEXT_COMPLETION,
+        virtual_key=VirtualKeyFactory(),
+        status=JobStatus.FAILED,
+        provider="openai",
+        model="gpt-4o-mini",
+        fallbacks=["groq/llama"],
+        request={"prompt": ["a", "é\u2028"], "max_tokens": 5, "logit_bias": {"50256": -100}},
+        result_ttl=600,
+        attempts=2,
+        claimed_by="worker-a",
+        lease_expires_at=now + timedelta(seconds=30),
+        dispatched_at=now - timedelta(seconds=3),
+        started_at=now - timedelta(seconds=2),
+        completed_at=now - timedelta(seconds=1),
+        expires_at=now + timedelta(hours=1),
+        status_code=502,
+        result={"partial": True},
+        error={"type": "api_error", "code": "upstream_error"},
+    )
+
+
+def test_the_insert_writes_every_field_as_the_model_reads_it_back():
+    job = every_field_set()
+    blank = AsyncJob()
+    for field in AsyncJob._meta.concrete_fields:
+        if not field.primary_key and field.name != "created_at":
+            # A field added to the model is set here too, or this test says so.
+            assert getattr(job, field.attname) != getattr(blank, field.attname), field.name
+
+    sql.insert_job(job)
+
+    stored = AsyncJob.objects.get(pk=job.pk)
+    for field in AsyncJob._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
+    assert not job._state.adding
+    assert job._state.db == "default"
+
+
+def test_the_insert_stamps_created_at_as_auto_now_add_does():
+    job = every_field_set()
+    job.created_at = timezone.now() - timedelta(days=1)
+    before = timezone.now()
+    sql.insert_job(job)
+    assert before <= job.created_at <= timezone.now()
+    assert AsyncJob.objects.get(pk=job.pk).created_at == job.created_at
+
+
+def test_the_insert_prepares_values_of_other_types_as_each_field_does():
+    job = AsyncJob(
+        id=str(uuid.UUID(int=7)),
+        request_type="text_completion",
+        provider="openai",
+        model="m",
+        request={},
+        result_ttl="60",
+        status_code=True,
+    )
+    sql.insert_job(job)
+    stored = AsyncJob.objects.get(pk=uuid.UUID(int=7))
+    assert (stored.result_ttl, stored.status_code, stored.virtual_key_id) == (60, 1, None)
+    assert stored.fallbacks == []
+    assert stored.status == JobStatus.PENDING
+
+
+def test_polled_fields_are_model_columns_in_the_models_order():
+    columns = [field.attname for field in AsyncJob._meta.concrete_fields]
+    assert all(name in columns for name in sql.POLL_FIELDS)
+    assert sorted(sql.POLL_FIELDS, key=columns.index) == list(sql.POLL_FIELDS)
+    assert "request" not in sql.POLL_FIELDS  # prompts are never read back for a poll
+
+
+def test_a_poll_reads_what_the_models_attributes_hold():
+    now = timezone.now()
+    job: Any = AsyncJobFactory(
+        status=JobStatus.COMPLETED,
+        status_code=200,
+        completed_at=now,
+        expires_at=now + timedelta(hours=1),
+        result={"choices": [{"text": "é\u2028"}], "usage": {"total_tokens": 3}},
+        error=None,
+    )
+    polled = sql.read_polled_job(job.pk)
+    stored = AsyncJob.objects.get(pk=job.pk)
+    assert isinstance(polled, sql.PolledJob)
+    for name in sql.POLL_FIELDS:
+        assert getattr(polled, name) == getattr(stored, name), name
+        assert type(getattr(polled, name)) is type(getattr(stored, name)), name
+
+
+def test_a_poll_of_an_unknown_id_reads_nothing():
+    assert sql.read_polled_job(AsyncJobFactory.build().pk) is None
+
+
+def test_a_polls_converters_are_asked_once_per_connection(monkeypatch: pytest.MonkeyPatch):
+    job: Any = AsyncJobFactory(result={"a": 1})
+    sql.read_polled_job(job.pk)
+    asked: list[Any] = []
+    real = connection.ops.get_db_converters
+    monkeypatch.setattr(connection.ops, "get_db_converters", lambda e: asked.append(e) or real(e))
+    polled = sql.read_polled_job(job.pk)
+    assert polled is not None and polled.result == {"a": 1}
+    assert asked == []
+
+
+def test_a_claim_takes_the_oldest_pending_jobs_and_writes_what_the_model_reads_back():
+    older, newer = AsyncJobFactory(), AsyncJobFactory()
+    AsyncJobFactory(status=JobStatus.PROCESSING)
+    now = timezone.now()
+    lease = now + timedelta(seconds=60)
+
+    ids = sql.claim_pending(
+        limit=1, worker_id="w", pending=PENDING, processing=PROCESSING, now=now, lease=lease
+    )
+
+    assert ids == [older.pk]
+    stored = AsyncJob.objects.get(pk=older.pk)
+    assert (stored.status, stored.claimed_by, stored.attempts) == (PROCESSING, "w", 1)
+    assert (stored.started_at, stored.lease_expires_at) == (now, lease)
+    assert AsyncJob.objects.get(pk=newer.pk).status == JobStatus.PENDING
+
+
+def test_finish_writes_every_terminal_field_for_the_holder_only():
+    now = timezone.now()
+    held: Any = AsyncJobFactory(status=PROCESSING, claimed_by="w", lease_expires_at=now)
+    elsewhere: Any = AsyncJobFactory(status=PROCESSING, claimed_by="x", lease_expires_at=now)
+    values = {
+        "status": JobStatus.FAILED.value,
+        "completed_at": now,
+        "expires_at": now + timedelta(seconds=120),
+        "status_code": 502,
+        "result": None,
+        "error": {"type": "api_error", "message": "é\u2028"},
+    }
+    assert set(values) == set(sql.FINISH_FIELDS)
+
+    written = sql.finish(
+        [(held.pk, values), (elsewhere.pk, values)], processing=PROCESSING, worker_id="w"
+    )
+
+    assert written == [True, False]
+    stored = AsyncJob.objects.get(pk=held.pk)
+    for name, value in values.items():
+        assert getattr(stored, name) == value, name
+    assert stored.lease_expires_at is None
+    assert AsyncJob.objects.get(pk=elsewhere.pk).status == PROCESSING
+
+
+def test_a_purge_batch_deletes_expired_jobs_oldest_first_and_names_the_oldest_expiry():
+    now = timezone.now()
+    expired = [AsyncJobFactory(expires_at=now - timedelta(seconds=age)) for age in (30, 20, 10)]
+    alive = AsyncJobFactory(expires_at=now + timedelta(seconds=60))
+
+    deleted, oldest = sql.purge_batch(now, None, 2)
+
+    assert deleted == 2
+    assert set(AsyncJob.objects.values_list("pk", flat=True)) == {expired[2].pk, alive.pk}
+    if connection.vendor == "postgresql":
+        # The next batch starts its index scan here (see sql._purge_sql).
+        assert oldest == expired[0].expires_at
+        assert sql.purge_batch(now, oldest, 2) == (1, expired[2].expires_at)
+    else:
+        assert oldest is None
+
+
+QUOTED = re.compile(r'"([^"]+)"')
+
+
+def test_the_statements_name_only_the_models_table_and_columns():
+    names = {AsyncJob._meta.db_table} | {f.column for f in AsyncJob._meta.concrete_fields}
+    statements = [
+        sql._insert_sql("default"),
+        sql._poll_sql("default"),
+        sql._claim_sql(connection),
+        sql._finish_sql(connection),
+        sql._purge_sql(connection, from_boundary=False),
+        sql._purge_sql(connection, from_boundary=True),
+    ]
+    for statement in statements:
+        quoted = set(QUOTED.findall(statement))
+        assert quoted, statement
+        assert quoted <= names, statement
+
+
+class RecordingRouter:
+    """Sends everything to the default database and records what was asked."""
+
+    asked: list[tuple[str, type]] = []
+
+    def db_for_read(self, model: type, **hints: Any) -> str:
+        self.asked.append(("read", model))
+        return "default"
+
+    def db_for_write(self, model: type, **hints: Any) -> str:
+        self.asked.append(("write", model))
+        return "default"
+
+
+def test_every_statement_asks_the_router_for_its_database(settings: Any):
+    settings.DATABASE_ROUTERS = [f"{__name__}.RecordingRouter"]
+    job, now = every_field_set(), timezone.now()
+    RecordingRouter.asked.clear()
+
+    sql.insert_job(job)
+    sql.read_polled_job(job.pk)
+    assert RecordingRouter.asked == [("write", AsyncJob), ("read", AsyncJob)]
+    RecordingRouter.asked.clear()
+    sql.claim_pending(
+        limit=1, worker_id="w", pending=PENDING, processing=PROCESSING, now=now, lease=now
+    )
+    sql.finish([], processing=PROCESSING, worker_id="w")
+    sql.purge_batch(now, None, 1)
+    assert RecordingRouter.asked == [("write", AsyncJob)] * 3
