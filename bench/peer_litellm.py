@@ -69,14 +69,14 @@ RESULT_TTL_SECONDS = 3600  # how long the proxy keeps a background result in Red
 # same 2 cores (and each LiteLLM worker holds a few hundred MB).
 WORKERS = 2
 # uvicorn's supervisor pings each worker and kills one that has not answered for this long (its
-# default is 5 s). On a shared 2-core machine under load a busy LiteLLM worker misses that, gets
+# default is 5 s). On a loaded machine a busy LiteLLM worker can miss that, gets
 # killed and restarted, and every background job it was running stays "in_progress" in Redis
 # forever. The bench allows 60 s so that it measures throughput; None keeps the default.
 WORKER_HEALTHCHECK_SECONDS = 60
 # Each worker's Redis pool. LiteLLM's default (a blocking pool of 50 that gives up after 5 s)
 # runs dry under load, and LiteLLM swallows the failed Redis call: a submit then answers 200 with
 # an id whose state was never stored (404 forever), or a finished job's last update is skipped
-# ("in_progress" forever). On this machine 1-13 % of 500 jobs were lost that way; none with 1000.
+# ("in_progress" forever). How many were lost that way: docs/measurements.md, "LiteLLM peer".
 REDIS_MAX_CONNECTIONS = 1000
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete"})
@@ -109,8 +109,8 @@ def ensure_venv(venv_dir: Path, log: Log = print) -> Path:
     """Creates ``venv_dir`` and installs LiteLLM in it unless a finished install is there.
 
     Idempotent: a marker file naming ``LITELLM_SPEC`` is written only after pip succeeded, so an
-    interrupted install is redone on the next call. Takes 45-80 s on this machine (the venv is
-    about 750 MB). Returns the venv's python.
+    interrupted install is redone on the next call, which takes a minute or so (the venv is
+    large). Returns the venv's python.
     """
     python = venv_python(venv_dir)
     marker = venv_dir / MARKER_NAME
@@ -219,7 +219,7 @@ def command(
     Runs the venv's ``litellm`` console script with its default server (uvicorn) and ``WORKERS``
     processes; its access log goes to stdout as in a default deployment (the gateway's web server
     logs access too). ``worker_healthcheck``: see ``WORKER_HEALTHCHECK_SECONDS``. The proxy
-    takes 10-25 s to answer ``HEALTH_PATH`` (longer on a busy machine).
+    takes tens of seconds to answer ``HEALTH_PATH``.
     """
     script = python.parent / "litellm"
     argv = [

@@ -170,7 +170,7 @@ def delete_bench_rows(database_url: str) -> int:
 
 
 def vacuum(database_url: str) -> float:
-    """VACUUM the job table, as autovacuum would (this machine's Postgres runs without it)."""
+    """VACUUM the job table, as autovacuum would (a development Postgres may run without it)."""
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"VACUUM {TABLE}")

@@ -41,8 +41,8 @@ class StackConfig:
     web_threads: int = 12  # rungateway's default
     workers: int = 2
     # Per worker process. At 1 s upstream latency the workers complete at most this many jobs
-    # per second each, and the two complete 2,600 to 6,700 jobs/s at 0 latency here (it varies
-    # with the machine's load), so S2's 1 s rate needs room for all its 5,000 jobs at once.
+    # per second each, fewer than they complete at 0 latency (bench/RESULTS.md, S2), so S2's 1 s
+    # rate needs room for all its 5,000 jobs at once.
     max_in_flight: int = 4096
 
     @property

@@ -1,7 +1,7 @@
 """The one error contract: every 4xx/5xx of the API and every failed job's ``error``.
 
 Domain errors are ``GatewayError`` subclasses carrying a status and a code; ``exception_handler``
-renders them, DRF's own exceptions and Django's 404/500 in the shape of design.md.
+renders them, DRF's own exceptions and Django's 404/500 in the one shape of README.md, "The API".
 """
 
 from __future__ import annotations

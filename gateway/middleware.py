@@ -1,9 +1,9 @@
 """The admin's session, user, message and login-throttling middleware, run for its pages only.
 
 The API authenticates every request with a token and keeps no state between requests, so the
-cookie machinery would only cost its requests time (5-10 % of a poll's CPU here). These
-classes are the stock middleware, so Django's and django-axes' checks still find them; outside
-``ADMIN_PATH`` they pass the request straight on. Beside them, the Content-Security-Policy
+cookie machinery would only cost its requests time (docs/measurements.md, "Admin middleware").
+These classes are the stock middleware, so Django's and django-axes' checks still find them;
+outside ``ADMIN_PATH`` they pass the request straight on. Beside them, the Content-Security-Policy
 every response carries.
 """
 

@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 # While bells go out back to back (the last one under BUSY_SECONDS ago), the publisher waits
 # LINGER_SECONDS before taking a batch, so a busy web process sends a few larger messages instead
-# of one per submit. Publishing a message costs about 0.9 ms of CPU here whatever the number of
-# ids in it, as much as the rest of a submit, so under load the wait pays for itself many times;
+# of one per submit. Publishing a message costs about as much CPU as the rest of a submit, whatever
+# the number of ids in it (docs/measurements.md), so under load the wait pays for itself;
 # the jobs' rows are committed meanwhile, and engines that are busy claim them anyway. When
 # traffic is light (under about 100 submits/s per process) it sends at once.
 BUSY_SECONDS = 0.01

@@ -1,4 +1,4 @@
-"""Shared assertions for the gateway tests: the error contract of design.md, and the API URLs."""
+"""Shared assertions for the gateway tests: the error contract (README.md, "The API"), the URLs."""
 
 from __future__ import annotations
 

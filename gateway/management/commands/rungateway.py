@@ -1,8 +1,8 @@
 """Start the whole gateway in one process group: web (granian), worker and beat (Celery).
 
 The web server is granian in WSGI mode: HTTP parsing and connection handling run outside the
-interpreter, leaving the GIL to Django. On a 2-core machine it answered about 1.2x the submits
-and 1.3x the polls per second of gunicorn's gthread workers, with as many processes.
+interpreter, leaving the GIL to Django; it answered more submits and polls per second than
+gunicorn's gthread workers with as many processes (docs/measurements.md, "Web server").
 """
 
 from __future__ import annotations
