@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from cachetools import TLRUCache
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -41,38 +42,29 @@ class KeyCache:
     Entries are looked up by the key's HMAC (``hash``) or its primary key (``pk``); both point at
     the same row, and forgetting a key forgets both entries. Unknown keys are never remembered,
     so the cache holds at most one entry pair per key in the database; ``max_entries`` is a
-    backstop.
+    backstop (expired entries go first, then the least recently used).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 20_000):
-        self.clock = clock
-        self.max_entries = max_entries
-        self._entries: dict[Hashable, tuple[float, VirtualKey]] = {}
-        self._lock = threading.Lock()
+        # An entry lives for the setting as it is when the entry is stored; at 0, none is.
+        self._entries: TLRUCache[Hashable, VirtualKey] = TLRUCache(
+            max_entries,
+            ttu=lambda _key, _value, now: now + settings.GATEWAY_KEY_CACHE_SECONDS,
+            timer=clock,
+        )
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, cache_key: Hashable, load: Callable[[], VirtualKey | None]) -> VirtualKey | None:
         """The cached key, or ``load()``'s answer (remembered when it is a key)."""
-        ttl = settings.GATEWAY_KEY_CACHE_SECONDS
-        if ttl <= 0:
-            return load()
-        now = self.clock()
-        entry = self._entries.get(cache_key)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        key = load()
-        if key is not None:
-            self._remember(key, now + ttl)
-        return key
-
-    def _remember(self, key: VirtualKey, until: float) -> None:
         with self._lock:
-            if len(self._entries) >= self.max_entries:
-                now = self.clock()
-                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
-            self._entries[("hash", key.key_hash)] = (until, key)
-            self._entries[("pk", key.pk)] = (until, key)
+            key = self._entries.get(cache_key)
+        if key is None:
+            key = load()
+            if key is not None:
+                with self._lock:
+                    self._entries[("hash", key.key_hash)] = key
+                    self._entries[("pk", key.pk)] = key
+        return key
 
     def forget(self, key: VirtualKey) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cachetools import TLRUCache
 from django.conf import settings
 from django.db.models.signals import post_save
 from django.dispatch import receiver
@@ -45,27 +46,25 @@ class Revocations:
 
 class RevocationCache:
     """Answers of the revocation table per jti (None: tokens without one), each kept for
-    GATEWAY_KEY_CACHE_SECONDS; ``max_entries`` is a backstop."""
+    GATEWAY_KEY_CACHE_SECONDS; ``max_entries`` is a backstop (expired entries go first, then
+    the least recently used)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 20_000):
-        self.clock = clock
-        self.max_entries = max_entries
-        self._entries: dict[str | None, tuple[float, Revocations]] = {}
-        self._lock = threading.Lock()
+        # An entry lives for the setting as it is when the entry is stored; at 0, none is.
+        self._entries: TLRUCache[str | None, Revocations] = TLRUCache(
+            max_entries,
+            ttu=lambda _jti, _answer, now: now + settings.GATEWAY_KEY_CACHE_SECONDS,
+            timer=clock,
+        )
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, jti: str | None, load: Callable[[], Revocations]) -> Revocations:
-        ttl = settings.GATEWAY_KEY_CACHE_SECONDS
-        if ttl <= 0:
-            return load()
-        now = self.clock()
-        entry = self._entries.get(jti)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        answer = load()
         with self._lock:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[jti] = (now + ttl, answer)
+            answer = self._entries.get(jti)
+        if answer is None:
+            answer = load()
+            with self._lock:
+                self._entries[jti] = answer
         return answer
 
     def clear(self) -> None:

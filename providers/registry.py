@@ -11,9 +11,10 @@ import logging
 import os
 import random
 import threading
-import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from cachetools import TLRUCache, cached
 from django.conf import settings
 
 from gateway.logsafe import logsafe
@@ -106,29 +107,20 @@ def _from_database() -> dict[str, ProviderEntry]:
     return entries
 
 
-_cache_lock = threading.Lock()
-_cache: tuple[float, dict[str, ProviderEntry]] | None = None
+# One entry, the merged table, kept for the setting as it is when the table is read (at 0, it is
+# read on every use).
+_table_cache: TLRUCache[Any, dict[str, ProviderEntry]] = TLRUCache(
+    maxsize=1, ttu=lambda _key, _table, now: now + settings.GATEWAY_PROVIDER_CACHE_SECONDS
+)
+
+
+@cached(_table_cache, lock=threading.Lock())
+def providers() -> dict[str, ProviderEntry]:
+    return {**_from_environment(), **_from_database()}
 
 
 def clear_cache() -> None:
-    global _cache
-    with _cache_lock:
-        _cache = None
-
-
-def providers() -> dict[str, ProviderEntry]:
-    global _cache
-    with _cache_lock:
-        cached = _cache
-    if (
-        cached is not None
-        and time.monotonic() - cached[0] < settings.GATEWAY_PROVIDER_CACHE_SECONDS
-    ):
-        return cached[1]
-    table = {**_from_environment(), **_from_database()}
-    with _cache_lock:
-        _cache = (time.monotonic(), table)
-    return table
+    providers.cache_clear()
 
 
 def get_provider(name: str) -> ProviderEntry | None:

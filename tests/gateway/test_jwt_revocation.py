@@ -14,12 +14,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from gateway import tokens
+from gateway import revocation, tokens
 from gateway.celery import app
 from gateway.models import RevokedToken
 from gateway.revocation import (
+    RevocationCache,
+    Revocations,
     purge_expired_revocations,
-    revocation_cache,
     revoke_all_before,
     revoke_jti,
 )
@@ -43,9 +44,10 @@ class FakeClock:
 
 @pytest.fixture(autouse=True)
 def clock(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
+    """The process's revocation cache, fresh and on a clock the test moves."""
     settings.GATEWAY_KEY_CACHE_SECONDS = TTL
     fake = FakeClock()
-    monkeypatch.setattr(revocation_cache, "clock", fake)
+    monkeypatch.setattr(revocation, "revocation_cache", RevocationCache(clock=fake))
     yield fake
 
 
@@ -192,7 +194,7 @@ def test_all_before_is_stored_and_survives_a_restart(api_client):
     old = hs256(claims(iat=int(time.time()) - 60))
     revoke("--all-before", (timezone.now() - timedelta(seconds=10)).isoformat())
 
-    revocation_cache.clear()  # what a fresh process starts with
+    revocation.revocation_cache.clear()  # what a fresh process starts with
 
     assert status(api_client, old) == 401
     row = RevokedToken.objects.get(jti=RevokedToken.ALL_BEFORE)
@@ -274,6 +276,18 @@ def test_zero_cache_seconds_reads_the_table_on_every_request(api_client, key, se
     assert status(api_client, token) == 404
     revoked_elsewhere(jti=jti_of(token))
     assert status(api_client, token) == 401
+
+
+def test_the_cache_holds_at_most_its_size_dropping_the_least_recently_used(clock):
+    cache = RevocationCache(clock=clock, max_entries=2)
+    answers = {jti: Revocations(jti_revoked=jti == "b", issued_before=None) for jti in "abc"}
+    for jti in "abc":
+        assert cache.get(jti, lambda jti=jti: answers[jti]) == answers[jti]
+    assert len(cache._entries) == 2
+    assert cache.get("c", lambda: pytest.fail("c is cached")) == answers["c"]
+    loads: list[str] = []
+    cache.get("a", lambda: loads.append("a") or answers["a"])
+    assert loads == ["a"]  # dropped when c came in
 
 
 # --- clean-up, admin ----------------------------------------------------------------------------

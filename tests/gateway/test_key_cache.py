@@ -10,7 +10,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from gateway.authentication import KeyCache, authenticate_virtual_key, key_cache
+from gateway import authentication
+from gateway.authentication import KeyCache, authenticate_virtual_key
 from gateway.errors import AuthenticationRequired
 from gateway.models import VirtualKey
 from gateway.tokens import ROLE_VIRTUAL_KEY, issue_token
@@ -35,12 +36,11 @@ class FakeClock:
 
 @pytest.fixture(autouse=True)
 def clock(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
+    """The process's key cache, fresh and on a clock the test moves."""
     settings.GATEWAY_KEY_CACHE_SECONDS = TTL
     fake = FakeClock()
-    monkeypatch.setattr(key_cache, "clock", fake)
-    key_cache.clear()
+    monkeypatch.setattr(authentication, "key_cache", KeyCache(clock=fake))
     yield fake
-    key_cache.clear()
 
 
 def deactivate_elsewhere(key: VirtualKey) -> None:
@@ -153,7 +153,7 @@ def test_zero_seconds_reads_the_key_on_every_request(settings, django_assert_num
 def test_the_cache_is_keyed_by_hmac_and_id_never_by_the_raw_key():
     key = VirtualKeyFactory()
     authenticate_virtual_key(key.raw)
-    cache_keys = set(key_cache._entries)
+    cache_keys = set(authentication.key_cache._entries)
     assert cache_keys == {("hash", key.key_hash), ("pk", key.pk)}
     assert all(key.raw not in str(cache_key) for cache_key in cache_keys)
 
@@ -162,18 +162,25 @@ def test_unknown_keys_are_not_remembered(django_assert_num_queries):
     for _ in range(2):
         with django_assert_num_queries(1), pytest.raises(AuthenticationRequired):
             authenticate_virtual_key("sk-bf-not-a-real-key")
-    assert key_cache._entries == {}
+    assert len(authentication.key_cache._entries) == 0
 
 
-def test_a_full_cache_drops_expired_entries_first_then_starts_over(clock):
+def test_a_full_cache_drops_expired_entries_first_then_the_least_recently_used(clock):
     cache = KeyCache(clock=clock, max_entries=4)
     first, second, third = VirtualKeyFactory(), VirtualKeyFactory(), VirtualKeyFactory()
     cache.get(("hash", first.key_hash), lambda: first)
     clock.advance(TTL + 1)
     cache.get(("hash", second.key_hash), lambda: second)
     cache.get(("hash", third.key_hash), lambda: third)
-    assert ("hash", first.key_hash) not in cache._entries
-    assert {("hash", second.key_hash), ("hash", third.key_hash)} <= set(cache._entries)
+    assert set(cache._entries) == {
+        ("hash", second.key_hash),
+        ("pk", second.pk),
+        ("hash", third.key_hash),
+        ("pk", third.pk),
+    }
+    cache.get(("hash", third.key_hash), lambda: pytest.fail("third is cached"))  # used last
     fourth = VirtualKeyFactory()
     cache.get(("hash", fourth.key_hash), lambda: fourth)
-    assert set(cache._entries) == {("hash", fourth.key_hash), ("pk", fourth.pk)}
+    assert len(cache._entries) == 4
+    assert ("hash", second.key_hash) not in cache._entries
+    assert {("hash", third.key_hash), ("hash", fourth.key_hash)} <= set(cache._entries)
