@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.checks import gateway_settings_check
 from gateway.env import env_bool, env_choice, env_float, env_int, env_list, env_str
@@ -43,6 +45,78 @@ def test_environment_values_are_parsed(monkeypatch):
     assert env_bool("GW_BOOL", False) is True
     assert env_list("GW_LIST") == ["a", "b", "c"]
     assert env_int("GW_UNSET", 7) == 7
+
+
+@pytest.mark.parametrize(
+    ("reader", "value", "expects"),
+    [
+        (lambda: env_int("GW_TEST", 1), "ten", "GW_TEST must be an integer, got 'ten'"),
+        (lambda: env_int("GW_TEST", 1, minimum=5), "4", "GW_TEST must be at least 5, got 4"),
+        (lambda: env_int("GW_TEST", 1, maximum=9), "10", "GW_TEST must be at most 9, got 10"),
+        (lambda: env_float("GW_TEST", 1.0), "nan", "GW_TEST must be a finite number"),
+        (lambda: env_float("GW_TEST", 1.0, minimum=0.5), "0.1", "GW_TEST must be at least 0.5"),
+        (lambda: env_bool("GW_TEST", False), "maybe", "GW_TEST must be a boolean (true/false)"),
+        (lambda: env_choice("GW_TEST", "a", {"a", "b"}), "c", "GW_TEST must be one of ['a', 'b']"),
+    ],
+)
+def test_a_malformed_value_is_named_with_what_it_expects(monkeypatch, reader, value, expects):
+    monkeypatch.setenv("GW_TEST", value)
+    with pytest.raises(ImproperlyConfigured) as raised:
+        reader()
+    assert str(raised.value).startswith(expects)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *[(spelling, True) for spelling in ("1", "true", "yes", "on", "TRUE")],
+        *[(spelling, False) for spelling in ("0", "false", "no", "off", "Off")],
+    ],
+)
+def test_booleans_take_the_usual_spellings(monkeypatch, value, expected):
+    monkeypatch.setenv("GW_TEST", value)
+    assert env_bool("GW_TEST", not expected) is expected
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_value_counts_as_unset(monkeypatch, value):
+    # Compose passes NAME= for a variable left out of .env.
+    monkeypatch.setenv("GW_TEST", value)
+    monkeypatch.delenv("GW_TEST_FILE", raising=False)
+    assert env_int("GW_TEST", 7) == 7
+    assert env_bool("GW_TEST", True) is True
+    assert env_str("GW_TEST", "fallback") == "fallback"
+    assert env_list("GW_TEST", ["x"]) == ["x"]
+
+
+@given(st.integers(min_value=-(10**30), max_value=10**30))
+def test_an_integer_within_its_bounds_is_read_and_one_outside_them_is_refused(number):
+    os.environ["GW_PROPERTY"] = str(number)
+    try:
+        if 1 <= number <= 65535:
+            assert env_int("GW_PROPERTY", 0, minimum=1, maximum=65535) == number
+        else:
+            with pytest.raises(ImproperlyConfigured, match="GW_PROPERTY must be at"):
+                env_int("GW_PROPERTY", 0, minimum=1, maximum=65535)
+    finally:
+        del os.environ["GW_PROPERTY"]
+
+
+def test_any_setting_can_come_from_a_file(monkeypatch, tmp_path):
+    number = tmp_path / "number"
+    number.write_text("42\n")
+    monkeypatch.delenv("GW_NUMBER", raising=False)
+    monkeypatch.setenv("GW_NUMBER_FILE", str(number))
+    assert env_int("GW_NUMBER", 1, maximum=100) == 42
+
+
+def test_a_file_wins_over_the_variable_it_stands_for(monkeypatch, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file")
+    monkeypatch.setenv("GW_SECRET", "from-the-environment")
+    monkeypatch.setenv("GW_SECRET_FILE", str(secret))
+    assert env_str("GW_SECRET") == "from-a-file"
 
 
 def test_secret_can_come_from_a_file(monkeypatch, tmp_path):
