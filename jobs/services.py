@@ -61,8 +61,8 @@ def claim_pending_jobs(limit: int, worker_id: str) -> list[AsyncJob]:
     ids = sql.claim_pending(
         limit=limit,
         worker_id=worker_id,
-        pending=JobStatus.PENDING,
-        processing=JobStatus.PROCESSING,
+        pending=JobStatus.PENDING.value,
+        processing=JobStatus.PROCESSING.value,
         now=now,
         lease=now + timedelta(seconds=settings.GATEWAY_JOB_LEASE_SECONDS),
     )
@@ -118,7 +118,7 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
         )
         for finish in finishes
     ]
-    return sql.finish(rows, processing=JobStatus.PROCESSING, worker_id=worker_id)
+    return sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
 
 
 def finish_job(

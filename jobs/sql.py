@@ -1,23 +1,22 @@
 """Every statement on the job table that is written out rather than built by the ORM.
 
-Two serve the request path, where the ORM's cost was measured and found to matter (the figures
-and how to measure them again: docs/measurements.md, "The ORM on the request path"):
+Building a query costs the ORM more CPU than running it, and on the paths that run most that
+cost was measured and found to matter (docs/measurements.md, "The ORM on the request path"):
 
-- ``insert_job``: the submit's INSERT. ``AsyncJob.objects.create`` costs a third more CPU per
-  submit.
-- ``read_polled_job``: the poll's SELECT by primary key. ``AsyncJob.objects.only(...).get``
-  costs twice the CPU per poll.
+- ``insert_job``: the submit's INSERT, instead of ``AsyncJob.objects.create``.
+- ``read_polled_job``: the poll's SELECT by primary key, instead of ``only(...).get(pk=...)``.
+- ``finish``: the engine's batch of terminal states in one transaction, one prepared UPDATE per
+  job, instead of ``filter(...).update(...)`` for each.
 
-Three say what the ORM has no words for, or would say in many statements:
+Two say what the ORM has no words for:
 
 - ``claim_pending``: pending -> processing for the oldest jobs, skipping rows another engine is
   claiming (``FOR UPDATE SKIP LOCKED`` in a materialized CTE).
-- ``finish``: a batch of terminal states in one transaction, one prepared UPDATE per job.
 - ``purge_batch``: delete expired rows by physical address, oldest expiry first.
 
-Every table and column name comes from AsyncJob's fields, every value passes through the
-field's own ``pre_save``/``get_db_prep_save`` going in and the backend's converters coming out,
-and each statement runs on the database the router names for AsyncJob.
+Every table and column name comes from AsyncJob's fields, the values written are prepared by
+their fields as the ORM prepares them, the values read pass through the converters the ORM
+applies, and each statement runs on the database the router names for AsyncJob.
 tests/jobs/test_sql.py runs each one on the migrated table and fails when a field changes
 under it.
 """
