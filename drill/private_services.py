@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.procs import Procs, free_port, log_tail
+from harness.procs import Procs, free_port, log_tail
 
 PG_BIN = Path(os.environ.get("DRILL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "drill"  # the cluster's superuser
@@ -119,12 +119,6 @@ class PrivatePostgres:
         except psycopg.Error:
             return False
         return True
-
-    def create_database(self, name: str) -> str:
-        """Create database ``name``; its URL."""
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-        return self.url(name)
 
     def logged_errors(self) -> Counter[str]:
         """ERROR lines of the server's log so far, by message (a deadlock shows up here)."""

@@ -126,6 +126,13 @@ class Stack:
         self.procs.start(name, argv, env=self.config.env(), cwd=self.config.var_dir)
 
     # --- processes ------------------------------------------------------------------------------
+    def start_upstream(self, latency_ms: float = 0.0) -> None:
+        """The fake upstream as a process of its own, at ``config.upstream_url``."""
+        port = self.config.upstream_url.rsplit(":", 1)[1]
+        argv = [PYTHON, "-m", "harness.upstream", "--port", port, "--latency-ms", str(latency_ms)]
+        self.procs.start("upstream", argv, cwd=REPO)
+        wait_http(f"{self.config.upstream_url}/health", log=self.procs.log_path("upstream"))
+
     def start_web(self) -> None:
         """The web server exactly as ``rungateway`` and docker-compose.yml start it."""
         port = int(self.web_url.rsplit(":", 1)[1])
@@ -221,7 +228,7 @@ class Stack:
             with psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=5) as c:
                 cursor = c.execute(sql, params)  # type: ignore[arg-type]
                 return cursor.fetchall() if cursor.description else []
-        except psycopg.OperationalError:
+        except psycopg.Error:
             if quiet:
                 return []
             raise

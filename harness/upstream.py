@@ -210,6 +210,12 @@ class FakeUpstream:
         asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
         return self
 
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for runner in self._runners:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(timeout=30)
