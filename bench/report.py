@@ -26,15 +26,6 @@ class Row:
         return {True: "met", False: "NOT met", None: "not run"}[self.met]
 
 
-def _get(results: dict[str, Any], *path: str) -> Any:
-    value: Any = results
-    for part in path:
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def rows(results: dict[str, Any]) -> list[Row]:
     """One row per scenario, from the raw results (a scenario that failed shows its error)."""
     out: list[Row] = []

@@ -6,7 +6,6 @@ table and writes ``bench/RESULTS.md`` and ``bench/results.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -30,11 +29,7 @@ SCENARIOS: dict[str, Callable[[BenchStack, Sizes, Log], dict[str, Any]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short runs (under two minutes)")
-    parser.add_argument("--only", default="", help="scenarios to run, e.g. s1,s4 (default: all)")
-    args = parser.parse_args(argv)
-    names = runs.chosen(parser, args.only, SCENARIOS)
+    args, names = runs.arguments(__doc__, argv, SCENARIOS, "--quick", "short runs, for a check")
     sizes = Sizes.quick() if args.quick else Sizes.full()
     log = runs.logger()
     results: dict[str, Any] = {"machine": runs.machine(), "sizes": sizes.__dict__}
@@ -54,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "s1":
                 stack.stop_workers()
             elif not stack.worker_pids():
-                scenarios.start_workers(stack, log)
+                stack.start_workers(ready_with=scenarios.BENCH_MODEL)
             return SCENARIOS[name](stack, sizes, log)
 
         results |= runs.run_each(names, scenario, log)

@@ -143,30 +143,16 @@ def _progress(log: Log, label: str) -> Callable[[int], None]:
     return lambda done: log(f"  {label}: {done:,}")
 
 
-def _measured(
-    url: str,
-    sizes: Sizes,
-    log: Log,
-    label: str,
-    *,
-    method: str = "POST",
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    ok_statuses: tuple[int, ...] = (202,),
-) -> dict[str, Any]:
+def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> dict[str, Any]:
     """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
-    return run(
-        closed_loop(
-            url,
-            method=method,
-            body=body,
-            headers=headers,
-            duration=sizes.seconds,
-            warmup=sizes.warmup,
-            ok_statuses=ok_statuses,
-            progress=_progress(log, label),
-        )
-    ).to_json()
+    load = closed_loop(
+        url,
+        duration=sizes.seconds,
+        warmup=sizes.warmup,
+        progress=_progress(log, label),
+        **{"ok_statuses": (202,), **options},
+    )
+    return run(load).to_json()
 
 
 def _submit(stack: BenchStack, sizes: Sizes, log: Log, label: str) -> dict[str, Any]:
@@ -174,25 +160,11 @@ def _submit(stack: BenchStack, sizes: Sizes, log: Log, label: str) -> dict[str, 
     return _measured(url, sizes, log, label, body=submit_body, headers=stack.auth)
 
 
-def start_workers(stack: Stack, log: Log) -> None:
-    """Start the workers and wait until they have run a first job."""
-    stack.start_workers()
-    stack.wait_workers_ready(BENCH_MODEL)
-    log("workers ready")
-
-
-def _submit_jobs(stack: Stack, count: int, log: Log, connections: int = 64) -> LoadResult:
-    return run(
-        closed_loop(
-            f"{stack.web_url}{SUBMIT_PATH}",
-            body=submit_body,
-            headers=stack.auth,
-            connections=connections,
-            total=count,
-            ok_statuses=(202,),
-            progress=_progress(log, "submitted"),
-        )
-    )
+def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
+    url = f"{stack.web_url}{SUBMIT_PATH}"
+    progress = _progress(log, "submitted")
+    load = closed_loop(url, body=submit_body, headers=stack.auth, total=count, progress=progress)
+    return run(load)
 
 
 def _ratio(a: float, b: float) -> float:

@@ -7,16 +7,14 @@ started and writes ``RELIABILITY.md`` and ``drill/results.json``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 import time
 from typing import Any
 
-from bench.scenarios import start_workers
 from drill import report
-from drill.observe import Drill, drill_config
+from drill.observe import MODEL, Drill, drill_config
 from drill.private_services import PrivatePostgres, PrivateRedis
 from drill.scenarios import SCENARIOS, Sizes
 from harness import runs
@@ -49,11 +47,7 @@ def _run_scenarios(drill: Drill, names: list[str], sizes: Sizes) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--long", action="store_true", help="a 10-minute soak (default: 75 s)")
-    parser.add_argument("--only", default="", help="comma-separated scenarios, e.g. 1,3")
-    args = parser.parse_args(argv)
-    names = runs.chosen(parser, args.only, SCENARIOS)
+    args, names = runs.arguments(__doc__, argv, SCENARIOS, "--long", "a 10-minute soak, not 75 s")
     sizes = Sizes.long() if args.long else Sizes.short()
     log = runs.logger()
     log_dir = DRILL_DIR / "logs"
@@ -82,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             log("starting the upstream, the web server, two workers and beat")
             stack.start_upstream()
             stack.start_web()
-            start_workers(stack, log)
+            stack.start_workers(ready_with=MODEL)
             stack.start_beat()
             results["scenarios"] = _run_scenarios(drill, names, sizes)
             log("stopping every process")

@@ -298,17 +298,23 @@ class Procs:
                     f"{name} exited with {proc.returncode}; log {log}:\n{log_tail(log)}"
                 )
 
-    def wait_for_line(self, name: str, pattern: str, timeout: float = 60.0) -> None:
-        """Until ``name``'s log has a line matching ``pattern``; fails if it exits first."""
+    def wait_until(
+        self, name: str, ready: Callable[[], bool], what: str, timeout: float = 60.0
+    ) -> None:
+        """Until ``ready()``; RuntimeError with ``name``'s log if it exits or time runs out."""
         deadline = time.monotonic() + timeout
-        while re.search(pattern, self.log_path(name).read_text(errors="replace")) is None:
+        while not ready():
             self.check_alive(name)
             if time.monotonic() > deadline:
                 log = self.log_path(name)
-                raise RuntimeError(
-                    f"{name}: no {pattern!r} in {timeout:g} s; {log}:\n{log_tail(log)}"
-                )
-            time.sleep(0.2)
+                raise RuntimeError(f"{name}: no {what} in {timeout:g} s; {log}:\n{log_tail(log)}")
+            time.sleep(0.1)
+
+    def wait_for_line(self, name: str, pattern: str, timeout: float = 60.0) -> None:
+        """Until ``name``'s log has a line matching ``pattern``."""
+        log = self.log_path(name)
+        found = lambda: re.search(pattern, log.read_text(errors="replace")) is not None  # noqa: E731
+        self.wait_until(name, found, repr(pattern), timeout)
 
     def _forget(self, name: str) -> None:
         self._procs.pop(name, None)

@@ -22,14 +22,21 @@ def logger() -> Log:
     return lambda message: print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
 
-def chosen(parser: argparse.ArgumentParser, only: str, names: Iterable[str]) -> list[str]:
-    """The scenarios ``--only`` names (comma-separated), in run order; all when it names none."""
-    names = list(names)
-    picked = [name.strip().lower() for name in only.split(",") if name.strip()]
+def arguments(
+    doc: str | None, argv: list[str] | None, scenarios: Iterable[str], flag: str, flag_help: str
+) -> tuple[argparse.Namespace, list[str]]:
+    """The run's options (``flag`` and ``--only``) and the scenarios ``--only`` names
+    (comma-separated), in run order; all when it names none."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument(flag, action="store_true", help=flag_help)
+    parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    args = parser.parse_args(argv)
+    names = list(scenarios)
+    picked = [name.strip().lower() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in picked if name not in names]
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(unknown)} (there are {', '.join(names)})")
-    return [name for name in names if not picked or name in picked]
+    return args, [name for name in names if not picked or name in picked]
 
 
 def run_each(

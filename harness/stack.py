@@ -156,9 +156,12 @@ class Stack:
         argv += ["--loglevel", self.config.worker_log_level, "-n", f"{self.config.queue}-{n}@%h"]
         self._start(f"worker-{n}", argv)
 
-    def start_workers(self) -> None:
+    def start_workers(self, ready_with: str = "") -> None:
+        """All the workers; with a model, until they have run a first job of it."""
         for n in range(self.config.workers):
             self.start_worker(n)
+        if ready_with:
+            self.wait_workers_ready(ready_with)
 
     def stop_workers(self) -> None:
         for n in range(self.config.workers):
