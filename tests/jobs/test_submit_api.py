@@ -454,6 +454,17 @@ def test_the_serializer_refuses_a_huge_integer_it_is_handed_directly(param):
         assert "equal to" in str(serializer.errors[param][0])
 
 
+@pytest.mark.parametrize("param", ["model", "suffix", "user", "stop", "prompt"])
+def test_the_serializer_refuses_a_huge_integer_where_a_string_belongs(param):
+    """str() of an int past 4300 digits raises: the field must refuse it before any str()."""
+    body = {"model": "openai/m", "prompt": "x", param: 10**5000}
+    serializer = CompletionRequestSerializer(
+        data=body, context={"principal": Principal(virtual_key=None, is_admin=True)}
+    )
+    assert not serializer.is_valid()
+    assert param in serializer.errors
+
+
 def test_too_many_choices_is_400_naming_n(key_client, settings):
     settings.GATEWAY_MAX_CHOICES = 10
     body = assert_error(
