@@ -218,11 +218,14 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("GATEWAY_QUEUE", "gateway")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# One engine per worker process, in the worker itself; two threads, so that a long purge does not
-# hold up bells. ``celery worker --pool prefork --concurrency N`` runs N engines instead, one per
-# child process (a host with more cores than workers); ``--pool solo`` runs tasks inline.
-CELERY_WORKER_POOL = "threads"
-CELERY_WORKER_CONCURRENCY = 2
+# The pool decides how many engines a worker runs. ``threads``: one, in the worker's own process,
+# whose threads only hear bells and run beat's tasks (two, so a long purge does not hold up
+# bells). ``prefork``: one per child process, CELERY_WORKER_CONCURRENCY of them (one per core
+# on a host with more cores than workers). ``solo``: one, tasks run inline. Only this setting
+# chooses prefork: Celery takes ``--pool prefork`` on the command line for its default and lets
+# a configured pool win over it.
+CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", {"threads", "solo", "prefork"})
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Beat writes its schedule file after every task it sends: the file's age is its health check.
 CELERY_BEAT_SYNC_EVERY = 1
