@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from providers.base import Credentials, ProviderError
+from providers.logsafe import logsafe
 from providers.transport import HttpResponse, TransportError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ MAX_MESSAGE_CHARS = 500
 MAX_LOGGED_BODY_CHARS = 1000
 
 # Control characters could forge log lines or drive a terminal; they are logged escaped.
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _NOT_JSON = object()
 
@@ -157,8 +157,7 @@ def loggable_body(body: bytes, secrets: Iterable[str] = ()) -> str:
     """An upstream body fit for a log line: redacted, control characters escaped, bounded."""
     # Slack before redacting, so a key straddling the final cut is still whole when removed.
     text = body[: MAX_LOGGED_BODY_CHARS * 8].decode("utf-8", errors="replace")
-    text = _CONTROL_CHARS.sub(_escape_control, redact(text, secrets))
-    return _truncate(text, MAX_LOGGED_BODY_CHARS)
+    return _truncate(logsafe(redact(text, secrets)), MAX_LOGGED_BODY_CHARS)
 
 
 def error_from_transport(exc: TransportError) -> ProviderError:
@@ -300,11 +299,7 @@ def _origin(location: str) -> str:
         return "another path on the same host" if location.strip() else "no location"
     origin = f"{parts.scheme}://{host}" if parts.scheme else host
     origin = f"{origin}:{port}" if port is not None else origin
-    return _truncate(_CONTROL_CHARS.sub(_escape_control, origin), 200)
-
-
-def _escape_control(match: re.Match[str]) -> str:
-    return match.group().encode("unicode_escape").decode("ascii")
+    return _truncate(logsafe(origin), 200)
 
 
 def _clean(message: str, credentials: Credentials) -> str:

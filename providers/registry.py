@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from gateway.logsafe import logsafe
 from providers.anthropic import AnthropicMessages
 from providers.base import CompletionAdapter, Credentials
+from providers.logsafe import logsafe
 from providers.openai import OpenAICompletions
 
 logger = logging.getLogger(__name__)

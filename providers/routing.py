@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gateway.logsafe import logsafe
 from providers.base import CompletionAdapter, Credentials, ProviderError, Target
 from providers.errors import without_secret
+from providers.logsafe import logsafe
 from providers.transport import Timeouts, Transport
 
 logger = logging.getLogger(__name__)

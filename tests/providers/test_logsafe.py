@@ -1,4 +1,4 @@
-"""logsafe: untrusted text goes into a log line escaped, never raw (gateway/logsafe.py)."""
+"""logsafe: untrusted text goes into a log line escaped, never raw (providers/logsafe.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.logsafe import logsafe
 from providers.base import Target
+from providers.logsafe import logsafe
 
 LINE_BREAKERS = ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
