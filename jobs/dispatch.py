@@ -27,10 +27,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from celery import current_app
 from django.conf import settings
 from kombu.exceptions import OperationalError
-
-from gateway.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,8 @@ PUBLISH_RETRY_POLICY = {
 
 
 def _publish() -> None:
-    app.send_task(BELL, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+    # The project's Celery app, as ``shared_task`` finds it: jobs/ needs no import of the project.
+    current_app.send_task(BELL, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
 
 
 def dispatch(jobs: int) -> int:
