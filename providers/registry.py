@@ -133,7 +133,3 @@ def providers() -> dict[str, ProviderEntry]:
 
 def get_provider(name: str) -> ProviderEntry | None:
     return providers().get(name)
-
-
-def adapter_for(protocol: str) -> CompletionAdapter:
-    return ADAPTERS[protocol]
