@@ -10,10 +10,8 @@ a broker server's outage.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,53 +22,32 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.management.commands.rungateway import web_command
-from tests.e2e.conftest import (
-    BASE_DIR,
-    JOB_TIMEOUT,
-    WORKER_COMMAND,
-    Child,
-    _child_env,
-    _database_url,
-    _healthy,
-    _spawn,
-    _wait_for,
-)
-from tests.e2e.upstream import FakeUpstream, reply_text
+from harness.procs import Procs, free_port
+from harness.stack import Stack, StackConfig
+from harness.upstream import FakeUpstream, reply_text
+from tests.e2e.conftest import JOB_TIMEOUT, _database_url
 
 pytestmark = pytest.mark.e2e
 
 ENGINE_STARTED = re.compile(r"job engine (\S+) started")
 
 
-def closed_port() -> int:
-    """A local port nothing listens on: connecting to it is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Outage:
-    env: dict[str, str]
-    log_dir: Path
-    web: Child
+    stack: Stack
     http: httpx.Client
-    key: str
 
     def submit(self, prompt: str) -> str:
         response = self.http.post(
             "/v1/async/completions",
             json={"model": "openai/ok", "prompt": prompt, "max_tokens": 5},
-            headers={"Authorization": f"Bearer {self.key}"},
+            headers=self.stack.auth,
         )
         assert response.status_code == 202, response.text
         return str(response.json()["id"])
 
     def poll(self, job_id: str) -> httpx.Response:
-        return self.http.get(
-            f"/v1/async/completions/{job_id}", headers={"Authorization": f"Bearer {self.key}"}
-        )
+        return self.http.get(f"/v1/async/completions/{job_id}", headers=self.stack.auth)
 
 
 @pytest.fixture(scope="module")
@@ -95,58 +72,39 @@ def outage(
     own_database: str, upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Outage]:
     root = tmp_path_factory.mktemp("broker-down")
-    var_dir, log_dir = root / "var", root / "logs"
-    var_dir.mkdir()
-    log_dir.mkdir()
-    env = _child_env(
+    config = StackConfig(
         database_url=own_database,
-        var_dir=var_dir,
+        var_dir=root / "var",
         queue=f"broker-down-{uuid.uuid4().hex}",
-        upstream=upstream.base_url,
+        broker_url=f"redis://127.0.0.1:{free_port()}/0",  # nobody listens there
+        upstream_url=upstream.base_url,
+        web_processes=1,
+        web_threads=4,
+        worker_log_level="INFO",
     )
-    env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{closed_port()}/0"
-    manage = [sys.executable, str(BASE_DIR / "manage.py")]
-    subprocess.run([*manage, "migrate", "--verbosity", "0"], env=env, cwd=var_dir, check=True)
-    key = subprocess.run(
-        [*manage, "create_virtual_key", "--name", "broker-down"],
-        env=env,
-        cwd=var_dir,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    port = closed_port()
-    web = _spawn(
-        "web",
-        web_command(sys.executable, host="127.0.0.1", port=port, workers=1, threads=4),
-        env,
-        log_dir,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=base_url, timeout=30)
-    try:
-        _wait_for(web, "200 from /health", lambda: _healthy(base_url))
-        yield Outage(env, log_dir, web, http, key)
-    finally:
-        http.close()
-        web.stop()
+    with Procs(root / "logs") as procs:
+        stack = Stack(procs, config)
+        stack.prepare("broker-down")
+        stack.start_web()
+        with httpx.Client(base_url=stack.web_url, timeout=30) as http:
+            yield Outage(stack, http)
 
 
-def engines_started(child: Child) -> int:
-    return len(set(ENGINE_STARTED.findall(child.text())))
+def engines_started(log: Path) -> int:
+    return len(set(ENGINE_STARTED.findall(log.read_text(errors="replace"))))
 
 
-def wait_until_done(outage: Outage, worker: Child, job_ids: list[str]) -> list[dict[str, Any]]:
+def wait_until_done(outage: Outage, worker: Procs, job_ids: list[str]) -> list[dict[str, Any]]:
     deadline = time.monotonic() + JOB_TIMEOUT
     while True:
         answers = [outage.poll(job_id) for job_id in job_ids]
         if all(answer.status_code == 200 for answer in answers):
             return [answer.json() for answer in answers]
-        worker.fail_if_dead("before its jobs were done")
-        outage.web.fail_if_dead("while the jobs ran")
+        worker.check_alive("worker-0")
+        outage.stack.procs.check_alive("web")
         if time.monotonic() > deadline:
             pending = sum(answer.status_code == 202 for answer in answers)
-            pytest.fail(f"{pending} jobs not done after {JOB_TIMEOUT:g} s; log {worker.log}")
+            pytest.fail(f"{pending} jobs not done after {JOB_TIMEOUT:g} s")
         time.sleep(0.2)
 
 
@@ -160,34 +118,41 @@ def wait_until_done(outage: Outage, worker: Child, job_ids: list[str]) -> list[d
     ids=["threads", "solo", "prefork"],
 )
 def test_a_worker_started_while_the_broker_is_down_runs_the_jobs_already_pending(
-    outage: Outage, upstream: FakeUpstream, pool: dict[str, str], engines: int
+    outage: Outage,
+    upstream: FakeUpstream,
+    pool: dict[str, str],
+    engines: int,
+    tmp_path: Path,
 ) -> None:
     prompts = [f"broker down {uuid.uuid4().hex}" for _ in range(6)]
     job_ids = [outage.submit(prompt) for prompt in prompts]  # their bells are lost
-    assert {outage.poll(job_id).json()["status"] for job_id in job_ids} == {"pending"}
 
-    name = f"worker-{pool.get('CELERY_WORKER_POOL', 'threads')}"
-    hostname = ["--hostname", f"{name}-{uuid.uuid4().hex[:8]}@%h"]
-    command = [sys.executable, *WORKER_COMMAND, *hostname]
-    worker = _spawn(name, command, {**outage.env, **pool}, outage.log_dir)
-    try:
-        done = wait_until_done(outage, worker, job_ids)
-        # The jobs may be done before the rest of the worker has said so much.
-        _wait_for(worker, f"{engines} engines", lambda: engines_started(worker) >= engines)
-        _wait_for(worker, "refused broker", lambda: "Cannot connect to redis://" in worker.text())
-    finally:
-        worker.stop()
+    assert {outage.poll(job_id).json()["status"] for job_id in job_ids} == {"pending"}
+    config = dataclasses.replace(outage.stack.config, settings=pool)
+    with Procs(tmp_path) as procs:
+        stack = Stack(procs, config)
+        stack.start_worker(0)
+        log = procs.log_path("worker-0")
+        try:
+            done = wait_until_done(outage, procs, job_ids)
+            # The jobs may be done before the rest of the worker has said so much.
+            procs.wait_until("worker-0", lambda: engines_started(log) >= engines, "engines")
+            refused = lambda: "Cannot connect to redis://" in log.read_text()  # noqa: E731
+            procs.wait_until("worker-0", refused, "refused broker")
+        finally:
+            stack.stop_workers()
 
     for job, prompt in zip(done, prompts, strict=True):
         assert job["status"] == "completed", job
         assert [choice["text"] for choice in job["result"]["choices"]] == [reply_text(prompt)]
         assert len(upstream.calls(prompt=prompt)) == 1
-    assert engines_started(worker) == engines
-    assert re.search(r"@\S+ ready\.", worker.text()) is None, "the worker reached a broker"
+    assert engines_started(log) == engines
+    assert re.search(r"@\S+ ready\.", log.read_text()) is None, "the worker reached a broker"
 
 
 def test_the_web_process_starts_no_engine(outage: Outage) -> None:
     outage.submit(f"web only {uuid.uuid4().hex}")
 
-    assert outage.web.text()  # the web server logs: its silence below is not an empty log
-    assert engines_started(outage.web) == 0
+    web_log = outage.stack.procs.log_path("web")
+    assert web_log.read_text()  # the web server logs: its silence below is not an empty log
+    assert engines_started(web_log) == 0
