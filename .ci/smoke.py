@@ -23,7 +23,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,8 +38,9 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from harness.procs import free_port  # noqa: E402
+from harness.upstream import UPSTREAM_OPENAI_KEY, FakeUpstream, reply_text  # noqa: E402
 from providers.registry import ENV_PROVIDERS  # noqa: E402
-from tests.e2e.upstream import UPSTREAM_OPENAI_KEY, FakeUpstream, reply_text  # noqa: E402
 
 START_TIMEOUT = 120.0  # a cold start migrates and collects static files first
 JOB_TIMEOUT = 60.0
@@ -89,12 +89,6 @@ def production_commands() -> tuple[list[str], list[list[str]]]:
 
 
 # --- processes -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Process:
     name: str

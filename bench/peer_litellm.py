@@ -37,8 +37,6 @@ The runner uses this module as::
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import json
 import os
 import subprocess
@@ -48,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from harness.load import submit_and_follow
 
 LITELLM_SPEC = "litellm[proxy]==1.108.7"
 VENV_DIR_DEFAULT = Path(__file__).resolve().parent.parent / ".bench" / "litellm-venv"
@@ -268,276 +266,18 @@ def completion_body(model: str, prompt: str) -> bytes:
     return json.dumps({"model": model, "prompt": prompt, "max_tokens": 16}).encode()
 
 
-def response_path(response_id: str) -> str:
-    return f"{RESPONSES_PATH}/{response_id}"
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def parse_response_id(body: bytes) -> str | None:
-    """The ``id`` of a Responses API object, or None for an error or a malformed body."""
-    data = _json_object(body)
-    if data is None:
-        return None
-    response_id = data.get("id")
-    return response_id if isinstance(response_id, str) and response_id else None
-
-
-def response_status(body: bytes) -> str | None:
-    data = _json_object(body)
-    status = data.get("status") if data is not None else None
-    return status if isinstance(status, str) else None
-
-
-def is_terminal(body: bytes) -> bool:
-    """True when a response object's status is final (completed, failed, cancelled, incomplete)."""
-    return response_status(body) in TERMINAL_STATUSES
-
-
-# --- measurement --------------------------------------------------------------------------------
-def _excerpt(body: bytes, limit: int = 300) -> str:
-    return body[:limit].decode("utf-8", "replace")
-
-
-def _error_excerpt(body: bytes) -> str:
-    """The job's ``error`` (or the whole body when it has none), shortened for a report."""
-    data = _json_object(body)
-    if data is not None and data.get("error"):
-        return json.dumps(data["error"])[:300]
-    return _excerpt(body)
-
-
-class _Run:
-    """Counters of one ``measure_completed`` call."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.submit_statuses: collections.Counter[str] = collections.Counter()
-        self.submit_errors = 0
-        self.first_submit_at: float | None = None
-        self.last_submit_at: float | None = None
-        self.first_submit_error: str | None = None
-        self.completed = 0
-        self.failed = 0
-        self.unknown = 0  # ids that answered only 404 for UNKNOWN_AFTER_SECONDS
-        self.not_found = 0  # 404 answers, transient ones included
-        self.first_404_at: dict[str, float] = {}
-        self.last_status: dict[str, str] = {}  # what each id last answered (status or HTTP code)
-        self.pending_at_timeout: collections.Counter[str] = collections.Counter()
-        self.polls = 0
-        self.poll_errors = 0
-        self.last_terminal_at: float | None = None
-        self.first_failure: str | None = None
-        self.first_poll_error: str | None = None
-
-
-async def _submit_all(
-    session: aiohttp.ClientSession,
-    url: str,
-    body: bytes,
-    *,
-    jobs: int,
-    connections: int,
-    deadline: float,
-    run: _Run,
-) -> None:
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < jobs and time.monotonic() < deadline:
-            next_index += 1
-            started = time.monotonic()
-            if run.first_submit_at is None:
-                run.first_submit_at = started
-            try:
-                async with session.post(url, data=body) as response:
-                    payload = await response.read()
-                    status = response.status
-            except (TimeoutError, aiohttp.ClientError) as error:
-                run.submit_statuses["error"] += 1
-                run.submit_errors += 1
-                run.first_submit_error = run.first_submit_error or repr(error)
-                continue
-            finally:
-                run.last_submit_at = time.monotonic()
-            run.submit_statuses[str(status)] += 1
-            response_id = parse_response_id(payload) if status in (200, 202) else None
-            if response_id is None:
-                run.submit_errors += 1
-                run.first_submit_error = run.first_submit_error or f"{status} {_excerpt(payload)}"
-            else:
-                run.ids.append(response_id)
-
-    await asyncio.gather(*(worker() for _ in range(min(connections, jobs))))
-
-
-async def _poll_all(
-    session: aiohttp.ClientSession,
-    base_url: str,
-    *,
-    connections: int,
-    poll_interval: float,
-    deadline: float,
-    unknown_after: float,
-    run: _Run,
-) -> int:
-    """Polls every submitted id until it is terminal, unknown or ``deadline``; returns how many
-    were still pending at the deadline."""
-    # (due time, id): each id is polled at most once per poll_interval; re-queued ids go to the
-    # back, so the queue stays ordered by due time.
-    pending: collections.deque[tuple[float, str]] = collections.deque(
-        (0.0, response_id) for response_id in run.ids
-    )
-    in_hand = 0
-
-    async def worker() -> None:
-        nonlocal in_hand
-        while time.monotonic() < deadline:
-            if not pending:
-                if not in_hand:
-                    return
-                # Another worker holds an id and may put it back: stay to share the tail.
-                await asyncio.sleep(min(poll_interval, 0.05))
-                continue
-            due, response_id = pending.popleft()
-            if due >= deadline:
-                pending.appendleft((due, response_id))
-                return
-            in_hand += 1
-            try:
-                await _poll_once(response_id, due)
-            finally:
-                in_hand -= 1
-
-    async def _poll_once(response_id: str, due: float) -> None:
-        wait = due - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        run.polls += 1
-        try:
-            async with session.get(base_url + response_path(response_id)) as response:
-                payload = await response.read()
-                status = response.status
-        except (TimeoutError, aiohttp.ClientError) as error:
-            run.poll_errors += 1
-            run.first_poll_error = run.first_poll_error or repr(error)
-            pending.append((time.monotonic() + poll_interval, response_id))
-            return
-        job_status = response_status(payload) if status == 200 else None
-        run.last_status[response_id] = job_status or str(status)
-        if status == 404:
-            run.not_found += 1
-            run.first_poll_error = run.first_poll_error or f"404 {_excerpt(payload)}"
-            now = time.monotonic()
-            if now - run.first_404_at.setdefault(response_id, now) >= unknown_after:
-                run.unknown += 1
-            else:
-                pending.append((now + poll_interval, response_id))
-            return
-        run.first_404_at.pop(response_id, None)
-        if job_status in TERMINAL_STATUSES:
-            run.last_terminal_at = time.monotonic()
-            if job_status == "completed":
-                run.completed += 1
-            else:
-                run.failed += 1
-                run.first_failure = run.first_failure or _error_excerpt(payload)
-            return
-        if status != 200:
-            run.poll_errors += 1
-            run.first_poll_error = run.first_poll_error or f"{status} {_excerpt(payload)}"
-        pending.append((time.monotonic() + poll_interval, response_id))
-
-    await asyncio.gather(*(worker() for _ in range(max(1, min(connections, len(run.ids))))))
-    run.pending_at_timeout = collections.Counter(
-        run.last_status.get(response_id, "never polled") for _, response_id in pending
-    )
-    return len(pending)
-
-
 async def measure_completed(
-    base_url: str,
-    *,
-    model: str,
-    jobs: int,
-    connections: int = 64,
-    poll_interval: float = 0.2,
-    timeout: float = 300.0,
-    prompt: str = "Say hello to the benchmark.",
-    unknown_after: float = UNKNOWN_AFTER_SECONDS,
+    base_url: str, *, model: str, jobs: int, **options: Any
 ) -> dict[str, Any]:
-    """Submits ``jobs`` background responses, then polls each until it is terminal.
-
-    Submits go over ``connections`` keep-alive connections; so do the polls, each id at most
-    once per ``poll_interval``. ``timeout`` bounds the whole call (submits and polls).
-
-    Returns ``jobs``; ``submitted`` (accepted with an id); ``completed`` and ``failed`` (terminal
-    statuses seen; cancelled and incomplete count as failed); ``lost`` (accepted but never seen
-    terminal: still pending at the timeout, or answering only 404 for ``unknown_after`` seconds);
-    ``seconds`` (first submit to the last terminal status observed); ``completed_per_s``;
-    ``submit_per_s`` (accepted per second over the submit phase); and for the report
-    ``submit_seconds``, ``submit_errors``, ``submit_statuses``, ``polls``, ``poll_errors``,
-    ``not_found`` (404 answers), ``unknown``, ``pending_at_timeout`` (last answer of each id
-    still pending at the timeout, by status) and the first error text of each kind. It never
-    raises on what the proxy answers, so a broken background mode shows up in the counts.
-    """
+    """Submits ``jobs`` background responses, then polls each until it is terminal (see
+    ``harness.load.submit_and_follow`` for ``options`` and the figures)."""
     base_url = base_url.rstrip("/")
-    run = _Run()
-    started = time.monotonic()
-    deadline = started + timeout
-    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
-    request_timeout = aiohttp.ClientTimeout(total=min(60.0, timeout))
-    async with aiohttp.ClientSession(
-        connector=connector, headers=auth_headers(), timeout=request_timeout
-    ) as session:
-        await _submit_all(
-            session,
-            base_url + RESPONSES_PATH,
-            background_submit_body(model, prompt),
-            jobs=jobs,
-            connections=connections,
-            deadline=deadline,
-            run=run,
-        )
-        still_pending = await _poll_all(
-            session,
-            base_url,
-            connections=connections,
-            poll_interval=poll_interval,
-            deadline=deadline,
-            unknown_after=unknown_after,
-            run=run,
-        )
-
-    first = run.first_submit_at if run.first_submit_at is not None else started
-    submit_seconds = (run.last_submit_at or first) - first
-    seconds = (run.last_terminal_at - first) if run.last_terminal_at is not None else 0.0
-    submitted = len(run.ids)
-    return {
-        "jobs": jobs,
-        "submitted": submitted,
-        "completed": run.completed,
-        "failed": run.failed,
-        "lost": still_pending + run.unknown,
-        "seconds": round(seconds, 4),
-        "completed_per_s": round(run.completed / seconds, 2) if seconds > 0 else 0.0,
-        "submit_per_s": round(submitted / submit_seconds, 2) if submit_seconds > 0 else 0.0,
-        "submit_seconds": round(submit_seconds, 4),
-        "submit_errors": run.submit_errors,
-        "submit_statuses": dict(run.submit_statuses),
-        "unknown": run.unknown,
-        "not_found": run.not_found,
-        "pending_at_timeout": dict(run.pending_at_timeout),
-        "polls": run.polls,
-        "poll_errors": run.poll_errors,
-        "first_submit_error": run.first_submit_error,
-        "first_failure": run.first_failure,
-        "first_poll_error": run.first_poll_error,
-    }
+    return await submit_and_follow(
+        base_url + RESPONSES_PATH,
+        background_submit_body(model, "Say hello to the benchmark."),
+        poll_url=lambda response_id: f"{base_url}{RESPONSES_PATH}/{response_id}",
+        headers=auth_headers(),
+        jobs=jobs,
+        terminal=TERMINAL_STATUSES,
+        **{"unknown_after": UNKNOWN_AFTER_SECONDS, **options},
+    )

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from harness import runs
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -25,15 +24,6 @@ class Row:
     @property
     def verdict(self) -> str:
         return {True: "met", False: "NOT met", None: "not run"}[self.met]
-
-
-def _get(results: dict[str, Any], *path: str) -> Any:
-    value: Any = results
-    for part in path:
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def rows(results: dict[str, Any]) -> list[Row]:
@@ -140,24 +130,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_at_start": os.getloadavg(),
-    }
-
-
 def write(results: dict[str, Any], command: str, quick: bool) -> Path:
     """Write RESULTS.md and results.json; return the markdown's path."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -181,6 +153,5 @@ def write(results: dict[str, Any], command: str, quick: bool) -> Path:
         ]
     )
     path = BENCH_DIR / "RESULTS.md"
-    path.write_text(text)
-    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    runs.write(path, text, BENCH_DIR / "results.json", results)
     return path

@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.stack import BENCH_MODEL, REPO, Stack, StackConfig, ensure_database, gateway_env
+from bench.scenarios import BENCH_MODEL, bench_config
+from harness.stack import REPO, ensure_database
 
 WARMUP = 50
 KINDS = ("submit", "poll")
@@ -47,7 +48,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     from jobs import services
     from jobs.models import AsyncJob, JobStatus
 
-    services.dispatch_soon = lambda job_id: None  # type: ignore[assignment]
+    services.dispatch_soon = lambda: None
     key, raw = VirtualKey.create_with_key(name=f"request-cost-{time.time_ns()}")
     job = AsyncJob.objects.create(
         request_type="text_completion",
@@ -168,16 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="CPU-time rounds per kind")
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    config = StackConfig()
     # Nothing listens at the upstream address: no request here reaches a provider.
-    var_dir = REPO / ".bench" / "var"
-    os.environ.update(
-        gateway_env(config, upstream_url="http://127.0.0.1:9", var_dir=var_dir, queue=Stack.queue)
-    )
+    config = bench_config("http://127.0.0.1:9")
+    os.environ.update(config.env())
     if args.child:
         _run(args.child, args.requests or 0)
         return 0
-    ensure_database(config)
+    ensure_database(config.database_url)
     if args.instructions:
         for kind, count in instructions(args.requests or 400).items():
             print(f"{kind}: {count:,} instructions per request")

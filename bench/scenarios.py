@@ -6,9 +6,7 @@ machine is shared and noisy), so the targets are ratios or pairs.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,16 +14,101 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from bench import peer_litellm, purge
-from bench.loadgen import LoadResult, closed_loop, open_loop, percentiles, run
-from bench.procs import RssSampler, free_port, tree_rss_bytes, wait_http
-from bench.stack import BENCH_MODEL, PYTHON, REPO, Stack
+from bench import peer_litellm, purge, reference
+from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
+from harness.procs import RssSampler, free_port, tree_rss_bytes, wait_http
+from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database
 
 Log = Callable[[str], None]
 SUBMIT_PATH = "/v1/async/completions"
+BENCH_MODEL = "openai/gpt-bench"
 PEER_MODEL = "gpt-bench"
+DATABASE_URL = "postgres://root@127.0.0.1:5432/gateway_bench"
+REDIS_URL = "redis://127.0.0.1:6379/3"
+
+
+def bench_config(upstream_url: str) -> StackConfig:
+    """The gateway as the benchmark runs it: production services, two workers."""
+    return StackConfig(
+        database_url=DATABASE_URL,
+        var_dir=REPO / ".bench" / "var",
+        queue="bench",
+        broker_url=REDIS_URL,
+        upstream_url=upstream_url,
+        workers=2,
+        settings={
+            # Per worker process. S2's 1 s latency needs room for all its 5,000 jobs at once.
+            "GATEWAY_WORKER_MAX_IN_FLIGHT": "4096",
+            "GATEWAY_RETRIES": "0",
+        },
+    )
+
+
+class BenchStack(Stack):
+    """The stack, the bare reference handlers beside it, and the job table's figures."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reference_url = f"http://127.0.0.1:{free_port()}"
+
+    def prepare(self, key_name: str) -> None:
+        ensure_database(self.config.database_url)
+        super().prepare(key_name)
+        self.truncate()
+        reference.setup(self.config.database_url)
+        reference.truncate(self.config.database_url)
+
+    def start_reference(self) -> None:
+        """As many processes as the gateway's web server."""
+        argv = [PYTHON, "-m", "bench.reference", "--port", self.reference_url.rsplit(":", 1)[1]]
+        argv += ["--workers", str(self.config.web_processes)]
+        argv += ["--database-url", self.config.database_url, "--redis-url", REDIS_URL]
+        self.procs.start("reference", argv, cwd=REPO)
+        wait_http(f"{self.reference_url}/health", log=self.procs.log_path("reference"))
+
+    def counts(self) -> dict[str, int]:
+        rows = self.query(f"SELECT status, count(*) FROM {JOBS_TABLE} GROUP BY status")  # noqa: S608
+        return {status: int(n) for status, n in rows}
+
+    def drain_window(self) -> tuple[float, int]:
+        """Seconds from the first claim to the last terminal write, and the jobs finished."""
+        rows = self.query(
+            f"SELECT extract(epoch FROM max(completed_at) - min(started_at)), count(*) "  # noqa: S608
+            f"FROM {JOBS_TABLE} WHERE status IN ('completed', 'failed')"
+        )
+        seconds, count = rows[0]
+        return float(seconds or 0.0), int(count)
+
+    def steady_rate(self) -> float:
+        """Jobs finished per second between the 10th and the 90th percentile of completion:
+        the workers booting one after the other and the last wave of calls are left out."""
+        rows = self.query(
+            "SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at)), "  # noqa: S608
+            "percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at)), "
+            f"count(*) FROM {JOBS_TABLE} WHERE status IN ('completed', 'failed')"
+        )
+        first, last, count = rows[0]
+        if not count or first is None or last <= first:
+            return 0.0
+        return 0.8 * int(count) / (float(last) - float(first))
+
+    def latency_parts_ms(self, upstream_ms: float) -> dict[str, list[float]]:
+        """Per completed job: created to claimed, claimed to written less the upstream's
+        latency, and created to written less it (the added latency)."""
+        rows = self.query(
+            f"SELECT extract(epoch FROM started_at - created_at) * 1000, "  # noqa: S608
+            f"extract(epoch FROM completed_at - started_at) * 1000 "
+            f"FROM {JOBS_TABLE} WHERE status = 'completed'"
+        )
+        return {
+            "added": [float(a) + float(b) - upstream_ms for a, b in rows],
+            "submit_to_claim": [float(a) for a, _ in rows],
+            "claim_to_done_minus_upstream": [float(b) - upstream_ms for _, b in rows],
+        }
+
+    def completed_job_id(self) -> str | None:
+        rows = self.query(f"SELECT id FROM {JOBS_TABLE} WHERE status = 'completed' LIMIT 1")  # noqa: S608
+        return str(rows[0][0]) if rows else None
 
 
 @dataclass(frozen=True)
@@ -57,78 +140,47 @@ def submit_body(n: int) -> bytes:
 
 
 def _progress(log: Log, label: str) -> Callable[[int], None]:
-    def show(done: int) -> None:
-        log(f"  {label}: {done:,}")
-
-    return show
+    return lambda done: log(f"  {label}: {done:,}")
 
 
-def _load(result: LoadResult) -> dict[str, Any]:
-    return result.to_json()
-
-
-def _measured(
-    url: str,
-    sizes: Sizes,
-    log: Log,
-    label: str,
-    *,
-    method: str = "POST",
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    ok_statuses: tuple[int, ...] = (202,),
-) -> LoadResult:
+def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> dict[str, Any]:
     """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
-    return run(
-        closed_loop(
-            url,
-            method=method,
-            body=body,
-            headers=headers,
-            connections=64,
-            duration=sizes.seconds,
-            warmup=sizes.warmup,
-            ok_statuses=ok_statuses,
-            progress=_progress(log, label),
-        )
+    load = closed_loop(
+        url,
+        duration=sizes.seconds,
+        warmup=sizes.warmup,
+        progress=_progress(log, label),
+        **{"ok_statuses": (202,), **options},
     )
+    return run(load).to_json()
 
 
-def _submit(stack: Stack, sizes: Sizes, log: Log, label: str) -> LoadResult:
+def _submit(stack: BenchStack, sizes: Sizes, log: Log, label: str) -> dict[str, Any]:
     url = f"{stack.web_url}{SUBMIT_PATH}"
     return _measured(url, sizes, log, label, body=submit_body, headers=stack.auth)
 
 
-def start_workers(stack: Stack, log: Log) -> None:
-    """Start the workers and wait until they have run a first job."""
-    stack.start_workers()
-    latency = stack.upstream_stats().get("latency_ms", 0.0)
-    stack.set_latency(0)
-
-    def submit_one() -> None:
-        _submit_jobs(stack, 1, lambda _: None)
-
-    stack.wait_workers_ready(submit_one)
-    stack.set_latency(latency)
-    log("workers ready")
-
-
 def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
-    return run(
-        closed_loop(
-            f"{stack.web_url}{SUBMIT_PATH}",
-            body=submit_body,
-            headers=stack.auth,
-            connections=64,
-            total=count,
-            ok_statuses=(202,),
-            progress=_progress(log, "submitted"),
-        )
-    )
+    url = f"{stack.web_url}{SUBMIT_PATH}"
+    progress = _progress(log, "submitted")
+    load = closed_loop(url, body=submit_body, headers=stack.auth, total=count, progress=progress)
+    return run(load)
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+def _against(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "gateway": ours,
+        "reference": reference,
+        "ratio": _ratio(ours["rate"], reference["rate"]),
+    }
 
 
 # --- S1 -------------------------------------------------------------------------------------------
-def s1_submits(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s1_submits(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Accepted submits/s against the bare reference handler, workers stopped for both."""
     stack.truncate()
     log("S1: gateway submits (64 connections)")
@@ -143,15 +195,11 @@ def s1_submits(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
         headers={"Content-Type": "application/json"},
     )
     stack.truncate()
-    return {"gateway": _load(ours), "reference": _load(ref), "ratio": _ratio(ours.rate, ref.rate)}
-
-
-def _ratio(a: float, b: float) -> float:
-    return round(a / b, 3) if b else 0.0
+    return _against(ours, ref)
 
 
 # --- S2 -------------------------------------------------------------------------------------------
-def _drain(stack: Stack, jobs: int, latency_ms: float, log: Log) -> dict[str, Any]:
+def _drain(stack: BenchStack, jobs: int, latency_ms: float, log: Log) -> dict[str, Any]:
     stack.stop_workers()
     stack.truncate()
     stack.set_latency(latency_ms)
@@ -175,7 +223,7 @@ def _drain(stack: Stack, jobs: int, latency_ms: float, log: Log) -> dict[str, An
     }
 
 
-def s2_throughput(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s2_throughput(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Jobs completed/s draining a backlog, at 1 s and at 0 upstream latency (steady rate)."""
     slow = _drain(stack, sizes.drain_jobs, 1000.0, log)
     fast = _drain(stack, sizes.drain_jobs, 0.0, log)
@@ -188,7 +236,7 @@ def s2_throughput(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
 
 
 # --- S3 -------------------------------------------------------------------------------------------
-def s3_added_latency(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s3_added_latency(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """completed_at - created_at - upstream latency, at a steady 50 submits/s."""
     stack.truncate()
     stack.set_latency(sizes.steady_latency_ms)
@@ -208,15 +256,15 @@ def s3_added_latency(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
         )
     )
     stack.wait_terminal(load.ok, timeout=120, progress=_progress(log, "finished"))
-    added = stack.added_latencies_ms(sizes.steady_latency_ms)
     parts = stack.latency_parts_ms(sizes.steady_latency_ms)
+    figures = {name: _rounded(percentiles(values)) for name, values in parts.items()}
     stack.truncate()
     return {
         "rate": 50.0,
         "upstream_latency_ms": sizes.steady_latency_ms,
-        "submits": _load(load),
-        "added_ms": _rounded(percentiles(added)),
-        "parts_ms": {name: _rounded(percentiles(values)) for name, values in parts.items()},
+        "submits": load.to_json(),
+        "added_ms": figures.pop("added"),
+        "parts_ms": figures,
     }
 
 
@@ -225,7 +273,7 @@ def _rounded(figures: dict[str, float]) -> dict[str, float]:
 
 
 # --- S4 -------------------------------------------------------------------------------------------
-def s4_polls(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s4_polls(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Polls/s of a completed job against the reference GET of one row by primary key."""
     stack.truncate()
     stack.set_latency(0)
@@ -252,7 +300,7 @@ def s4_polls(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
             headers={"Content-Type": "application/json"},
             connections=1,
             total=1,
-            on_response=lambda status, body: ref_id.append(json.loads(body)["id"]),
+            on_response=lambda n, status, body: ref_id.append(json.loads(body)["id"]),
         )
     )
     log("S4: reference GETs")
@@ -265,11 +313,11 @@ def s4_polls(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
         ok_statuses=(200,),
     )
     stack.truncate()
-    return {"gateway": _load(ours), "reference": _load(ref), "ratio": _ratio(ours.rate, ref.rate)}
+    return _against(ours, ref)
 
 
 # --- S5 -------------------------------------------------------------------------------------------
-def s5_memory(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s5_memory(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Peak RSS of all worker processes while 1,000 jobs are in flight at 5 s latency."""
     stack.stop_workers()
     stack.truncate()
@@ -295,7 +343,7 @@ def s5_memory(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
 
 
 # --- S6 -------------------------------------------------------------------------------------------
-def s6_purge(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Purge of expired rows while submits continue: rows/s and the longest statement."""
     stack.truncate()
     stack.set_latency(0)
@@ -306,8 +354,7 @@ def s6_purge(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
 
     def purge_now() -> None:
         try:
-            env = {**os.environ, **stack.env()}
-            summary.update(purge.run_purge(PYTHON, env, REPO))
+            summary.update(json.loads(stack.manage(*purge.COMMAND).strip().splitlines()[-1]))
         except BaseException as exc:  # reported, not swallowed
             failure.append(exc)
 
@@ -351,61 +398,14 @@ def s6_purge(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
 
 
 # --- S7 -------------------------------------------------------------------------------------------
-async def _our_completed(stack: Stack, jobs: int, poll_interval: float = 0.2) -> dict[str, Any]:
-    """Our side of S7, the same procedure as the peer's: submit ``jobs``, poll each to the end."""
-    ids: list[str] = []
-    started = time.perf_counter()
-    submitted = await closed_loop(
-        f"{stack.web_url}{SUBMIT_PATH}",
-        body=submit_body,
-        headers=stack.auth,
-        connections=64,
-        total=jobs,
-        ok_statuses=(202,),
-        on_response=lambda status, body: (
-            ids.append(json.loads(body)["id"]) if status == 202 else None
-        ),
-    )
-    finished_at: dict[str, float] = {}
-    statuses: dict[str, int] = {}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        pending = list(ids)
-        deadline = time.perf_counter() + 300
-        while pending and time.perf_counter() < deadline:
-
-            async def poll(job_id: str) -> None:
-                async with session.get(
-                    f"{stack.web_url}{SUBMIT_PATH}/{job_id}", headers=stack.auth
-                ) as r:
-                    body = await r.json()
-                if body.get("status") in ("completed", "failed"):
-                    finished_at[job_id] = time.perf_counter()
-                    statuses[body["status"]] = statuses.get(body["status"], 0) + 1
-
-            await asyncio.gather(*(poll(job_id) for job_id in pending))
-            pending = [job_id for job_id in pending if job_id not in finished_at]
-            if pending:
-                await asyncio.sleep(poll_interval)
-    seconds = (max(finished_at.values()) - started) if finished_at else 0.0
-    return {
-        "jobs": jobs,
-        "submitted": submitted.ok,
-        "completed": statuses.get("completed", 0),
-        "failed": statuses.get("failed", 0),
-        "lost": len(ids) - len(finished_at),
-        "seconds": round(seconds, 3),
-        "completed_per_s": round(statuses.get("completed", 0) / seconds, 1) if seconds else 0.0,
-    }
-
-
-def s7_peer(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s7_peer(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """LiteLLM proxy on the same upstream: background submits/s, completions/s, completed/s."""
     python = peer_litellm.ensure_venv(peer_litellm.VENV_DIR_DEFAULT, log=log)
     port = free_port()
     config = REPO / ".bench" / "litellm-config.yaml"
     peer_litellm.write_config(
         config,
-        upstream_url=stack.upstream_url,
+        upstream_url=stack.config.upstream_url,
         model=PEER_MODEL,
         redis_url=peer_litellm.REDIS_URL_DEFAULT,
     )
@@ -420,7 +420,7 @@ def s7_peer(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
     stack.set_latency(1000)
     headers = peer_litellm.auth_headers()
 
-    def peer_load(path: str, body: bytes, label: str) -> LoadResult:
+    def peer_load(path: str, body: bytes, label: str) -> dict[str, Any]:
         url = f"{peer_url}{path}"
         return _measured(url, sizes, log, label, body=body, headers=headers, ok_statuses=(200, 202))
 
@@ -432,14 +432,24 @@ def s7_peer(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
     )
     log("S7: gateway submits, workers running, upstream latency 1 s")
     ours_submits = _submit(stack, sizes, log, "gateway submits")
-    stack.wait_terminal(ours_submits.ok, timeout=300, progress=_progress(log, "gateway finished"))
+    stack.wait_terminal(
+        ours_submits["ok"], timeout=300, progress=_progress(log, "gateway finished")
+    )
     stack.truncate()
     log(f"S7: peer completed jobs ({sizes.peer_jobs:,}, submit then poll)")
     peer_done = run(
         peer_litellm.measure_completed(peer_url, model=PEER_MODEL, jobs=sizes.peer_jobs)
     )
     log(f"S7: gateway completed jobs ({sizes.peer_jobs:,}, submit then poll)")
-    ours_done = run(_our_completed(stack, sizes.peer_jobs))
+    ours_done = run(
+        submit_and_follow(
+            f"{stack.web_url}{SUBMIT_PATH}",
+            submit_body(0),
+            poll_url=lambda job_id: f"{stack.web_url}{SUBMIT_PATH}/{job_id}",
+            headers=stack.auth,
+            jobs=sizes.peer_jobs,
+        )
+    )
     stack.truncate()
     stack.set_latency(0)
     log("S7: peer plain /v1/completions, upstream latency 0")
@@ -450,14 +460,14 @@ def s7_peer(stack: Stack, sizes: Sizes, log: Log) -> dict[str, Any]:
     )
     stack.procs.stop("peer")
     return {
-        "peer_background_submits": _load(background),
-        "gateway_submits": _load(ours_submits),
-        "submit_ratio": _ratio(ours_submits.rate, background.rate),
+        "peer_background_submits": background,
+        "gateway_submits": ours_submits,
+        "submit_ratio": _ratio(ours_submits["rate"], background["rate"]),
         "peer_completed": peer_done,
         "gateway_completed": ours_done,
         "completed_ratio": _ratio(
             ours_done["completed_per_s"], float(peer_done.get("completed_per_s") or 0.0)
         ),
-        "peer_plain_completions": _load(plain),
+        "peer_plain_completions": plain,
         "peer_venv": str(Path(python).parent.parent),
     }

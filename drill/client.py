@@ -1,9 +1,6 @@
-"""The drill's client: submits on a schedule, polls jobs as they finish, reads the job table.
-
-Unlike the benchmark's load generator, which keeps totals, it records each submit's own answer
-in a ``Ledger`` (which submit got which job id, or which refusal), because that is what lost and
-duplicated jobs are counted from.
-"""
+"""The drill's client: submits and polls through the harness's load shapes, recording each
+submit's own answer in a ``Ledger`` (which submit got which job id, or which refusal), because
+that is what lost and duplicated jobs are counted from."""
 
 from __future__ import annotations
 
@@ -12,12 +9,12 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
-import psycopg
 
 from drill.ledger import Ledger, Observation, is_error_shape
+from harness.load import closed_loop, open_loop
+from harness.stack import Stack
 
 SUBMIT_PATH = "/v1/async/completions"
 REQUEST_TIMEOUT = 30.0
@@ -33,75 +30,70 @@ def submit_body(marker: str, model: str) -> bytes:
 
 
 class DrillClient:
-    """One scenario's HTTP session and table reader; use as ``async with``."""
+    """One scenario's submits and polls; use as ``async with``."""
 
-    def __init__(self, web_url: str, key: str, database_url: str, log: Log) -> None:
-        self.web_url = web_url
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        self.database_url = database_url
+    def __init__(self, stack: Stack, log: Log) -> None:
+        self.stack = stack
+        self.url = f"{stack.web_url}{SUBMIT_PATH}"
+        self.headers = stack.auth
         self.log = log
         self._session: aiohttp.ClientSession | None = None
         self._polls = asyncio.Semaphore(POLL_CONNECTIONS)
 
     async def __aenter__(self) -> DrillClient:
-        connector = aiohttp.TCPConnector(limit=512, limit_per_host=0)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-        )
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        self._session = aiohttp.ClientSession(timeout=timeout)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "use DrillClient as an async context manager"
-        return self._session
-
     # --- submitting -------------------------------------------------------------------------------
-    async def submit(self, ledger: Ledger, marker: str, model: str) -> None:
-        ledger.submitted(marker)
-        url = f"{self.web_url}{SUBMIT_PATH}"
-        try:
-            async with self.session.post(
-                url, data=submit_body(marker, model), headers=self.headers
-            ) as response:
-                body = await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            return  # unanswered
-        ledger.answered(marker, response.status, body, time.monotonic())
+    def _markers(self, ledger: Ledger, prefix: str, count: int) -> list[str]:
+        markers = [f"{prefix}-{n}" for n in range(count)]
+        for marker in markers:
+            ledger.submitted(marker)
+        return markers
 
     async def submit_at_rate(
         self, ledger: Ledger, prefix: str, model: str, rate: float, seconds: float
     ) -> None:
         """Submit ``rate`` jobs per second for ``seconds``, on schedule (open loop)."""
-        planned = round(rate * seconds)
-        start = time.monotonic()
-        tasks: list[asyncio.Task[None]] = []
-        for n in range(planned):
-            delay = start + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.submit(ledger, f"{prefix}-{n}", model)))
-        await asyncio.gather(*tasks)
+        markers = self._markers(ledger, prefix, round(rate * seconds))
+        await open_loop(
+            self.url,
+            rate=rate,
+            duration=seconds,
+            body=lambda n: submit_body(markers[n], model),
+            headers=self.headers,
+            on_response=lambda n, status, body: ledger.answered(
+                markers[n], status, body, time.monotonic()
+            ),
+        )
 
     async def submit_count(self, ledger: Ledger, prefix: str, model: str, count: int) -> None:
         """Submit ``count`` jobs at once (64 at a time)."""
-        gate = asyncio.Semaphore(64)
-
-        async def one(n: int) -> None:
-            async with gate:
-                await self.submit(ledger, f"{prefix}-{n}", model)
-
-        await asyncio.gather(*(one(n) for n in range(count)))
+        markers = self._markers(ledger, prefix, count)
+        await closed_loop(
+            self.url,
+            body=lambda n: submit_body(markers[n], model),
+            headers=self.headers,
+            total=count,
+            on_response=lambda n, status, body: ledger.answered(
+                markers[n], status, body, time.monotonic()
+            ),
+        )
 
     # --- polling ----------------------------------------------------------------------------------
     async def poll(self, job_id: str) -> tuple[int, Observation | None]:
         """(HTTP status, what the poll showed); status 0 when nothing answered."""
-        url = f"{self.web_url}{SUBMIT_PATH}/{job_id}"
+        assert self._session is not None, "use DrillClient as an async context manager"
         try:
-            async with self._polls, self.session.get(url, headers=self.headers) as response:
+            async with (
+                self._polls,
+                self._session.get(f"{self.url}/{job_id}", headers=self.headers) as response,
+            ):
                 if response.status in (200, 202):
                     return response.status, Observation.from_poll(await response.json())
                 return response.status, None
@@ -111,25 +103,22 @@ class DrillClient:
     async def poll_at_rate(self, job_id: str, rate: float, seconds: float) -> dict[str, int]:
         """Poll one job ``rate`` times per second; answers by status ("0": none), and how many
         answers other than 200/202 were not in the error shape."""
-        url = f"{self.web_url}{SUBMIT_PATH}/{job_id}"
         counts: Counter[str] = Counter()
 
-        async def one() -> None:
-            try:
-                async with self.session.get(url, headers=self.headers) as response:
-                    body = await response.read()
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                counts["0"] += 1
-                return
-            counts[str(response.status)] += 1
-            if response.status not in (200, 202) and not is_error_shape(body):
+        def seen(n: int, status: int, body: bytes) -> None:
+            if status not in (200, 202) and not is_error_shape(body):
                 counts["not_in_error_shape"] += 1
 
-        tasks = []
-        for _ in range(round(rate * seconds)):
-            tasks.append(asyncio.create_task(one()))
-            await asyncio.sleep(1 / rate)
-        await asyncio.gather(*tasks)
+        load = await open_loop(
+            f"{self.url}/{job_id}",
+            method="GET",
+            rate=rate,
+            duration=seconds,
+            headers=self.headers,
+            on_response=seen,
+        )
+        counts.update({str(status): n for status, n in load.statuses.items()})
+        counts.update({"0": load.errors} if load.errors else {})
         return dict(sorted(counts.items()))
 
     async def _see(self, ledger: Ledger, job_id: str) -> None:
@@ -168,29 +157,21 @@ class DrillClient:
 
         await asyncio.gather(*(last(job_id) for job_id in ledger.accepted_ids()))
 
-    # --- the job table ----------------------------------------------------------------------------
-    async def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a query, or none while the database is away."""
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                self.database_url, autocommit=True, connect_timeout=2
-            ) as conn:
-                cursor = await conn.execute(sql, params)  # type: ignore[arg-type]
-                return await cursor.fetchall()
-        except psycopg.Error:
-            return []
-
+    # --- the job table (none while the database is away) ------------------------------------------
     async def finished_among(self, job_ids: list[str]) -> list[str]:
         if not job_ids:
             return []
-        rows = await self._query(
+        rows = await asyncio.to_thread(
+            self.stack.query,
             "SELECT id::text FROM jobs_asyncjob "
             "WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
             (job_ids,),
+            quiet=True,
         )
         return [job_id for (job_id,) in rows]
 
     async def table_rows(self) -> list[tuple[str, str, str]]:
         """(id, marker, status) of every job row."""
-        rows = await self._query("SELECT id::text, request->>'prompt', status FROM jobs_asyncjob")
+        sql = "SELECT id::text, request->>'prompt', status FROM jobs_asyncjob"
+        rows = await asyncio.to_thread(self.stack.query, sql, quiet=True)
         return [(str(a), str(b), str(c)) for a, b, c in rows]

@@ -15,22 +15,17 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import redis
 
-from bench.procs import Procs, free_port, log_tail
+from harness.procs import Procs, free_port
 
 PG_BIN = Path(os.environ.get("DRILL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "drill"  # the cluster's superuser
 SERVICE_ACCOUNT = "postgres"  # the system user the cluster runs as when the drill is root
-READY_TIMEOUT = 60.0
-
-Log = Callable[[str], None]
 
 
 def as_service_account() -> list[str]:
@@ -44,18 +39,6 @@ def _give_to_service_account(path: Path) -> None:
     if os.geteuid() == 0:
         account = pwd.getpwnam(SERVICE_ACCOUNT)
         os.chown(path, account.pw_uid, account.pw_gid)
-
-
-def _start_and_wait(procs: Procs, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
-    """Start ``argv`` as ``name`` and wait until ``ready()``; fail with its log if it exits."""
-    procs.start(name, argv)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not ready():
-        if not procs.alive(name) or time.monotonic() > deadline:
-            raise RuntimeError(
-                f"the drill's {name} did not start\n{log_tail(procs.log_path(name))}"
-            )
-        time.sleep(0.1)
 
 
 class PrivatePostgres:
@@ -110,7 +93,8 @@ class PrivatePostgres:
         argv += ["-p", str(self.port)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        _start_and_wait(self.procs, self.name, argv, self.accepts_connections)
+        self.procs.start(self.name, argv)
+        self.procs.wait_until(self.name, self.accepts_connections, "connection")
 
     def accepts_connections(self) -> bool:
         try:
@@ -119,12 +103,6 @@ class PrivatePostgres:
         except psycopg.Error:
             return False
         return True
-
-    def create_database(self, name: str) -> str:
-        """Create database ``name``; its URL."""
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-        return self.url(name)
 
     def logged_errors(self) -> Counter[str]:
         """ERROR lines of the server's log so far, by message (a deadlock shows up here)."""
@@ -160,7 +138,8 @@ class PrivateRedis:
     def start(self) -> None:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        _start_and_wait(self.procs, self.name, argv, self.answers)
+        self.procs.start(self.name, argv)
+        self.procs.wait_until(self.name, self.answers, "PONG")
 
     def answers(self) -> bool:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)

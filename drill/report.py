@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drill.stack import DRILL_SETTINGS
+from drill.observe import DRILL_SETTINGS
+from harness import runs
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "RELIABILITY.md"
@@ -171,6 +171,5 @@ def render(results: dict[str, Any], titles: dict[str, str]) -> str:
 
 def write(results: dict[str, Any], titles: dict[str, str]) -> Path:
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    REPORT.write_text(render(results, titles))
-    RAW.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    runs.write(REPORT, render(results, titles), RAW, results)
     return REPORT

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.loadgen import closed_loop
-from bench.loadgen import run as run_async
 from drill.client import SUBMIT_PATH, DrillClient, submit_body
-from drill.faulty_upstream import faults
-from drill.harness import MODEL, Drill, at, observe, verdict
 from drill.ledger import Ledger
+from drill.observe import MODEL, Drill, at, observe, verdict
+from harness.load import closed_loop
+from harness.load import run as run_async
+from harness.upstream import FAULTS
 
 DEADLINE = 120.0  # seconds after the load (and its faults) for every accepted job to finish
 SUBMIT_RATE = 50.0
@@ -143,7 +143,7 @@ def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     times: dict[str, Any] = {}
 
     async def load(client: DrillClient, ledger: Ledger) -> None:
-        await client.submit(ledger, drill.marker("s3-polled"), MODEL)
+        await client.submit_count(ledger, drill.marker("s3-polled"), MODEL, 1)
         polled = ledger.accepted_ids()[0]
         seconds = before + down + after
         submits = client.submit_at_rate(ledger, drill.marker("s3"), MODEL, SUBMIT_RATE, seconds)
@@ -215,7 +215,7 @@ def s4_web_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
 # --- 5 ------------------------------------------------------------------------------------------
 def _by_fault(ledger: Ledger, drill: Drill) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for name in faults(0):
+    for name in FAULTS:
         prefix = f"{drill.marker('s5')}-{name}-"
         seen = [
             ledger.final.get(s.job_id)
@@ -244,7 +244,7 @@ def s5_bad_upstreams(drill: Drill, sizes: Sizes) -> dict[str, Any]:
                 client.submit_count(
                     ledger, f"{drill.marker('s5')}-{name}", f"openai/{name}", FAULT_JOBS
                 )
-                for name in faults(0)
+                for name in FAULTS
             )
         )
         await client.wait_seen(ledger, time.monotonic() + DEADLINE, "s5 faults")

@@ -1,9 +1,11 @@
 """Fuzz the gateway: ``python -m fuzz.run [--requests N] [--seed S]`` (or ``make fuzz``).
 
-Starts a gateway web process on 127.0.0.1 on a scratch SQLite database (fuzz/server.py), runs
-schemathesis against its served document until at least N requests have been sent
-(fuzz/campaign.py), stops the process, prints the figures and writes ``fuzz/RESULTS.md`` and
-``fuzz/results.json``. Exits 1 when a response was a 5xx or did not conform to the document.
+Starts the gateway's web process (the harness's stack) on 127.0.0.1 on a scratch SQLite database
+and the embedded broker, migrated, with one virtual key; runs schemathesis against its served
+document until at least N requests have been sent (fuzz/campaign.py), stops the process, prints
+the figures and writes ``fuzz/RESULTS.md`` and ``fuzz/results.json``. Exits 1 when a response was
+a 5xx or did not conform to the document. No worker runs: accepted jobs stay pending, which is
+all the document promises for a submit, and the provider is a closed local port.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import Procs
 from fuzz import campaign, report
-from fuzz.server import start_gateway
+from harness import runs
+from harness.procs import Procs
+from harness.stack import Stack, StackConfig
 
 DEFAULT_REQUESTS = 1000
 DEFAULT_SEED = 20261126
@@ -30,18 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < 1:
         parser.error("--requests must be positive")
     started = time.monotonic()
-
-    def log(message: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
-
+    log = runs.logger()
     with tempfile.TemporaryDirectory(prefix="gateway-fuzz-") as scratch:
         root = Path(scratch)
         with Procs(root / "logs") as procs:
             log("starting the gateway's web process on a scratch SQLite database")
-            gateway = start_gateway(procs, root / "var")
-            log(f"fuzzing {gateway.base_url}/openapi.json until {args.requests} requests")
+            var_dir = root / "var"
+            database_url = f"sqlite:///{var_dir / 'gateway.sqlite3'}"
+            config = StackConfig(database_url, var_dir, "fuzz", web_processes=1, web_threads=4)
+            stack = Stack(procs, config)
+            stack.prepare("fuzz")
+            stack.start_web()
+            log(f"fuzzing {stack.web_url}/openapi.json until {args.requests} requests")
             tally = campaign.fuzz(
-                gateway.base_url, gateway.key, target=args.requests, seed=args.seed, log=log
+                stack.web_url, stack.key, target=args.requests, seed=args.seed, log=log
             )
             alive = procs.alive("web")
         log("gateway stopped")

@@ -8,14 +8,6 @@ from django.utils import timezone
 from gateway.keys import display_prefix, generate_key, hash_key
 
 
-class VirtualKeyQuerySet(models.QuerySet["VirtualKey"]):
-    def usable(self) -> VirtualKeyQuerySet:
-        now = timezone.now()
-        return self.filter(is_active=True).filter(
-            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
-        )
-
-
 class VirtualKey(models.Model):
     """A key an app uses to call the gateway. Only an HMAC of the key is stored."""
 
@@ -32,8 +24,6 @@ class VirtualKey(models.Model):
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-
-    objects = VirtualKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -179,6 +179,14 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Celery (the broker only rings the bell; the database is the record) ------------------------
+# What Celery carries: bells (``jobs.run_jobs``, which only wakes the worker process's job
+# engine) and beat's periodic tasks. The engine starts with the worker process and claims jobs
+# from the table, polling as well as hearing bells, and provider calls run in it, never in
+# Celery's pool. So these settings are left at Celery's defaults, as they govern nothing here:
+# - acks_late / reject_on_worker_lost: a bell lost with its worker costs nothing (the jobs are
+#   rows; other engines find them by polling) and beat sends its tasks again on schedule;
+# - the prefetch multiplier: a bell takes microseconds, so how many a worker reserves changes
+#   nothing, and a reserved bell holds no job.
 CELERY_BROKER_URL = env_url(
     "CELERY_BROKER_URL",
     "filesystem://",
@@ -202,18 +210,22 @@ else:
     # away would try to restore it on a torn-down connection and exit. Nothing needs Redis to
     # redeliver: the job rows are the queue, and beat sends its tasks again.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300, "ack_emulation": False}
+# A worker without a broker still runs jobs from the table: it keeps trying to reach the broker
+# for as long as it runs, at start and after losing it, instead of exiting after 100 tries.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_DEFAULT_QUEUE = env_str("GATEWAY_QUEUE", "gateway")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# Tasks only hand job ids to the worker's in-process engine, so a few threads suffice; the
-# engine keeps GATEWAY_WORKER_MAX_IN_FLIGHT provider calls in flight per worker process.
+# The pool decides how many engines a worker runs. ``threads``: one, in the worker's own process,
+# whose threads only hear bells and run beat's tasks (two, so a long purge does not hold up
+# bells). ``prefork``: one per child process, CELERY_WORKER_CONCURRENCY of them (one per core
+# on a host with more cores than workers). ``solo``: one, tasks run inline. Only this setting
+# chooses prefork: Celery takes ``--pool prefork`` on the command line for its default and lets
+# a configured pool win over it.
 CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", {"threads", "solo", "prefork"})
-CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8, minimum=1)
-CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Beat writes its schedule file after every task it sends: the file's age is its health check.
 CELERY_BEAT_SYNC_EVERY = 1

@@ -70,10 +70,6 @@ def _signing_key() -> str:
     return key
 
 
-def jwt_enabled() -> bool:
-    return bool(_verification_key())
-
-
 def max_lifetime(role: str) -> int:
     """Seconds a token of ``role`` may live at most."""
     if role == ROLE_ADMIN:

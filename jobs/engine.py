@@ -5,6 +5,8 @@ up to its free capacity (one conditional UPDATE per batch; ``FOR UPDATE SKIP LOC
 Postgres, so engines on many machines never wait for each other). Broker messages are bells:
 ``wake()`` makes the engine claim at once; without one it still looks every
 GATEWAY_WORKER_POLL_SECONDS, so a lost or mis-delivered bell delays a job, never loses it.
+The engine starts with its worker process (``jobs.tasks`` connects the worker's signals), not
+with the first bell: a worker started while the broker is down claims pending jobs all the same.
 
 At most GATEWAY_WORKER_MAX_IN_FLIGHT jobs run per process. Database work runs in a small thread
 pool (a handful of connections per process, none held across a provider call); terminal states
@@ -44,10 +46,6 @@ FINISH_RETRY_SECONDS = 300.0
 CLAIM_BATCH = 200  # jobs claimed per statement, at most
 FINISH_BATCH = 200  # terminal states written per transaction
 CLAIM_ERROR_PAUSE = 1.0  # seconds before claiming again after a database error
-
-
-class EngineClosed(RuntimeError):
-    """The worker is shutting down; the job should go back to the queue."""
 
 
 def _in_db_thread(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
@@ -137,15 +135,10 @@ class JobEngine:
         )
         return self
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     def wake(self) -> None:
-        """A bell: pending jobs are waiting; claim what fits now."""
-        if self._closing:
-            raise EngineClosed("the job engine is shutting down")
-        self._loop.call_soon_threadsafe(self._ring)
+        """A bell: pending jobs are waiting; claim what fits now (unless shutting down)."""
+        if not self._closing:
+            self._loop.call_soon_threadsafe(self._ring)
 
     def shutdown(self, grace: float = 30.0) -> None:
         """Let jobs in flight finish for ``grace`` seconds, then give the rest back as pending."""
@@ -331,15 +324,19 @@ _engine_closed = False
 _engine_lock = threading.Lock()
 
 
-def get_engine() -> JobEngine:
-    """This process's engine, started on first use (so each prefork child gets its own)."""
+def start_engine() -> None:
+    """Start this process's engine, once; never again after ``shutdown_engine``."""
     global _engine
     with _engine_lock:
-        if _engine_closed:
-            raise EngineClosed("this worker is shutting down")
-        if _engine is None:
+        if _engine is None and not _engine_closed:
             _engine = JobEngine().start()
-        return _engine
+
+
+def wake_engine() -> None:
+    """Ring this process's engine, if it has one running."""
+    engine = _engine
+    if engine is not None:
+        engine.wake()
 
 
 def shutdown_engine(grace: float = 30.0) -> None:

@@ -73,6 +73,13 @@ class StrictNumberField(serializers.FloatField):
 class StrictStringField(serializers.CharField):
     default_error_messages = {"invalid": "Must be a string."}
 
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        # Before CharField's blank check, which calls str() on whatever came: an integer of
+        # thousands of digits would raise there instead of being refused.
+        if data is not serializers.empty and data is not None and not isinstance(data, str):
+            self.fail("invalid")
+        return super().run_validation(data)
+
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")

@@ -80,7 +80,3 @@ class AsyncJob(models.Model):
     @property
     def model_requested(self) -> str:
         return f"{self.provider}/{self.model}"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES

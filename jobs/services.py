@@ -51,7 +51,7 @@ def submit_job(
         dispatched_at=timezone.now(),
     )
     sql.insert_job(job)  # AsyncJob.objects.create's work, written out: see jobs/sql.py
-    transaction.on_commit(lambda: dispatch_soon(job.id), using=job._state.db)
+    transaction.on_commit(dispatch_soon, using=job._state.db)
     return job
 
 
@@ -69,19 +69,6 @@ def claim_pending_jobs(limit: int, worker_id: str) -> list[AsyncJob]:
     if not ids:
         return []
     return list(AsyncJob.objects.filter(pk__in=ids).order_by("created_at"))
-
-
-def claim_job(job_id: UUID | str, worker_id: str) -> AsyncJob | None:
-    """One given job: pending -> processing for this worker; None if someone else has it."""
-    now = timezone.now()
-    claimed = AsyncJob.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-        status=JobStatus.PROCESSING,
-        claimed_by=worker_id,
-        lease_expires_at=now + timedelta(seconds=settings.GATEWAY_JOB_LEASE_SECONDS),
-        started_at=now,
-        attempts=F("attempts") + 1,
-    )
-    return AsyncJob.objects.filter(pk=job_id).first() if claimed else None
 
 
 @dataclass(frozen=True)
@@ -121,20 +108,6 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
     return sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
 
 
-def finish_job(
-    job_id: UUID | str,
-    worker_id: str,
-    *,
-    result_ttl: int,
-    status_code: int,
-    result: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-) -> bool:
-    """One job's terminal state, written once (see ``finish_jobs``)."""
-    finish = Finish(job_id, result_ttl, status_code, result, error)
-    return finish_jobs(worker_id, [finish])[0]
-
-
 def renew_leases(worker_id: str, job_ids: list[str]) -> int:
     if not job_ids:
         return 0
@@ -157,7 +130,7 @@ def release_jobs(worker_id: str, job_ids: list[str]) -> int:
         attempts=F("attempts") - 1,
         dispatched_at=timezone.now(),
     )
-    dispatch(job_ids)
+    dispatch(released)
     return released
 
 
@@ -183,7 +156,6 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
             "id", "attempts", "provider", "model", "request_type", "result_ttl", "claimed_by"
         )[:limit]
     )
-    requeue: list[UUID] = []
     for job in stale:
         if job.attempts >= settings.GATEWAY_JOB_MAX_ATTEMPTS:
             failed = AsyncJob.objects.filter(
@@ -200,8 +172,7 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
         elif AsyncJob.objects.filter(
             pk=job.pk, status=JobStatus.PROCESSING, lease_expires_at__lt=now
         ).update(status=JobStatus.PENDING, claimed_by="", lease_expires_at=None, dispatched_at=now):
-            requeue.append(job.pk)
-    counts["requeued"] = len(requeue)
+            counts["requeued"] += 1
 
     cutoff = now - timedelta(seconds=settings.GATEWAY_REDISPATCH_AFTER)
     waiting = list(
@@ -212,7 +183,7 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
     if waiting:
         AsyncJob.objects.filter(pk__in=waiting, status=JobStatus.PENDING).update(dispatched_at=now)
     counts["redispatched"] = len(waiting)
-    dispatch(requeue + waiting)
+    dispatch(counts["requeued"] + counts["redispatched"])
     if any(counts.values()):
         logger.info("stale jobs: %s", counts)
     return counts
@@ -234,7 +205,7 @@ def retry_job(job: AsyncJob) -> bool:
         dispatched_at=timezone.now(),
     )
     if reset:
-        transaction.on_commit(lambda: dispatch([job.pk]))
+        transaction.on_commit(lambda: dispatch(1))
     return bool(reset)
 
 

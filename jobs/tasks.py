@@ -1,38 +1,39 @@
-"""Celery tasks. Each takes ids or nothing and calls a service; none holds a transaction."""
+"""Celery's part: the bell, beat's tasks, and the worker signals that run this process's engine.
+
+Tasks take nothing they need and call a service or the engine; none holds a transaction. The
+engine starts with the worker process, before the worker reaches the broker, so a worker
+started while the broker is down claims pending jobs all the same. The web process and beat
+import this module too: neither receives a worker signal, so neither ever starts an engine.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from celery import shared_task
-from celery.exceptions import Reject
-from celery.signals import worker_shutting_down
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutting_down,
+)
 
 from jobs import services
-from jobs.engine import EngineClosed, get_engine, shutdown_engine
+from jobs.dispatch import BELL
+from jobs.engine import shutdown_engine, start_engine, wake_engine
 
-logger = logging.getLogger(__name__)
 
+@shared_task(name=BELL, ignore_result=True)
+def run_jobs(*_args: Any, **_kwargs: Any) -> None:
+    """A bell: pending jobs are waiting; this process's engine claims what fits, oldest first.
 
-@shared_task(name="jobs.run_jobs", ignore_result=True)
-def run_jobs(job_ids: list[str]) -> None:
-    """A bell: jobs are pending. This process's engine claims what fits, oldest first.
-
-    The ids say which submits rang; the engine claims from the table, so a bell that reaches a
-    full worker costs nothing and the job is taken by whichever engine has room first.
+    A bell names no job (``jobs.dispatch`` says why). Bells queued by older web processes carry
+    ``job_ids``: they mean the same and are accepted. A bell that reaches a worker shutting down
+    is dropped; its jobs are rows that the other engines find on their next look.
     """
-    try:
-        get_engine().wake()
-    except EngineClosed:
-        # Shutting down: let another worker hear it.
-        raise Reject("worker shutting down", requeue=True) from None
-
-
-@shared_task(name="jobs.run_job", ignore_result=True)
-def run_job(job_id: str) -> None:
-    """One id per bell, as published before bells carried batches."""
-    run_jobs(job_ids=[job_id])
+    wake_engine()
 
 
 @shared_task(name="jobs.purge_expired_jobs", ignore_result=True)
@@ -45,6 +46,24 @@ def redispatch_stale_jobs() -> dict[str, int]:
     return services.redispatch_stale_jobs()
 
 
-@worker_shutting_down.connect
+@worker_init.connect
+def _start_engine_with_the_worker(sender: Any, **kwargs: Any) -> None:
+    """The threads and solo pools run tasks in the worker's own process: its engine starts here.
+
+    A prefork worker's children start one each (``worker_process_init``); the parent runs no
+    task, and a process that forks must not hold a running engine.
+    """
+    if not issubclass(get_implementation(sender.pool_cls), PreforkPool):
+        start_engine()
+
+
+@worker_process_init.connect
+def _start_engine_in_a_pool_process(**kwargs: Any) -> None:
+    """Sent in each prefork child as it starts, and by the solo pool in the worker itself."""
+    start_engine()
+
+
+@worker_shutting_down.connect  # the worker's own process: threads and solo pools
+@worker_process_shutdown.connect  # each prefork child, as it exits
 def _drain_engine(**kwargs: Any) -> None:
     shutdown_engine()

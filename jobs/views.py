@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from gateway.fastpath import Answer, FastPathView
 from gateway.principals import Principal
 from jobs import services
-from jobs.models import JobStatus, RequestType
+from jobs.models import TERMINAL_STATUSES, RequestType
 from jobs.quick_validation import validate_completion_request
 from jobs.selectors import get_visible_job
 from jobs.serializers import AsyncJobSerializer, CompletionRequestSerializer, ErrorSerializer
@@ -117,5 +117,5 @@ class PollCompletionView(FastPathView):
         self, request: HttpRequest, principal: Principal, data: Any, **kwargs: Any
     ) -> Answer:
         job = get_visible_job(kwargs["job_id"], principal, RequestType.TEXT_COMPLETION)
-        done = job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+        done = job.status in TERMINAL_STATUSES
         return Answer(AsyncJobSerializer.render(job), 200 if done else 202)

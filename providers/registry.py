@@ -125,7 +125,3 @@ def clear_cache() -> None:
 
 def get_provider(name: str) -> ProviderEntry | None:
     return providers().get(name)
-
-
-def adapter_for(protocol: str) -> CompletionAdapter:
-    return ADAPTERS[protocol]

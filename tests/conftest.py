@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from gateway.revocation import revocation_cache
 from providers import registry
 from tests.factories import VirtualKeyFactory
+from tests.helpers import Bells
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-signing"
 
@@ -40,13 +41,11 @@ def _gateway_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 @pytest.fixture
-def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Job ids published to the broker, captured instead of sent."""
-    sent: list[str] = []
-    monkeypatch.setattr(
-        "jobs.tasks.run_jobs.apply_async", lambda args, **kwargs: sent.extend(args[0])
-    )
-    return sent
+def dispatched(monkeypatch: pytest.MonkeyPatch) -> Bells:
+    """Bells counted instead of published to the broker."""
+    bells = Bells()
+    monkeypatch.setattr("jobs.dispatch._publish", bells.ring)
+    return bells
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import base64
 import json
 import socket
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.urls import reverse
@@ -81,3 +82,13 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass
+class Bells:
+    """Bells rung: broker messages that would have been published."""
+
+    rung: int = 0
+
+    def ring(self) -> None:
+        self.rung += 1

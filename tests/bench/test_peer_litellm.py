@@ -228,44 +228,6 @@ def test_auth_headers_carry_the_master_key() -> None:
     assert pl.auth_headers()["Authorization"] == f"Bearer {pl.MASTER_KEY}"
 
 
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        (b'{"id": "litellm_poll_1", "object": "response", "status": "queued"}', "litellm_poll_1"),
-        (b'{"id": ""}', None),
-        (b'{"id": 7}', None),
-        (b'{"error": {"message": "Authentication Error"}}', None),
-        (b'["id"]', None),
-        (b"not json", None),
-        (b"\xff\xfe", None),
-        (b"", None),
-    ],
-)
-def test_parse_response_id(body: bytes, expected: str | None) -> None:
-    assert pl.parse_response_id(body) == expected
-
-
-@pytest.mark.parametrize(
-    ("status", "terminal"),
-    [
-        ("completed", True),
-        ("failed", True),
-        ("cancelled", True),
-        ("incomplete", True),
-        ("queued", False),
-        ("in_progress", False),
-        (None, False),
-    ],
-)
-def test_is_terminal(status: str | None, terminal: bool) -> None:
-    assert pl.is_terminal(json.dumps({"id": "x", "status": status}).encode()) is terminal
-
-
-def test_is_terminal_on_garbage() -> None:
-    assert pl.is_terminal(b"<html>502</html>") is False
-    assert pl.is_terminal(b'"completed"') is False
-
-
 # --- measure_completed against a fake background-mode proxy ---------------------------------------
 class FakeProxy:
     """Imitates LiteLLM's polling protocol: POST answers ``queued``; each GET of an id answers
@@ -389,8 +351,7 @@ def test_measure_completed_counts_every_job_completed() -> None:
     # Two waits of 0.05 s between three polls bound the time from below.
     assert result["seconds"] >= 0.1
     assert result["completed_per_s"] == pytest.approx(40 / result["seconds"], rel=0.02)
-    assert result["submit_per_s"] == pytest.approx(40 / result["submit_seconds"], rel=0.02)
-    assert result["submit_seconds"] < result["seconds"]
+    assert result["submit_per_s"] > result["completed_per_s"]
     assert result["submit_statuses"] == {"200": 40}
     assert result["submit_errors"] == result["poll_errors"] == result["unknown"] == 0
     assert result["pending_at_timeout"] == {}
@@ -449,28 +410,6 @@ def test_measure_completed_counts_rejected_submits() -> None:
     assert result["completed"] == 15
     assert result["lost"] == result["failed"] == 0
     assert result["first_submit_error"].startswith("429")
-
-
-def test_measure_completed_with_a_dead_proxy_reports_instead_of_raising() -> None:
-    async def run() -> dict[str, Any]:
-        # A port that was just free: nothing listens there.
-        runner = web.AppRunner(web.Application())
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        await runner.cleanup()
-        return await pl.measure_completed(
-            f"http://127.0.0.1:{port}", model=MODEL, jobs=5, connections=2, timeout=5
-        )
-
-    result = asyncio.run(run())
-
-    assert result["submitted"] == result["completed"] == result["lost"] == 0
-    assert result["submit_errors"] == 5
-    assert result["submit_statuses"] == {"error": 5}
-    assert result["seconds"] == result["completed_per_s"] == 0.0
-    assert "Connect" in result["first_submit_error"]
 
 
 def test_measure_completed_all_failed_has_no_completed_rate() -> None:

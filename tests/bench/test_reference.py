@@ -20,8 +20,8 @@ import pytest
 import redis
 
 from bench import reference
-from bench.procs import Procs, free_port, wait_http
 from bench.reference import REDIS_LIST, TABLE, JobRow, ReferenceApp
+from harness.procs import Procs, free_port, wait_http
 
 LOCAL_DATABASE_URL = "postgres://root@127.0.0.1:5432/postgres"
 # A database of its own on the Redis the tests use, away from Celery's queues.

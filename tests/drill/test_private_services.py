@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bench.procs import Procs
 from drill import private_services
-from drill.harness import verdict
+from drill.observe import verdict
 from drill.private_services import PrivatePostgres
+from harness.procs import Procs
 
 POSTGRES_LOG = """\
 2026-11-26 16:20:05.454 UTC [11060] LOG:  database system is ready to accept connections

@@ -1,26 +1,21 @@
-"""The end-to-end harness: a real web server, a real Celery worker and a fake upstream.
+"""The end-to-end tier: the harness's stack (a real web server and worker) and fake upstream.
 
 The test database is the one pytest-django creates, with data committed (no per-test
-transaction), because the web and worker processes must see it. The children get their whole
-configuration from an explicit environment: the test database, the configured broker (or the
-embedded filesystem broker in a fresh var dir), a queue of their own and the fake upstream.
-Everything is package-scoped: started once for tests/e2e, stopped and cleaned up after it.
+transaction), because the web and worker processes must see it. The stack gets the test
+database, the configured broker (or the embedded filesystem broker in a fresh var dir), a queue
+of its own and the fake upstream. Everything is package-scoped: started once for tests/e2e,
+stopped and cleaned up after it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,20 +26,12 @@ import httpx
 import pytest
 from django.conf import settings
 
-from bench.procs import free_port
-from gateway.management.commands.rungateway import web_command
-from providers import registry
-from tests.e2e.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, FakeUpstream
+from harness.procs import Procs
+from harness.stack import Stack, StackConfig
+from harness.upstream import FakeUpstream
 
-# Seconds. The machine has two cores and other work on it: generous, but bounded.
-STARTUP_TIMEOUT = 60.0
-STOP_TIMEOUT = 45.0  # the worker drains jobs in flight for up to 30 s on SIGTERM
-JOB_TIMEOUT = 60.0
-
-BASE_DIR = Path(settings.BASE_DIR)
-
-# The production commands, as rungateway starts them.
-WORKER_COMMAND = shlex.split("-m celery -A gateway worker --loglevel INFO")
+JOB_TIMEOUT = 60.0  # seconds; the machine has two cores and other work on it
+PROCESSES = ("web", "worker-0")
 
 
 # --- database ----------------------------------------------------------------------------------
@@ -135,138 +122,24 @@ def e2e_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[Database]:
 
 # --- processes ---------------------------------------------------------------------------------
 @dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
-
-    def fail_if_dead(self, when: str, *, with_tail: bool = True) -> None:
-        if self.process.poll() is not None:
-            tail = f":\n{self.tail()}" if with_tail else ""
-            pytest.fail(
-                f"{self.name} exited with {self.process.returncode} {when}; log {self.log}{tail}",
-                pytrace=False,
-            )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=STOP_TIMEOUT)
-        # The child leads its own process group (the web server's workers are in it too).
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
-@dataclass
 class Gateway:
-    base_url: str
-    web: Child
-    worker: Child
-    queue: str
+    stack: Stack
+
+    @property
+    def base_url(self) -> str:
+        return self.stack.web_url
 
     def logs(self) -> dict[str, str]:
-        return {child.name: child.text() for child in (self.web, self.worker)}
+        return {
+            name: self.stack.procs.log_path(name).read_text(errors="replace") for name in PROCESSES
+        }
 
     def check_alive(self, *, with_tail: bool = True) -> None:
-        for child in (self.web, self.worker):
-            child.fail_if_dead("while the tests ran", with_tail=with_tail)
-
-
-def _child_env(*, database_url: str, var_dir: Path, queue: str, upstream: str) -> dict[str, str]:
-    provider_vars = {
-        f"{name.upper()}_{suffix}"
-        for name in registry.ENV_PROVIDERS
-        for suffix in ("API_KEY", "BASE_URL")
-    }
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in provider_vars
-        and not name.startswith(("GATEWAY_", "CELERY_", "DJANGO_"))
-        and name not in {"DATABASE_URL", "SECRET_KEY", "ALLOWED_HOSTS"}
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "gateway.settings",
-            # Keys are stored as an HMAC peppered with SECRET_KEY: the children must share ours.
-            "SECRET_KEY": settings.SECRET_KEY,
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": database_url,
-            "GATEWAY_VAR_DIR": str(var_dir),
-            "GATEWAY_QUEUE": queue,
-            "OPENAI_BASE_URL": f"{upstream}/v1",
-            "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
-            "ANTHROPIC_BASE_URL": upstream,
-            "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
-            "GATEWAY_RETRIES": "2",
-            "GATEWAY_RETRY_BASE_DELAY": "0.05",
-            "GATEWAY_RETRY_MAX_DELAY": "0.2",
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-            # The children run in the var dir (see _spawn), so the project comes from the path.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(BASE_DIR), env.get("PYTHONPATH")])),
-        }
-    )
-    broker = os.environ.get("CELERY_BROKER_URL")
-    if broker:  # else the embedded filesystem broker under GATEWAY_VAR_DIR
-        env["CELERY_BROKER_URL"] = broker
-    return env
-
-
-def _spawn(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Child:
-    log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            # Not the checkout: kombu's filesystem transport writes its exchange tables to
-            # ./control, relative to the working directory.
-            cwd=env["GATEWAY_VAR_DIR"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Child(name, process, log)
-
-
-def _wait_for(child: Child, what: str, check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not check():
-        child.fail_if_dead("at start")
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"{child.name}: no {what} after {STARTUP_TIMEOUT:g} s; log {child.log}:\n"
-                f"{child.tail()}",
-                pytrace=False,
-            )
-        time.sleep(0.2)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _forget_redis_queue(broker: str, queue: str) -> None:
-    """Leftover messages of this run must not pile up in a shared Redis."""
-    import redis
-
-    client = redis.Redis.from_url(broker)
-    try:
-        for name in client.scan_iter(match=f"*{queue}*"):
-            client.delete(name)
-    finally:
-        client.close()
+        try:
+            self.stack.procs.check_alive(*PROCESSES)
+        except RuntimeError as exc:
+            message = str(exc) if with_tail else str(exc).split(":\n", 1)[0]
+            pytest.fail(f"{message} (while the tests ran)", pytrace=False)
 
 
 @pytest.fixture(scope="package")
@@ -283,42 +156,38 @@ def gateway(
     from django.db import connection
 
     root = tmp_path_factory.mktemp("e2e")
-    var_dir, log_dir = root / "var", root / "logs"
-    var_dir.mkdir()
-    log_dir.mkdir()
-    queue = f"e2e-{uuid.uuid4().hex}"
-    env = _child_env(
+    config = StackConfig(
         database_url=_database_url(connection.settings_dict),
-        var_dir=var_dir,
-        queue=queue,
-        upstream=upstream.base_url,
+        var_dir=root / "var",
+        queue=f"e2e-{uuid.uuid4().hex}",
+        broker_url=os.environ.get("CELERY_BROKER_URL", ""),
+        upstream_url=upstream.base_url,
+        # Keys are stored as an HMAC peppered with SECRET_KEY: the processes must share ours.
+        secret_key=settings.SECRET_KEY,
+        web_threads=8,
+        worker_log_level="INFO",
+        settings={
+            "GATEWAY_RETRIES": "2",
+            "GATEWAY_RETRY_BASE_DELAY": "0.05",
+            "GATEWAY_RETRY_MAX_DELAY": "0.2",
+        },
     )
-    python = sys.executable
-    children: list[Child] = []
-    try:
-        port = free_port()
-        web_argv = web_command(python, host="127.0.0.1", port=port, workers=2, threads=8)
-        web = _spawn("web", web_argv, env, log_dir)
-        children.append(web)
-        # A node name of its own: workers of other runs may share the Redis.
-        worker_name = ["--hostname", f"{queue}@%h"]
-        worker = _spawn("worker", [python, *WORKER_COMMAND, *worker_name], env, log_dir)
-        children.append(worker)
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_for(web, "200 from /health", lambda: _healthy(base_url))
-        _wait_for(
-            worker, "ready line", lambda: re.search(r"@\S+ ready\.", worker.text()) is not None
-        )
-        running = Gateway(base_url, web, worker, queue)
+    with Procs(root / "logs") as procs:
+        stack = Stack(procs, config)
+        try:
+            stack.start_workers()
+            stack.start_web()
+            procs.wait_for_line("worker-0", r"@\S+ ready\.")
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        running = Gateway(stack)
         e2e_db.check_alive = running.check_alive
-        yield running
-    finally:
-        e2e_db.check_alive = lambda: None
-        for child in children:
-            child.stop()
-        broker = env.get("CELERY_BROKER_URL", "")
-        if broker.startswith("redis://"):
-            _forget_redis_queue(broker, queue)
+        try:
+            yield running
+        finally:
+            e2e_db.check_alive = lambda: None
+            stack.stop_workers()
+            stack.forget_queue()
 
 
 # --- HTTP --------------------------------------------------------------------------------------

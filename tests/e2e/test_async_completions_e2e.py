@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from openai.types import Completion
 
-from tests.e2e.upstream import (
+from harness.upstream import (
     ANTHROPIC_PATH,
     OPENAI_PATH,
     UPSTREAM_ANTHROPIC_KEY,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.e2e.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY
+from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.e2e.upstream import (
+from harness.upstream import (
     ANTHROPIC_PATH,
     HTML_ERROR_MARKER,
     OPENAI_PATH,
@@ -124,7 +124,7 @@ def test_html_error_page_is_not_relayed_and_is_logged_redacted(
     assert HTML_ERROR_MARKER not in json.dumps(job) and "<html" not in json.dumps(job)
     # 502 is transient: every try of the target hit the page.
     assert len(upstream.calls(prompt=prompt)) == 3
-    worker_log = gateway.logs()["worker"]
+    worker_log = gateway.logs()["worker-0"]
     logged = [line for line in worker_log.splitlines() if HTML_ERROR_MARKER in line]
     assert logged, "the page is kept in the worker's log"
     assert all(KEYS[provider] not in line and "\x1b" not in line for line in logged)

@@ -380,7 +380,7 @@ def test_retry_failed_action_puts_a_failed_job_back_to_pending(
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
     assert (job.error, job.status_code, job.attempts, job.expires_at) == (None, None, 0, None)
-    assert dispatched == [str(job.pk)]
+    assert dispatched.rung == 1
 
 
 def test_retry_failed_action_leaves_other_jobs_alone(
@@ -399,4 +399,4 @@ def test_retry_failed_action_leaves_other_jobs_alone(
     completed.refresh_from_db()
     assert completed.status == JobStatus.COMPLETED
     assert completed.result == {"choices": []}
-    assert dispatched == []
+    assert dispatched.rung == 0

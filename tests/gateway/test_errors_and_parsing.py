@@ -9,17 +9,17 @@ from rest_framework.test import APIClient
 
 from gateway.parsers import MAX_NESTING, TOO_DEEP, read_json_body
 from jobs.models import AsyncJob
-from tests.helpers import SUBMIT_URL, VALID_BODY, assert_error_shape
+from tests.helpers import SUBMIT_URL, VALID_BODY, Bells, assert_error_shape
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _nothing_is_stored(db: None, dispatched: list[str]) -> Any:
+def _nothing_is_stored(db: None, dispatched: Bells) -> Any:
     """Every request in this module is refused: no row is written and nothing is published."""
     yield
     assert AsyncJob.objects.count() == 0
-    assert dispatched == []
+    assert dispatched.rung == 0
 
 
 def post_raw(client: Any, body: str | bytes, content_type: str = "application/json") -> Any:

@@ -21,7 +21,7 @@ from gateway import fastpath
 from gateway.fastpath import takes_fast_path
 from jobs.models import AsyncJob, JobStatus
 from tests.factories import AsyncJobFactory
-from tests.helpers import SUBMIT_URL, VALID_BODY, poll_url
+from tests.helpers import SUBMIT_URL, VALID_BODY, Bells, poll_url
 
 pytestmark = pytest.mark.django_db
 
@@ -177,7 +177,7 @@ def test_submits_answer_the_same_on_both_paths(
 def test_a_submit_on_each_path_creates_one_job_each(
     key_client: APIClient,
     both_paths: Any,
-    dispatched: list[str],
+    dispatched: Bells,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
@@ -186,7 +186,7 @@ def test_a_submit_on_each_path_creates_one_job_each(
         )
     assert status == 202
     assert AsyncJob.objects.count() == 2
-    assert len(dispatched) == 2
+    assert dispatched.rung == 2
 
 
 def test_polls_answer_the_same_on_both_paths(

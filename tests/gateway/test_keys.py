@@ -121,12 +121,3 @@ def test_expired_key_is_not_usable():
 @pytest.mark.django_db
 def test_key_expiring_in_the_future_is_usable():
     assert VirtualKeyFactory(expires_at=timezone.now() + timedelta(days=1)).is_usable
-
-
-@pytest.mark.django_db
-def test_usable_queryset_excludes_inactive_and_expired_keys():
-    usable = VirtualKeyFactory()
-    later = VirtualKeyFactory(expires_at=timezone.now() + timedelta(days=1))
-    VirtualKeyFactory(is_active=False)
-    VirtualKeyFactory(expires_at=timezone.now() - timedelta(minutes=1))
-    assert set(VirtualKey.objects.usable()) == {usable, later}

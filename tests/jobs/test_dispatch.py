@@ -1,4 +1,4 @@
-"""Ringing the bell: synchronous dispatch in batches, and the background publisher of submits."""
+"""Ringing the bell: bells per batch of jobs, and the background publisher of submits."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ import time
 
 from kombu.exceptions import OperationalError
 
+from gateway.celery import app as celery_app
 from jobs import dispatch as dispatch_module
 from jobs.dispatch import Publisher, dispatch, dispatch_soon
-
-
-def capture(monkeypatch) -> list[list[str]]:
-    messages: list[list[str]] = []
-    monkeypatch.setattr(
-        "jobs.tasks.run_jobs.apply_async", lambda args, **kwargs: messages.append(list(args[0]))
-    )
-    return messages
+from jobs.tasks import run_jobs
+from tests.helpers import Bells
 
 
 def _wait_until(condition, timeout: float = 5.0) -> None:
@@ -25,118 +20,131 @@ def _wait_until(condition, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_dispatch_sends_ids_in_messages_of_the_configured_size(monkeypatch, settings):
+def test_a_bell_is_a_message_for_the_run_jobs_task_that_names_no_job(monkeypatch, settings):
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        celery_app, "send_task", lambda name, **options: sent.append((name, options))
+    )
+
+    assert dispatch(1) == 1
+
+    [(name, options)] = sent
+    assert celery_app.tasks[name].run is run_jobs.run
+    assert "args" not in options and "kwargs" not in options
+    assert options["retry_policy"] == dispatch_module.PUBLISH_RETRY_POLICY
+
+
+def test_dispatch_rings_one_bell_per_batch_of_jobs(dispatched, settings):
     settings.GATEWAY_DISPATCH_BATCH = 2
-    messages = capture(monkeypatch)
 
-    assert dispatch(["a", "b", "c", "d", "e"]) == 5
+    assert dispatch(5) == 3
+    assert dispatch(0) == 0
 
-    assert messages == [["a", "b"], ["c", "d"], ["e"]]
+    assert dispatched.rung == 3
 
 
-def test_dispatch_stops_at_a_broker_failure_and_says_how_many_went(monkeypatch, settings):
+def test_dispatch_stops_at_a_broker_failure_and_says_how_many_bells_rang(monkeypatch, settings):
     settings.GATEWAY_DISPATCH_BATCH = 1
-    sent: list[str] = []
+    bells = Bells()
 
-    def publish(args, **kwargs):
-        if len(sent) == 2:
+    def publish():
+        if bells.rung == 2:
             raise OperationalError("connection refused")
-        sent.extend(args[0])
+        bells.ring()
 
-    monkeypatch.setattr("jobs.tasks.run_jobs.apply_async", publish)
+    monkeypatch.setattr(dispatch_module, "_publish", publish)
 
-    assert dispatch(["a", "b", "c", "d"]) == 2
-    assert sent == ["a", "b"]
+    assert dispatch(4) == 2
+    assert bells.rung == 2
 
 
-def test_publisher_batches_ids_queued_while_it_was_sending(settings):
+def test_publisher_rings_once_for_the_jobs_queued_while_it_was_ringing(settings):
     settings.GATEWAY_DISPATCH_BATCH = 100
     gate = threading.Event()
-    batches: list[list[str]] = []
+    batches: list[int] = []
 
-    def send(ids):
-        batches.append(list(ids))
-        gate.wait(timeout=5)  # the first send is slow: the rest queue up meanwhile
-        return len(ids)
+    def send(jobs):
+        batches.append(jobs)
+        gate.wait(timeout=5)  # the first bell is slow: the next jobs queue up meanwhile
+        return 1
 
     publisher = Publisher(send)
-    publisher.submit("first")
+    publisher.submit()
     _wait_until(lambda: batches)
-    for n in range(5):
-        publisher.submit(f"later-{n}")
+    for _ in range(5):
+        publisher.submit()
     gate.set()
     publisher.stop()
 
-    assert batches == [["first"], [f"later-{n}" for n in range(5)]]
+    assert batches == [1, 5]
 
 
-def test_a_busy_publisher_waits_to_send_ids_that_follow_a_send_together(settings):
+def test_a_busy_publisher_waits_to_ring_once_for_the_jobs_that_follow_a_bell(settings):
     settings.GATEWAY_DISPATCH_BATCH = 100
-    batches: list[list[str]] = []
+    batches: list[int] = []
     publisher = Publisher(
-        lambda ids: batches.append(list(ids)) or len(ids), busy_seconds=60, linger_seconds=0.5
+        lambda jobs: batches.append(jobs) or 1, busy_seconds=60, linger_seconds=0.5
     )
-    publisher.submit("first")
+    publisher.submit()
     _wait_until(lambda: batches)
-    for n in range(5):  # within the linger after a send: one message, not five
-        publisher.submit(f"later-{n}")
+    for _ in range(5):  # within the linger after a bell: one bell, not five
+        publisher.submit()
     publisher.stop()
 
-    assert batches == [["first"], [f"later-{n}" for n in range(5)]]
+    assert batches == [1, 5]
 
 
-def test_an_idle_publisher_sends_at_once(settings):
-    batches: list[list[str]] = []
-    publisher = Publisher(
-        lambda ids: batches.append(list(ids)) or len(ids), busy_seconds=0, linger_seconds=60
-    )
-    publisher.submit("a")
+def test_an_idle_publisher_rings_at_once(settings):
+    batches: list[int] = []
+    publisher = Publisher(lambda jobs: batches.append(jobs) or 1, busy_seconds=0, linger_seconds=60)
+    publisher.submit()
     _wait_until(lambda: batches)
-    publisher.submit("b")
+    publisher.submit()
     _wait_until(lambda: len(batches) >= 2)
 
-    assert batches == [["a"], ["b"]]  # neither waited out the 60 s linger
+    assert batches == [1, 1]  # neither waited out the 60 s linger
     publisher.stop()
 
 
-def test_publisher_keeps_running_after_a_failed_send(settings):
-    batches: list[list[str]] = []
+def test_publisher_keeps_running_after_a_failed_bell(settings):
+    batches: list[int] = []
 
-    def send(ids):
-        batches.append(list(ids))
+    def send(jobs):
+        batches.append(jobs)
         if len(batches) == 1:
             raise RuntimeError("unexpected")
-        return len(ids)
+        return 1
 
     publisher = Publisher(send)
-    publisher.submit("a")
+    publisher.submit()
     _wait_until(lambda: batches)
-    publisher.submit("b")
+    publisher.submit()
     publisher.stop()
 
-    assert batches == [["a"], ["b"]]
+    assert batches == [1, 1]
 
 
-def test_publisher_flush_sends_what_is_queued_from_the_calling_thread(settings):
+def test_publisher_flush_rings_for_what_is_queued_from_the_calling_thread(settings):
     settings.GATEWAY_DISPATCH_BATCH = 2
-    batches: list[list[str]] = []
-    publisher = Publisher(lambda ids: batches.append(list(ids)) or len(ids))
-    for n in range(3):
-        publisher._queue.put(str(n))  # queued, thread never started
+    batches: list[int] = []
+    publisher = Publisher(lambda jobs: batches.append(jobs) or 1)
+    for _ in range(3):
+        publisher._queue.put(True)  # queued, thread never started
 
-    assert publisher.flush() == 3
-    assert batches == [["0", "1"], ["2"]]
+    assert publisher.flush() == 2
+    assert batches == [2, 1]
 
 
-def test_dispatch_soon_uses_the_background_publisher_when_configured(monkeypatch, settings):
-    queued: list[str] = []
-    monkeypatch.setattr(dispatch_module._publisher, "submit", queued.append)
-    messages = capture(monkeypatch)
+def test_dispatch_soon_uses_the_background_publisher_when_configured(
+    monkeypatch, settings, dispatched
+):
+    queued: list[None] = []
+    monkeypatch.setattr(dispatch_module._publisher, "submit", lambda: queued.append(None))
 
     settings.GATEWAY_DISPATCH_IN_BACKGROUND = True
-    dispatch_soon("in-background")
+    dispatch_soon()
     settings.GATEWAY_DISPATCH_IN_BACKGROUND = False
-    dispatch_soon("right-now")
+    dispatch_soon()
 
-    assert queued == ["in-background"]
-    assert messages == [["right-now"]]
+    assert len(queued) == 1
+    assert dispatched.rung == 1

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from gateway.principals import Principal
 from jobs import services
 from jobs.models import AsyncJob, JobStatus
+from jobs.services import Finish
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,60 +59,131 @@ def test_submit_inside_a_transaction_that_rolls_back_stores_nothing():
     assert not AsyncJob.objects.exists()
 
 
+def claim(job: AsyncJob, worker_id: str) -> AsyncJob:
+    """Claim ``job`` as the engine does (the oldest pending jobs, here this one)."""
+    [claimed] = services.claim_pending_jobs(10, worker_id)
+    assert claimed.pk == job.pk
+    return claimed
+
+
+def finish(job: AsyncJob, worker_id: str, **fields) -> bool:
+    """Write one terminal state as the engine's finish batches do."""
+    [written] = services.finish_jobs(worker_id, [Finish(job.pk, **fields)])
+    return written
+
+
 def test_claim_moves_pending_to_processing_under_a_lease():
     job = AsyncJobFactory()
-    claimed = services.claim_job(job.pk, "worker-a")
-    assert claimed is not None
+    claimed = claim(job, "worker-a")
     assert claimed.status == JobStatus.PROCESSING
     assert claimed.claimed_by == "worker-a"
     assert claimed.attempts == 1
     assert claimed.lease_expires_at > timezone.now()
+    assert claimed.started_at is not None
 
 
-def test_a_duplicate_delivery_does_not_claim_twice():
+def test_claim_takes_the_oldest_pending_jobs_up_to_the_limit_and_nothing_else():
+    now = timezone.now()
+    newest, oldest, middle = AsyncJobFactory(), AsyncJobFactory(), AsyncJobFactory()
+    for job, age in ((newest, 1), (oldest, 30), (middle, 20)):
+        AsyncJob.objects.filter(pk=job.pk).update(created_at=now - timedelta(seconds=age))
+    AsyncJobFactory(status=JobStatus.PROCESSING, claimed_by="another-worker")
+    AsyncJobFactory(status=JobStatus.COMPLETED, status_code=200, result={"kept": True})
+
+    assert [job.pk for job in services.claim_pending_jobs(2, "w")] == [oldest.pk, middle.pk]
+    assert [job.pk for job in services.claim_pending_jobs(10, "w")] == [newest.pk]
+    assert services.claim_pending_jobs(10, "w") == []
+
+
+def test_a_claimed_job_is_not_claimed_again():
     job = AsyncJobFactory()
-    assert services.claim_job(job.pk, "worker-a") is not None
-    assert services.claim_job(job.pk, "worker-b") is None
+    claim(job, "worker-a")
+    assert services.claim_pending_jobs(10, "worker-b") == []
     assert AsyncJob.objects.get(pk=job.pk).claimed_by == "worker-a"
 
 
-def test_claim_of_a_deleted_job_is_none():
-    job = AsyncJobFactory()
-    job.delete()
-    assert services.claim_job(job.pk, "worker-a") is None
+@pytest.mark.django_db(transaction=True)
+def test_engines_claiming_at_the_same_time_never_claim_the_same_job():
+    jobs = {AsyncJobFactory().pk for _ in range(60)}
+    start = threading.Barrier(6)
+
+    def claim_all(worker_id: str) -> list:
+        start.wait(timeout=10)
+        try:
+            return [job.pk for job in services.claim_pending_jobs(15, worker_id)]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        claims = list(pool.map(claim_all, [f"engine-{n}" for n in range(6)]))
+
+    claimed = [pk for batch in claims for pk in batch]
+    assert len(claimed) == len(set(claimed)) == len(jobs)
+    assert set(claimed) == jobs
+    assert set(AsyncJob.objects.values_list("attempts", flat=True)) == {1}
 
 
 def test_finish_writes_result_and_expiry_from_completion():
     job = AsyncJobFactory(result_ttl=120)
-    services.claim_job(job.pk, "w")
-    assert services.finish_job(job.pk, "w", result_ttl=120, status_code=200, result={"ok": 1})
+    claim(job, "w")
+    assert finish(job, "w", result_ttl=120, status_code=200, result={"ok": 1})
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
     assert job.result == {"ok": 1}
+    assert job.lease_expires_at is None
     assert job.expires_at - job.completed_at == timedelta(seconds=120)
+
+
+def test_finish_with_an_error_fails_the_job():
+    job = AsyncJobFactory()
+    claim(job, "w")
+    error = {"error": {"code": "upstream_error"}}
+    assert finish(job, "w", result_ttl=60, status_code=502, error=error)
+    job.refresh_from_db()
+    assert (job.status, job.status_code, job.result, job.error) == (
+        JobStatus.FAILED,
+        502,
+        None,
+        error,
+    )
 
 
 def test_terminal_state_is_written_once():
     job = AsyncJobFactory()
-    services.claim_job(job.pk, "w")
-    assert services.finish_job(job.pk, "w", result_ttl=60, status_code=200, result={"first": 1})
-    assert not services.finish_job(job.pk, "w", result_ttl=60, status_code=500, error={"late": 1})
+    claim(job, "w")
+    assert finish(job, "w", result_ttl=60, status_code=200, result={"first": 1})
+    assert not finish(job, "w", result_ttl=60, status_code=500, error={"late": 1})
     job.refresh_from_db()
     assert (job.status, job.result, job.error) == (JobStatus.COMPLETED, {"first": 1}, None)
 
 
 def test_a_worker_that_lost_its_lease_cannot_finish_the_job():
     job = AsyncJobFactory()
-    services.claim_job(job.pk, "old-worker")
+    claim(job, "old-worker")
     AsyncJob.objects.filter(pk=job.pk).update(claimed_by="new-worker")
-    assert not services.finish_job(job.pk, "old-worker", result_ttl=60, status_code=200, result={})
+    assert not finish(job, "old-worker", result_ttl=60, status_code=200, result={})
     assert AsyncJob.objects.get(pk=job.pk).status == JobStatus.PROCESSING
 
 
+def test_a_finish_batch_answers_for_each_job_whether_it_was_written():
+    mine, lost = AsyncJobFactory(), AsyncJobFactory()
+    services.claim_pending_jobs(10, "w")
+    AsyncJob.objects.filter(pk=lost.pk).update(claimed_by="new-worker")
+
+    written = services.finish_jobs(
+        "w", [Finish(mine.pk, 60, 200, result={"ok": 1}), Finish(lost.pk, 60, 200, result={})]
+    )
+
+    assert written == [True, False]
+    assert AsyncJob.objects.get(pk=mine.pk).status == JobStatus.COMPLETED
+    assert AsyncJob.objects.get(pk=lost.pk).status == JobStatus.PROCESSING
+
+
 def test_renew_leases_extends_only_this_workers_jobs():
-    mine, theirs = AsyncJobFactory(), AsyncJobFactory()
-    services.claim_job(mine.pk, "me")
-    services.claim_job(theirs.pk, "them")
+    mine = AsyncJobFactory()
+    claim(mine, "me")
+    theirs = AsyncJobFactory()
+    claim(theirs, "them")
     soon = timezone.now() + timedelta(seconds=1)
     AsyncJob.objects.update(lease_expires_at=soon)
     assert services.renew_leases("me", [str(mine.pk), str(theirs.pk)]) == 1
@@ -118,16 +193,16 @@ def test_renew_leases_extends_only_this_workers_jobs():
 
 def test_release_gives_jobs_back_without_counting_the_try(dispatched):
     job = AsyncJobFactory()
-    services.claim_job(job.pk, "w")
+    claim(job, "w")
     assert services.release_jobs("w", [str(job.pk)]) == 1
     job.refresh_from_db()
     assert (job.status, job.attempts, job.claimed_by) == (JobStatus.PENDING, 0, "")
-    assert dispatched == [str(job.pk)]
+    assert dispatched.rung == 1
 
 
 def test_job_with_expired_lease_is_requeued_and_dispatched(dispatched):
     job = AsyncJobFactory()
-    services.claim_job(job.pk, "dead-worker")
+    claim(job, "dead-worker")
     AsyncJob.objects.filter(pk=job.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -135,7 +210,7 @@ def test_job_with_expired_lease_is_requeued_and_dispatched(dispatched):
     assert counts["requeued"] == 1
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING and job.claimed_by == ""
-    assert dispatched == [str(job.pk)]
+    assert dispatched.rung == 1
 
 
 def test_job_abandoned_too_often_fails_with_clear_error(settings, dispatched):
@@ -153,7 +228,7 @@ def test_job_abandoned_too_often_fails_with_clear_error(settings, dispatched):
     assert job.status_code == 500
     assert job.error["error"]["code"] == "job_abandoned"
     assert job.expires_at is not None
-    assert dispatched == []
+    assert dispatched.rung == 0
 
 
 def test_pending_job_nobody_picked_up_is_dispatched_again(settings, dispatched):
@@ -162,16 +237,16 @@ def test_pending_job_nobody_picked_up_is_dispatched_again(settings, dispatched):
     AsyncJobFactory(dispatched_at=timezone.now())
     counts = services.redispatch_stale_jobs()
     assert counts["redispatched"] == 1
-    assert dispatched == [str(old.pk)]
+    assert dispatched.rung == 1
     old.refresh_from_db()
     assert old.dispatched_at > timezone.now() - timedelta(seconds=5)
 
 
 def test_processing_job_with_live_lease_is_left_alone(dispatched):
     job = AsyncJobFactory()
-    services.claim_job(job.pk, "alive")
+    claim(job, "alive")
     assert services.redispatch_stale_jobs() == {"failed": 0, "requeued": 0, "redispatched": 0}
-    assert dispatched == []
+    assert dispatched.rung == 0
 
 
 def test_retry_resets_a_failed_job(django_capture_on_commit_callbacks, dispatched):
@@ -192,7 +267,7 @@ def test_retry_resets_a_failed_job(django_capture_on_commit_callbacks, dispatche
         None,
         0,
     )
-    assert dispatched == [str(job.pk)]
+    assert dispatched.rung == 1
 
 
 def test_retry_leaves_a_completed_job_alone(dispatched):

@@ -62,7 +62,7 @@ def test_valid_submit_is_202_with_pending_job_and_location(
     assert (job.provider, job.model, job.status) == ("openai", "gpt-4o-mini", JobStatus.PENDING)
     assert job.request == {"prompt": "Say hi"}
     assert job.result_ttl == 3600
-    assert dispatched == [body["id"]]
+    assert dispatched.rung == 1
 
 
 def test_model_splits_at_first_slash(key_client, dispatched, monkeypatch):
@@ -297,7 +297,7 @@ def test_submit_when_broker_is_down_still_accepts_the_job(
     def broker_down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("jobs.tasks.run_jobs.apply_async", broker_down)
+    monkeypatch.setattr("jobs.dispatch._publish", broker_down)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = submit(key_client, {"model": "openai/m", "prompt": "x"})
     assert len(callbacks) == 1
@@ -318,7 +318,7 @@ def test_submit_is_202_even_when_publishing_fails_unexpectedly(
     def broken_publish(*args, **kwargs):
         raise TypeError("a bug in the publishing path")
 
-    monkeypatch.setattr("jobs.tasks.run_jobs.apply_async", broken_publish)
+    monkeypatch.setattr("jobs.dispatch._publish", broken_publish)
     with django_capture_on_commit_callbacks(execute=True):
         response = submit(key_client, {"model": "openai/m", "prompt": "x"})
     assert response.status_code == 202
@@ -452,6 +452,17 @@ def test_the_serializer_refuses_a_huge_integer_it_is_handed_directly(param):
         )
         assert not serializer.is_valid()
         assert "equal to" in str(serializer.errors[param][0])
+
+
+@pytest.mark.parametrize("param", ["model", "suffix", "user", "stop", "prompt"])
+def test_the_serializer_refuses_a_huge_integer_where_a_string_belongs(param):
+    """str() of an int past 4300 digits raises: the field must refuse it before any str()."""
+    body = {"model": "openai/m", "prompt": "x", param: 10**5000}
+    serializer = CompletionRequestSerializer(
+        data=body, context={"principal": Principal(virtual_key=None, is_admin=True)}
+    )
+    assert not serializer.is_valid()
+    assert param in serializer.errors
 
 
 def test_too_many_choices_is_400_naming_n(key_client, settings):

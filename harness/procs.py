@@ -1,8 +1,8 @@
-"""Process management for the benchmark: start servers, wait for them, measure and stop them.
+"""The one launcher: child processes by name, each in its own process group, logging to a file.
 
-Every process the benchmark starts gets its own process group, so stopping it also stops the
-workers it forked (uvicorn and gunicorn workers, Celery pool children). Memory is measured over
-whole process trees for the same reason.
+Stopping a process stops its whole group (granian's and Celery's forked workers too): SIGTERM,
+then SIGKILL for what is left after a timeout. Memory is measured over whole process trees for
+the same reason.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,9 +23,6 @@ from types import FrameType, TracebackType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-LOG_TAIL_LINES = 40
-POLL_SECONDS = 0.05
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -33,56 +31,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_manage(python: str, repo: Path, env: Mapping[str, str], *args: str) -> str:
-    """Run ``manage.py args`` in ``repo`` with ``env`` added to ours; returns its stdout.
-
-    Raises RuntimeError with the tail of its stderr when it fails.
-    """
-    done = subprocess.run(  # noqa: S603 - our own fixed command
-        [python, "manage.py", *args],
-        cwd=repo,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
-    return done.stdout
+def log_tail(log: Path | None, lines: int = 40) -> str:
+    """The last lines of a log file, or an empty string when there is none."""
+    if log is None or not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 # --- /proc --------------------------------------------------------------------------------------
-def _read_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, pgrp) of a process, or None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is in parentheses and may itself contain spaces or parentheses.
-    fields = raw[raw.rfind(")") + 2 :].split()
-    return fields[0], int(fields[1]), int(fields[2])
-
-
-def _all_pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-
-
 def _live_stats() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, pgrp) of every process that is not a zombie."""
-    stats: dict[int, tuple[int, int]] = {}
-    for pid in _all_pids():
-        stat = _read_stat(pid)
-        if stat is not None and stat[0] not in ("Z", "X"):
-            stats[pid] = (stat[1], stat[2])
-    return stats
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group.
+    """pid -> (ppid, pgrp) of every process that is not a zombie.
 
     Zombies are left out: an orphan's zombie may linger when the container's init does not reap,
     and it holds no resources.
     """
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        # The command name is in parentheses and may itself contain spaces or parentheses.
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if fields and fields[0] not in ("Z", "X"):
+            stats[int(entry)] = (int(fields[1]), int(fields[2]))
+    return stats
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group."""
     return [pid for pid, (_, pgrp) in _live_stats().items() if pgrp == pgid]
 
 
@@ -107,22 +84,18 @@ def _rss_bytes(pid: int) -> int:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024  # reported in kB
-    return 0  # kernel threads and zombies have no VmRSS line
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)  # none for zombies, kernel threads
+    return int(match.group(1)) * 1024 if match else 0
 
 
-def tree_rss_bytes(pids: list[int]) -> int:
+def tree_rss_bytes(pids: Iterable[int]) -> int:
     """Resident memory of these processes and all their descendants, in bytes."""
     return sum(_rss_bytes(pid) for pid in descendants(pids))
 
 
 class RssSampler:
-    """Samples the tree RSS of ``pids_fn()`` in a thread and keeps the peak.
-
-    ``pids_fn`` is called on each sample, so processes started after ``start()`` are included.
-    """
+    """Samples the tree RSS of ``pids_fn()`` in a thread and keeps the peak; ``pids_fn`` is
+    called on each sample, so processes started after ``start()`` count."""
 
     def __init__(self, pids_fn: Callable[[], list[int]], interval: float = 0.2) -> None:
         self._pids_fn = pids_fn
@@ -136,34 +109,25 @@ class RssSampler:
         return self
 
     def stop(self) -> int:
-        """Stops sampling and returns the peak in bytes."""
+        """Stops sampling; returns the peak in bytes."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self._sample()
+        self._thread.join()
         return self.peak
-
-    def _sample(self) -> None:
-        self.peak = max(self.peak, tree_rss_bytes(self._pids_fn()))
 
     def _loop(self) -> None:
         while True:
-            self._sample()
+            self.peak = max(self.peak, tree_rss_bytes(self._pids_fn()))
             if self._stop.wait(self._interval):
                 return
 
 
 # --- waiting for servers ------------------------------------------------------------------------
 def _status_of(url: str, timeout: float) -> int:
-    """HTTP status of a GET; raises OSError (or http.client errors) when nothing answers."""
+    """HTTP status of a GET, with no proxy in between; raises OSError when nothing answers."""
     parts = urlsplit(url)
-    conn_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    conn = conn_class(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
-        path = parts.path or "/"
-        conn.request("GET", f"{path}?{parts.query}" if parts.query else path)
+        conn.request("GET", f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}")
         response = conn.getresponse()
         response.read()
         return response.status
@@ -171,21 +135,13 @@ def _status_of(url: str, timeout: float) -> int:
         conn.close()
 
 
-def log_tail(log: Path | None, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log file, or an empty string when there is none."""
-    if log is None or not log.exists():
-        return ""
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
 def wait_http(
     url: str,
     timeout: float = 60.0,
-    ok: tuple[int, ...] = (200,),
     log: Path | None = None,
     proc: subprocess.Popen[Any] | None = None,
 ) -> None:
-    """Polls ``url`` with GET until it answers one of the ``ok`` statuses.
+    """Polls ``url`` until it answers 200.
 
     Raises RuntimeError naming the url, the last outcome and the tail of ``log`` when the
     deadline passes, or at once when ``proc`` (the server's process) has exited.
@@ -198,7 +154,7 @@ def wait_http(
         except (OSError, http.client.HTTPException) as exc:
             last = f"{type(exc).__name__}: {exc}"
         else:
-            if status in ok:
+            if status == 200:
                 return
             last = f"HTTP {status}"
         exited = proc is not None and proc.poll() is not None
@@ -225,16 +181,15 @@ def _wait_group(proc: subprocess.Popen[Any], deadline: float) -> bool:
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(POLL_SECONDS)
+        time.sleep(0.05)
 
 
 class Procs:
-    """The benchmark's child processes, by name; stops them all on exit, error or Ctrl-C.
+    """Child processes by name; stops them all on exit, error or Ctrl-C.
 
-    Each process runs in a new session (its own process group) with stdout and stderr in
+    Each runs in a new session (its own process group) with stdout and stderr in
     ``log_dir/<name>.log``. Use as a context manager; ``stop_all`` is also registered with
-    ``atexit``, and SIGTERM to the benchmark becomes SystemExit while the context is open so the
-    cleanup still runs.
+    ``atexit``, and SIGTERM becomes SystemExit while the context is open so the cleanup runs.
     """
 
     def __init__(self, log_dir: Path) -> None:
@@ -245,7 +200,6 @@ class Procs:
         self._previous_sigterm: Any = None
         atexit.register(self.stop_all)
 
-    # --- context manager ------------------------------------------------------------------------
     def __enter__(self) -> Procs:
         if threading.current_thread() is threading.main_thread():
             self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -265,7 +219,6 @@ class Procs:
                 self._previous_sigterm = None
             atexit.unregister(self.stop_all)
 
-    # --- processes ------------------------------------------------------------------------------
     def log_path(self, name: str) -> Path:
         """Where the output of process ``name`` goes."""
         return self.log_dir / f"{name}.log"
@@ -277,18 +230,19 @@ class Procs:
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
     ) -> subprocess.Popen[Any]:
-        """Starts ``argv`` as ``name`` in a new process group; ``env`` overrides os.environ."""
+        """Starts ``argv`` as ``name`` in a new process group; ``env`` is its whole environment
+        (None: ours)."""
         if self.alive(name):
             raise ValueError(f"a process named {name!r} is already running")
         self._forget(name)
         log = self.log_path(name).open("ab")
         try:
-            proc = subprocess.Popen(  # noqa: S603  the benchmark's own commands
+            proc = subprocess.Popen(  # noqa: S603 - the tools' own commands
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env=dict(os.environ if env is None else env),
                 cwd=cwd,
                 start_new_session=True,
             )
@@ -333,6 +287,34 @@ class Procs:
         """Whether the process started as ``name`` is still running."""
         proc = self._procs.get(name)
         return proc is not None and proc.poll() is None
+
+    def check_alive(self, *names: str) -> None:
+        """Raises RuntimeError, with its log's tail, for the first of ``names`` that has exited."""
+        for name in names:
+            proc = self._procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                log = self.log_path(name)
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; log {log}:\n{log_tail(log)}"
+                )
+
+    def wait_until(
+        self, name: str, ready: Callable[[], bool], what: str, timeout: float = 60.0
+    ) -> None:
+        """Until ``ready()``; RuntimeError with ``name``'s log if it exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self.check_alive(name)
+            if time.monotonic() > deadline:
+                log = self.log_path(name)
+                raise RuntimeError(f"{name}: no {what} in {timeout:g} s; {log}:\n{log_tail(log)}")
+            time.sleep(0.1)
+
+    def wait_for_line(self, name: str, pattern: str, timeout: float = 60.0) -> None:
+        """Until ``name``'s log has a line matching ``pattern``."""
+        log = self.log_path(name)
+        found = lambda: re.search(pattern, log.read_text(errors="replace")) is not None  # noqa: E731
+        self.wait_until(name, found, repr(pattern), timeout)
 
     def _forget(self, name: str) -> None:
         self._procs.pop(name, None)

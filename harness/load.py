@@ -1,12 +1,14 @@
-"""An asyncio HTTP load generator for the benchmark, on aiohttp with keep-alive connections.
+"""The tools' HTTP load, on aiohttp with keep-alive connections.
 
-Two shapes of load:
+Three shapes:
 
 - ``closed_loop``: N connections each send requests back to back; measures the most a server
   can take (throughput at a fixed concurrency).
 - ``open_loop``: requests start on a fixed schedule whether or not earlier ones have finished;
   measures whether a server keeps up with a given arrival rate. Latency is counted from the
   scheduled start, so queueing in the client counts against the server, as a real client sees it.
+- ``submit_and_follow``: submit jobs, then poll each until it is finished, for completed jobs per
+  second through an asynchronous API (the gateway's, or a peer's).
 
 A request is ``ok`` when its status is one of ``ok_statuses``; ``errors`` are transport errors
 (refused or reset connections, timeouts) that produced no status at all.
@@ -15,8 +17,10 @@ A request is ``ok`` when its status is one of ``ok_statuses``; ``errors`` are tr
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -26,7 +30,7 @@ import aiohttp
 T = TypeVar("T")
 Body = bytes | Callable[[int], bytes] | None
 Url = str | Callable[[int], str]
-OnResponse = Callable[[int, bytes], None]
+OnResponse = Callable[[int, int, bytes], None]  # (request index, status, body)
 Progress = Callable[[int], None]
 
 REQUEST_TIMEOUT = 120.0
@@ -180,7 +184,7 @@ async def closed_loop(
     The first ``warmup`` seconds of requests are sent but not counted; ``duration`` and
     ``total`` apply to the counted part. ``url`` and ``body`` are fixed or functions of the
     request's sequence number (0, 1, 2, ...), e.g. to poll a different job each time.
-    ``on_response(status, body)`` sees every response, warm-up included (a caller collecting
+    ``on_response(index, status, body)`` sees every response, warm-up included (a caller collecting
     job ids needs them all). ``progress(done)`` gets the number of counted responses so far,
     about once a second.
     """
@@ -217,7 +221,7 @@ async def closed_loop(
                 tally.response(outcome[0], end - begin)
                 last_end = max(last_end, end)
             if on_response is not None:
-                on_response(*outcome)
+                on_response(index, *outcome)
 
     async def all_workers() -> None:
         async with _session(connections) as session:
@@ -262,7 +266,7 @@ async def open_loop(
             return
         tally.response(outcome[0], time.perf_counter() - due)
         if on_response is not None:
-            on_response(*outcome)
+            on_response(index, *outcome)
 
     async def schedule() -> None:
         async with _session(max_connections) as session:
@@ -278,6 +282,132 @@ async def open_loop(
 
     await _with_progress(schedule(), tally, progress)
     return tally.result(time.perf_counter() - start)
+
+
+def _field(body: bytes, name: str) -> str | None:
+    """A string member of a JSON object body, or None."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+async def submit_and_follow(
+    submit_url: str,
+    body: bytes,
+    *,
+    poll_url: Callable[[str], str],
+    headers: dict[str, str],
+    jobs: int,
+    terminal: frozenset[str] = frozenset({"completed", "failed"}),
+    connections: int = 64,
+    poll_interval: float = 0.2,
+    timeout: float = 300.0,
+    unknown_after: float = 5.0,
+) -> dict[str, Any]:
+    """Submits ``jobs`` (each answer's ``id`` names a job), then polls each at most once per
+    ``poll_interval`` until its ``status`` is in ``terminal``; ``timeout`` bounds the whole call.
+
+    Returns ``submitted`` (answers with an id), ``completed`` and ``failed`` (any other terminal
+    status), ``lost`` (never seen terminal: still pending at the timeout, or answering only 404
+    for ``unknown_after`` seconds), ``seconds`` (from the start to the last terminal status seen),
+    ``completed_per_s`` and what explains a shortfall: answers by status, errors and the first
+    error of each kind. It never raises on what the server answers.
+    """
+    ids: list[str] = []
+    first: dict[str, str] = {}
+    counts: Counter[str] = Counter()
+
+    def submitted(index: int, status: int, answer: bytes) -> None:
+        job_id = _field(answer, "id") if status in (200, 202) else None
+        if job_id is None:
+            first.setdefault("submit", f"{status} {answer[:300].decode('utf-8', 'replace')}")
+        else:
+            ids.append(job_id)
+
+    started = time.monotonic()
+    deadline = started + timeout
+    submits = await closed_loop(
+        submit_url, body=body, headers=headers, connections=connections, total=jobs,
+        ok_statuses=(200, 202), on_response=submitted,
+    )  # fmt: skip
+    if submits.errors:
+        first.setdefault("submit", f"no answer to {submits.errors} submits")
+    pending = deque((started, job_id) for job_id in ids)
+    last_answer: dict[str, str] = {}
+    first_404: dict[str, float] = {}
+    last_terminal = started
+    in_hand = 0
+
+    async def poll(session: aiohttp.ClientSession, job_id: str) -> bool:
+        """One poll; whether to poll this job again."""
+        nonlocal last_terminal
+        counts["polls"] += 1
+        outcome = await _send(session, "GET", poll_url(job_id), None, headers)
+        if outcome is None:
+            counts["poll_errors"] += 1
+            first.setdefault("poll", "no answer")
+            return True
+        status, answer = outcome
+        job_status = _field(answer, "status") if status in (200, 202) else None
+        last_answer[job_id] = job_status or str(status)
+        now = time.monotonic()
+        if status == 404:
+            counts["not_found"] += 1
+            first.setdefault("poll", f"404 {answer[:300].decode('utf-8', 'replace')}")
+            if now - first_404.setdefault(job_id, now) < unknown_after:
+                return True
+            counts["unknown"] += 1
+            return False
+        first_404.pop(job_id, None)
+        if job_status in terminal:
+            last_terminal = now
+            counts["completed" if job_status == "completed" else "failed"] += 1
+            if job_status != "completed":
+                first.setdefault("failure", answer[:300].decode("utf-8", "replace"))
+            return False
+        if job_status is None:
+            counts["poll_errors"] += 1
+            first.setdefault("poll", f"{status} {answer[:300].decode('utf-8', 'replace')}")
+        return True
+
+    async def poller(session: aiohttp.ClientSession) -> None:
+        nonlocal in_hand
+        while time.monotonic() < deadline and (pending or in_hand):
+            if not pending:  # another poller holds a job and may put it back
+                await asyncio.sleep(min(poll_interval, 0.05))
+                continue
+            due, job_id = pending.popleft()
+            in_hand += 1
+            try:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                if await poll(session, job_id):
+                    pending.append((time.monotonic() + poll_interval, job_id))
+            finally:
+                in_hand -= 1
+
+    async with _session(connections) as session:
+        await asyncio.gather(*(poller(session) for _ in range(max(1, min(connections, len(ids))))))
+    seconds = last_terminal - started
+    return {
+        "jobs": jobs,
+        "submitted": len(ids),
+        "completed": counts["completed"],
+        "failed": counts["failed"],
+        "lost": len(pending) + counts["unknown"],
+        "seconds": round(seconds, 4),
+        "completed_per_s": round(counts["completed"] / seconds, 2) if counts["completed"] else 0.0,
+        "submit_per_s": round(submits.rate, 2),
+        "submit_statuses": {str(k): n for k, n in submits.statuses.items()}
+        | ({"error": submits.errors} if submits.errors else {}),
+        "submit_errors": jobs - len(ids),
+        "pending_at_timeout": dict(Counter(last_answer.get(j, "never polled") for _, j in pending)),
+        **{name: counts[name] for name in ("polls", "poll_errors", "not_found", "unknown")},
+        **{f"first_{kind}_error": first.get(kind) for kind in ("submit", "poll")},
+        "first_failure": first.get("failure"),
+    }
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

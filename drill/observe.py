@@ -11,13 +11,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from bench.procs import tree_rss_bytes
 from drill.client import DrillClient
 from drill.ledger import Ledger
 from drill.private_services import PrivatePostgres, PrivateRedis
-from drill.stack import DrillStack
+from harness.procs import tree_rss_bytes
+from harness.stack import Stack, StackConfig
 
 Log = Callable[[str], None]
 Load = Callable[[DrillClient, Ledger], Awaitable[None]]
@@ -25,21 +26,43 @@ MODEL = "openai/gpt-drill"
 SETTLE_SECONDS = 2.0  # between the last job seen finished and the final poll
 PROGRESS_SECONDS = 5.0
 
+# Production defaults in brackets. A dead worker's jobs are re-queued once their lease lapses
+# (10 s [60 s]) at beat's next look (every 15 s), and a hanging upstream fails a call after 8 s
+# [120 s]; the drill's normal upstream answers within 3 s.
+DRILL_SETTINGS = {
+    "GATEWAY_JOB_LEASE_SECONDS": "10",
+    "GATEWAY_UPSTREAM_TIMEOUT": "8",
+    "GATEWAY_UPSTREAM_CONNECT_TIMEOUT": "2",
+}
+
+
+def drill_config(
+    database_url: str, redis_url: str, var_dir: Path, upstream_url: str
+) -> StackConfig:
+    """Web (granian), two workers and beat on the drill's own Postgres and Redis."""
+    return StackConfig(
+        database_url=database_url,
+        var_dir=var_dir,
+        queue="drill",
+        broker_url=redis_url,
+        upstream_url=upstream_url,
+        workers=2,
+        settings={**DRILL_SETTINGS, "GATEWAY_WORKER_MAX_IN_FLIGHT": "4096", "GATEWAY_RETRIES": "0"},
+    )
+
 
 @dataclass
 class Drill:
     """Everything a scenario may start, stop or read."""
 
-    stack: DrillStack
+    stack: Stack
     postgres: PrivatePostgres
     redis: PrivateRedis
     log: Log
     tag: str  # this run's prefix for submit markers
 
     def client(self) -> DrillClient:
-        return DrillClient(
-            self.stack.web_url, self.stack.key, self.stack.config.database_url, self.log
-        )
+        return DrillClient(self.stack, self.log)
 
     def marker(self, scenario: str) -> str:
         return f"{self.tag}-{scenario}"
@@ -65,11 +88,10 @@ async def _report_progress(ledger: Ledger, label: str, log: Log) -> None:
     started = time.monotonic()
     while True:
         await asyncio.sleep(PROGRESS_SECONDS)
-        subs = ledger.submissions.values()
-        answered = [s for s in subs if s.status is not None]
+        answered = [s for s in ledger.submissions.values() if s.status is not None]
         accepted = sum(1 for s in answered if s.accepted)
         log(
-            f"  {label} {time.monotonic() - started:5.0f}s: submitted {len(subs):,}, "
+            f"  {label} {time.monotonic() - started:5.0f}s: answered {len(answered):,}, "
             f"accepted {accepted:,}, refused {len(answered) - accepted:,}, "
             f"finished {len(ledger.first_terminal):,}"
         )

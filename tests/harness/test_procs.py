@@ -1,4 +1,4 @@
-"""Process groups, HTTP readiness and memory sampling for the benchmark."""
+"""The launcher: process groups, logs, HTTP readiness and memory over process trees."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.procs import (
+from harness.procs import (
     Procs,
     RssSampler,
     descendants,
@@ -46,7 +46,7 @@ def test_free_port_is_bindable() -> None:
 
 def test_start_logs_output_and_stop_ends_the_process(tmp_path: Path) -> None:
     with Procs(tmp_path) as procs:
-        proc = procs.start("sleeper", SLEEPER, env={"BENCH_TEST": "1"})
+        proc = procs.start("sleeper", SLEEPER)
         wait_for_line(tmp_path / "sleeper.log", "ready")
         assert procs.alive("sleeper")
         assert procs.pids("sleep") == [proc.pid]
@@ -59,12 +59,13 @@ def test_start_logs_output_and_stop_ends_the_process(tmp_path: Path) -> None:
         assert procs.pids("") == []
 
 
-def test_start_merges_env_over_the_environment(tmp_path: Path) -> None:
-    script = "import os; print(os.environ['BENCH_TEST'], 'PATH' in os.environ, flush=True)"
+def test_a_given_environment_is_the_whole_environment(tmp_path: Path) -> None:
+    script = "import os; print(os.environ.get('HARNESS_TEST'), 'HOME' in os.environ, flush=True)"
     with Procs(tmp_path) as procs:
-        proc = procs.start("env", [sys.executable, "-c", script], env={"BENCH_TEST": "merged"})
-        proc.wait(timeout=10)
-    assert (tmp_path / "env.log").read_text().strip() == "merged True"
+        procs.start("given", [sys.executable, "-c", script], env={"HARNESS_TEST": "x"}).wait(10)
+        procs.start("ours", [sys.executable, "-c", script]).wait(10)
+    assert (tmp_path / "given.log").read_text().strip() == "x False"
+    assert (tmp_path / "ours.log").read_text().strip() == f"None {'HOME' in os.environ}"
 
 
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
@@ -144,3 +145,24 @@ def test_rss_sampler_reports_a_positive_peak() -> None:
     sampler = RssSampler(lambda: [os.getpid()], interval=0.01).start()
     time.sleep(0.05)
     assert sampler.stop() > 1024 * 1024
+
+
+def test_a_process_that_exited_is_named_with_its_logs_tail(tmp_path: Path) -> None:
+    with Procs(tmp_path) as procs:
+        procs.start("up", SLEEPER)
+        script = "print('boot failed: no database', flush=True); raise SystemExit(4)"
+        procs.start("dies", [sys.executable, "-c", script]).wait(timeout=10)
+        procs.check_alive("up")
+        with pytest.raises(RuntimeError, match=r"(?s)dies exited with 4.*boot failed: no database"):
+            procs.check_alive("up", "dies")
+
+
+def test_wait_for_line_returns_once_the_log_has_it_and_fails_when_the_process_exits(
+    tmp_path: Path,
+) -> None:
+    with Procs(tmp_path) as procs:
+        procs.start("sleeper", SLEEPER)
+        procs.wait_for_line("sleeper", r"^ready$", timeout=10)
+        procs.start("quits", [sys.executable, "-c", "pass"])
+        with pytest.raises(RuntimeError, match="quits exited with 0"):
+            procs.wait_for_line("quits", r"never printed", timeout=10)

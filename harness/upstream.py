@@ -1,0 +1,435 @@
+"""The fake LLM provider on 127.0.0.1 that every tool points the gateway at.
+
+One aiohttp server speaks OpenAI (``POST /v1/completions``, and ``POST /v1/responses``, streamed as
+one ``response.completed`` event when asked, for the benchmark's LiteLLM peer) and Anthropic
+(``POST /v1/messages``). The requested model picks the behaviour, so one server serves every
+scenario at once:
+
+- any model not named below: succeed after the current latency (0 unless set); the text is
+  ``reply_text(prompt)``.
+- ``fail-500``: always 500. ``flaky-503``: 503 on the first call for a prompt, then succeed.
+- ``bad-400``: 400 with an error that echoes the caller's API key, as careless providers do.
+- ``slow-<ms>``: sleep that long, then succeed.
+- ``leak-500`` (a 500), ``leak-garbled`` (a 200 no adapter can read) and ``leak-200`` (a
+  success): each echoes the caller's API key.
+- ``redirect-302``, ``redirect-307``, ``redirect-308``: that redirect, with a body of its own, to
+  the trap (a second listener that answers anything and records it) with a token in the query.
+- ``html-502``: a proxy's 502 page that echoes the key and holds control characters.
+- ``fault-hang`` (no answer for ``hang_seconds``), ``fault-bad-json`` (a 200 JSON reply that does
+  not parse), ``fault-wrong-type`` (a 200 HTML page), ``fault-truncated`` (half the announced
+  body, then the connection is cut) and ``fault-close`` (cut before any answer).
+
+``POST /__upstream/latency`` (``{"ms": N}``), ``GET /__upstream/stats`` and
+``POST /__upstream/reset`` steer and read it while it runs. In-process, ``FakeUpstream().start()``
+serves from a thread with its own event loop and records every call; as a process,
+``python -m harness.upstream --port P [--latency-ms N]`` keeps counters only, which costs little
+at thousands of calls a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+# The keys the gateway is configured with. The Anthropic one is not shaped like an "sk-" key on
+# purpose: only the gateway's knowledge of its configured keys can keep it out of responses, job
+# rows and logs, no pattern will.
+UPSTREAM_OPENAI_KEY = "sk-upstream-fake-SECRET123"
+UPSTREAM_ANTHROPIC_KEY = "fake-anthropic-SECRET456"
+
+OPENAI_PATH = "/v1/completions"
+RESPONSES_PATH = "/v1/responses"
+ANTHROPIC_PATH = "/v1/messages"
+CONTROL = "/__upstream"
+
+# What a redirect or an error page carries that must never reach a job, a response or a log.
+REDIRECT_QUERY_TOKEN = "trap-query-SECRET789"  # noqa: S105 - a marker, not a credential
+REDIRECT_BODY = "redirect-body-MARKER"
+HTML_ERROR_MARKER = "proxy-page-MARKER"
+
+FAULTS = ("fault-hang", "fault-bad-json", "fault-wrong-type", "fault-truncated", "fault-close")
+BROKEN_JSON = b'{"id": "cmpl-broken", "object": "text_completion", "choices": [{"text": "Hel'
+
+
+def reply_text(prompt: str) -> str:
+    return f"reply to: {prompt}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the upstream received."""
+
+    path: str
+    model: str
+    prompts: tuple[str, ...]
+    headers: dict[str, str]  # lower-cased names
+    status: int
+    at: float
+
+
+@dataclass(frozen=True)
+class TrapCall:
+    """One request that reached the trap, whatever its method or path."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+
+def _error(
+    path: str, status: int, kind: str, message: str, param: str | None = None
+) -> web.Response:
+    """An error in the protocol of ``path``."""
+    if path == ANTHROPIC_PATH:
+        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return web.json_response(body, status=status)
+
+
+def _prompts(path: str, body: dict[str, Any]) -> tuple[str, ...]:
+    if path == ANTHROPIC_PATH:
+        first = (body.get("messages") or [{}])[0]
+        return (str(first.get("content", "")) if isinstance(first, dict) else "",)
+    prompt = body.get("input" if path == RESPONSES_PATH else "prompt", "")
+    return (prompt,) if isinstance(prompt, str) else tuple(str(p) for p in prompt)
+
+
+def _words(texts: Any) -> int:
+    return sum(len(text.split()) for text in texts)
+
+
+def reply(path: str, reply_id: str, model: str, prompts: tuple[str, ...], n: int, echo: str) -> Any:
+    """A successful answer in the protocol of ``path``; ``echo`` is appended to what it names."""
+    created = int(time.time())
+    texts = [reply_text(prompt) for prompt in prompts]
+    if path == ANTHROPIC_PATH:
+        return {
+            "id": f"msg_{reply_id}{echo}",
+            "type": "message",
+            "role": "assistant",
+            "model": model + echo,
+            "content": [{"type": "text", "text": texts[0] + echo}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": _words(prompts), "output_tokens": _words([texts[0] + echo])},
+        }
+    if path == RESPONSES_PATH:
+        content = [{"type": "output_text", "text": texts[0], "annotations": []}]
+        message = {"type": "message", "id": f"msg_{reply_id}", "status": "completed"}
+        usage = {"input_tokens": _words(prompts), "output_tokens": _words(texts)}
+        return {
+            "id": f"resp_{reply_id}",
+            "object": "response",
+            "created_at": created,
+            "status": "completed",
+            "model": model,
+            "output": [{**message, "role": "assistant", "content": content}],
+            "usage": {**usage, "total_tokens": sum(usage.values())},
+        }
+    choices = [
+        {"text": text + echo, "index": i * n + j, "logprobs": None, "finish_reason": "stop"}
+        for i, text in enumerate(texts)
+        for j in range(n)
+    ]
+    usage = {"prompt_tokens": _words(prompts), "completion_tokens": _words(texts) * n}
+    return {
+        "id": f"cmpl-{reply_id}{echo}",
+        "object": "text_completion",
+        "created": created,
+        "model": model + echo,
+        "system_fingerprint": echo or None,
+        "choices": choices,
+        "usage": {**usage, "total_tokens": sum(usage.values())},
+    }
+
+
+def _listening_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop is installed, else the standard one."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class FakeUpstream:
+    """The upstream and the trap, served from a daemon thread; ``stop()`` shuts both down."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        latency_ms: float = 0.0,
+        hang_seconds: float = 600.0,
+        record: bool = True,
+    ) -> None:
+        self.latency_ms = latency_ms
+        self.hang_seconds = hang_seconds
+        self.record = record
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._trap_calls: list[TrapCall] = []
+        self._flaky_seen: set[str] = set()  # prompts flaky-503 has refused once
+        self._in_flight: Counter[str] = Counter()
+        self._peak: Counter[str] = Counter()
+        self._by_model: Counter[str] = Counter()
+        self._total_in_flight = self._total_peak = 0
+        self._serial = 0  # reply ids: a counter is cheaper than uuid4, and never reset
+        self._sock = _listening_socket(port)
+        self.port: int = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._trap_sock = _listening_socket(0)
+        self.trap_url = f"http://127.0.0.1:{self._trap_sock.getsockname()[1]}"
+        self._loop = new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="upstream", daemon=True)
+        self._runners: list[web.AppRunner] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> FakeUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+        return self
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for runner in self._runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        upstream = web.Application(client_max_size=8 * 1024 * 1024)
+        for path in (OPENAI_PATH, RESPONSES_PATH, ANTHROPIC_PATH):
+            upstream.router.add_post(path, self._model)
+        upstream.router.add_route("*", CONTROL + "/{what}", self._control)
+        upstream.router.add_get("/health", self._control)
+        trap = web.Application(client_max_size=8 * 1024 * 1024)
+        trap.router.add_route("*", "/{tail:.*}", self._trap)
+        for app, sock in ((upstream, self._sock), (trap, self._trap_sock)):
+            # Hanging calls are cut after a second on stop; the gateway's workers open hundreds
+            # of connections at once, and a short accept queue would stall some for a SYN retry.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+            await runner.setup()
+            await web.SockSite(runner, sock, backlog=4096).start()
+            self._runners.append(runner)
+
+    # --- what a caller reads --------------------------------------------------------------------
+    def calls(self, *, model: str | None = None, prompt: str | None = None) -> list[Call]:
+        with self._lock:
+            calls = list(self._calls)
+        return [
+            call
+            for call in calls
+            if (model is None or call.model == model) and (prompt is None or prompt in call.prompts)
+        ]
+
+    def trap_calls(self) -> list[TrapCall]:
+        with self._lock:
+            return list(self._trap_calls)
+
+    def max_in_flight(self, model: str) -> int:
+        with self._lock:
+            return self._peak[model]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self._by_model.total(),
+                "in_flight": self._total_in_flight,
+                "peak_in_flight": self._total_peak,
+                "latency_ms": self.latency_ms,
+                "by_model": dict(self._by_model),
+            }
+
+    def reset(self) -> None:
+        """Zeroes the counters; calls still in flight stay counted as in flight."""
+        with self._lock:
+            self._by_model.clear()
+            self._calls.clear()
+            self._peak = Counter(self._in_flight)
+            self._total_peak = self._total_in_flight
+
+    # --- handlers -------------------------------------------------------------------------------
+    async def _control(self, request: web.Request) -> web.Response:
+        what = request.match_info.get("what", "stats")
+        if what == "latency":
+            try:
+                ms = (await request.json())["ms"]
+            except (ValueError, KeyError, TypeError):
+                ms = None
+            if isinstance(ms, bool) or not isinstance(ms, int | float) or ms < 0:
+                return _error("", 400, "invalid_request_error", 'Send {"ms": <number >= 0>}.')
+            self.latency_ms = float(ms)
+        elif what == "reset":
+            self.reset()
+        elif what != "stats":
+            return _error("", 404, "not_found_error", f"No control {what!r}.")
+        return web.json_response(self.stats())
+
+    async def _trap(self, request: web.Request) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        call = TrapCall(request.method, request.path_qs, headers, await request.read())
+        with self._lock:
+            self._trap_calls.append(call)
+        return web.json_response({"trapped": True})
+
+    async def _model(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _error(path, 400, "invalid_request_error", "The body must be a JSON object.")
+        model, prompts = str(body.get("model", "")), _prompts(path, body)
+        with self._lock:
+            self._serial += 1
+            reply_id = f"fake{self._serial:010d}"
+            self._by_model[model] += 1
+            first_prompt = prompts[0] if prompts else ""
+            first_try = model == "flaky-503" and first_prompt not in self._flaky_seen
+            if first_try:
+                self._flaky_seen.add(first_prompt)
+            self._in_flight[model] += 1
+            self._peak[model] = max(self._peak[model], self._in_flight[model])
+            self._total_in_flight += 1
+            self._total_peak = max(self._total_peak, self._total_in_flight)
+        try:
+            if first_try:
+                response: web.StreamResponse = _error(
+                    path, 503, "overloaded_error", "Overloaded, try again."
+                )
+            else:
+                response = await self._answer(request, body, model, prompts, reply_id)
+        finally:
+            with self._lock:
+                self._in_flight[model] -= 1
+                self._total_in_flight -= 1
+        if self.record:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            call = Call(path, model, prompts, headers, response.status, time.time())
+            with self._lock:
+                self._calls.append(call)
+        return response
+
+    async def _answer(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        model: str,
+        prompts: tuple[str, ...],
+        reply_id: str,
+    ) -> web.StreamResponse:
+        path = request.path
+        auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        key = request.headers.get("x-api-key", "") if path == ANTHROPIC_PATH else auth
+        if model in FAULTS:
+            return await self._fault(request, model)
+        if model == "fail-500":
+            return _error(path, 500, "api_error", "The upstream is broken.")
+        if model == "bad-400":
+            message = f"bad-400 rejects every request (key used: {key})."
+            return _error(path, 400, "invalid_request_error", message, param="prompt")
+        if model == "leak-500":
+            return _error(path, 500, "api_error", f"Internal error for key {key}.")
+        if model == "leak-garbled":
+            return web.json_response({"choices": {"key": key}, "content": key})
+        if model == "html-502":
+            page = f"<html><body><h1>502 Bad Gateway</h1><p>{HTML_ERROR_MARKER}</p>\n"
+            page += f"<!-- key={key} -->\x1b[2J</body></html>"
+            return web.Response(status=502, text=page, content_type="text/html")
+        if model in ("redirect-302", "redirect-307", "redirect-308"):
+            location = f"{self.trap_url}{path}?token={REDIRECT_QUERY_TOKEN}"
+            status = int(model.removeprefix("redirect-"))
+            return web.Response(status=status, headers={"Location": location}, text=REDIRECT_BODY)
+        slow = model.removeprefix("slow-")
+        delay = int(slow) / 1000 if model.startswith("slow-") and slow.isdigit() else 0.0
+        if delay or self.latency_ms:
+            await asyncio.sleep(delay or self.latency_ms / 1000)
+        echo = f" [{key}]" if model == "leak-200" else ""
+        answer = reply(path, reply_id, model, prompts, int(body.get("n") or 1), echo)
+        if body.get("stream") is not True:
+            return web.Response(text=json.dumps(answer), content_type="application/json")
+        if path != RESPONSES_PATH:
+            return _error(path, 400, "invalid_request_error", "This endpoint does not stream.")
+        event = {"type": "response.completed", "sequence_number": 0, "response": answer}
+        return web.Response(
+            text=f"data: {json.dumps(event)}\n\n",
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+        )
+
+    async def _fault(self, request: web.Request, model: str) -> web.StreamResponse:
+        if model == "fault-hang":
+            await asyncio.sleep(self.hang_seconds)
+            return web.Response(status=504, text="the upstream hung on purpose")
+        if model == "fault-bad-json":
+            return web.Response(body=BROKEN_JSON, content_type="application/json")
+        if model == "fault-wrong-type":
+            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return web.Response(body=page, content_type="text/html")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if model == "fault-truncated":  # headers announce a whole reply; half of it is sent
+            whole = json.dumps({"id": "cmpl-cut", "object": "text_completion", "choices": []})
+            response.content_length = len(whole)
+            await response.prepare(request)
+            await response.write(whole.encode()[: len(whole) // 2])
+        if request.transport is not None:
+            request.transport.abort()
+        return response  # never sent whole: the connection is gone
+
+
+def control(base_url: str, what: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Steer or read a running upstream: ``latency`` (with ``{"ms": N}``), ``stats``, ``reset``."""
+    data = None if what == "stats" else json.dumps(payload or {}).encode()
+    request = urllib.request.Request(  # noqa: S310 - our own loopback server
+        f"{base_url}{CONTROL}/{what}", data=data, method="POST" if data else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the fake upstream until SIGTERM.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--hang-seconds", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    upstream = FakeUpstream(
+        port=args.port, latency_ms=args.latency_ms, hang_seconds=args.hang_seconds, record=False
+    ).start()
+    stopping.wait()
+    upstream.stop()
+
+
+if __name__ == "__main__":
+    main()
