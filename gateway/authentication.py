@@ -56,14 +56,16 @@ class KeyCache:
 
     def get(self, cache_key: Hashable, load: Callable[[], VirtualKey | None]) -> VirtualKey | None:
         """The cached key, or ``load()``'s answer (remembered when it is a key)."""
-        with self._lock:
-            key = self._entries.get(cache_key)
-        if key is None:
-            key = load()
-            if key is not None:
-                with self._lock:
-                    self._entries[("hash", key.key_hash)] = key
-                    self._entries[("pk", key.pk)] = key
+        try:  # one lookup: ``get`` would look the key up twice
+            with self._lock:
+                return self._entries[cache_key]
+        except KeyError:
+            pass
+        key = load()
+        if key is not None:
+            with self._lock:
+                self._entries[("hash", key.key_hash)] = key
+                self._entries[("pk", key.pk)] = key
         return key
 
     def forget(self, key: VirtualKey) -> None:

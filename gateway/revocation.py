@@ -59,12 +59,14 @@ class RevocationCache:
         self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, jti: str | None, load: Callable[[], Revocations]) -> Revocations:
-        with self._lock:
-            answer = self._entries.get(jti)
-        if answer is None:
-            answer = load()
+        try:  # one lookup: ``get`` would look the jti up twice
             with self._lock:
-                self._entries[jti] = answer
+                return self._entries[jti]
+        except KeyError:
+            pass
+        answer = load()
+        with self._lock:
+            self._entries[jti] = answer
         return answer
 
     def clear(self) -> None:
