@@ -75,6 +75,37 @@ def _last_refusal(s3: dict[str, Any]) -> str:
     return f"the last refusal came {after} s after it was back"
 
 
+def _worker_without_broker(s7: dict[str, Any]) -> str:
+    said = s7["worker_log_while_down"]
+    claims = "; ".join(
+        f"{engine or '(none)'}: " + ", ".join(f"{n:,} claimed {a}x" for a, n in by.items())
+        for engine, by in s7["claims"].items()
+    )
+    done, ready = s7["completed_after_worker_start_s"], s7["ready_after_redis_s"]
+    failed = [name.replace("_", " ") for name, ok in s7["checks"].items() if not ok]
+    return (
+        "- 7: both workers stopped on SIGTERM (exit codes "
+        f"{'/'.join(str(code) for code in s7['worker_exit_codes'].values())}); with Redis down the "
+        f"web log has {s7['web_bells_not_rung_lines']:,} 'broker unavailable' lines; "
+        f"{s7['pending_after_wait']:,} jobs still pending before a worker started; "
+        + (
+            f"it completed them {done} s after its start"
+            if done is not None
+            else "it had not completed them by the deadline"
+        )
+        + f" (claims by engine: {claims}; {s7['upstream_calls']:,} upstream calls); its log while "
+        f"Redis was down: {said['engines_started']} engine started, "
+        f"{said['broker_refused_lines']} 'Cannot connect' lines, {said['ready_lines']} 'ready.' "
+        "lines; "
+        + (
+            f"'ready.' came {ready} s after Redis was back."
+            if ready is not None
+            else "no 'ready.' by the deadline after Redis was back."
+        )
+        + (f" Failed checks: {', '.join(failed)}." if failed else "")
+    )
+
+
 def _details(results: dict[str, Any]) -> list[str]:
     """The figures behind each row that the table has no column for."""
     scenarios = results["scenarios"]
@@ -126,6 +157,8 @@ def _details(results: dict[str, Any]) -> list[str]:
             f"({memory['web']['growth']:+.1%}), workers {memory['workers']['after_warmup_mib']} "
             f"-> {memory['workers']['end_mib']} MiB ({memory['workers']['growth']:+.1%})."
         )
+    if (s7 := scenarios.get("7")) and "checks" in s7:
+        lines.append(_worker_without_broker(s7))
     errors = {n: data.get("postgres_errors") for n, data in scenarios.items()}
     lines.append(
         "- ERROR lines in the drill's Postgres log, by scenario: "

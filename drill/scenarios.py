@@ -1,4 +1,4 @@
-"""The drill's scenarios 1-6: one fault each, with every accepted job accounted for.
+"""The drill's scenarios 1-7: one fault each, with every accepted job accounted for.
 
 Each returns the ledger's counts (``drill.ledger``), its own figures, and ``passed``: 0 lost,
 0 duplicated and the scenario's own condition (``extra_condition``).
@@ -15,9 +15,11 @@ from typing import Any
 
 from drill.client import SUBMIT_PATH, DrillClient, submit_body
 from drill.ledger import Ledger
+from drill.logs import LogWindow, WorkerSaid, bells_not_rung
 from drill.observe import MODEL, Drill, at, observe, verdict
 from harness.load import closed_loop
 from harness.load import run as run_async
+from harness.stack import JOBS_TABLE, WORKER_STOP_SECONDS
 from harness.upstream import FAULTS
 
 DEADLINE = 120.0  # seconds after the load (and its faults) for every accepted job to finish
@@ -355,6 +357,116 @@ def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# --- 7 ------------------------------------------------------------------------------------------
+BROKERLESS_JOBS = 200
+AFTER_BROKER_JOBS = 10
+PENDING_WAIT = 5.0  # seconds; longer than the engines' poll interval
+BROKERLESS_DEADLINE = 60.0  # seconds from the worker's start for the jobs to complete
+READY_DEADLINE = 60.0  # Celery retries the broker at growing intervals, up to 30 s apart
+LOG_LINE_WAIT = 10.0  # for a line the worker may write just after its jobs are done
+# docker-compose.yml's worker logs at INFO: the engine's start and Celery's "ready." line with it.
+PRODUCTION_LOG_LEVEL = "INFO"
+
+
+async def _wait_for(ready: Callable[[], bool], seconds: float) -> float | None:
+    """Poll ``ready`` for up to ``seconds``; how long it took, or None if it never was."""
+    started = time.monotonic()
+    while not ready():
+        if time.monotonic() - started > seconds:
+            return None
+        await asyncio.sleep(0.25)
+    return round(time.monotonic() - started, 1)
+
+
+def _claims(drill: Drill) -> dict[str, dict[str, int]]:
+    """Job rows by the engine that claimed them, then by how many times they were claimed."""
+    sql = f"SELECT claimed_by, attempts, count(*) FROM {JOBS_TABLE} GROUP BY 1, 2"  # noqa: S608
+    claims: dict[str, dict[str, int]] = {}
+    for engine, attempts, count in drill.stack.query(sql):
+        claims.setdefault(str(engine), {})[str(attempts)] = int(count)
+    return claims
+
+
+def s7_worker_without_broker(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """Both workers stopped, then Redis; 200 jobs submitted; one worker started with Redis still
+    down runs them from the table, then 10 more once Redis is back."""
+    stack, jobs = drill.stack, BROKERLESS_JOBS
+    _prepare(drill, 200)
+    figures: dict[str, Any] = {}
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        figures["worker_exit_codes"] = await asyncio.to_thread(stack.stop_workers)
+        drill.log(f"  both workers stopped (SIGTERM): exit codes {figures['worker_exit_codes']}")
+        await at(0, drill.redis.stop, drill.log, "Redis stopped")
+        web = LogWindow.from_now(stack.procs.log_path("web"))
+        seconds = jobs / SUBMIT_RATE
+        await client.submit_at_rate(ledger, drill.marker("s7"), MODEL, SUBMIT_RATE, seconds)
+        await asyncio.sleep(PENDING_WAIT)
+        figures["web_bells_not_rung_lines"] = bells_not_rung(web.text())
+        figures["pending_after_wait"] = stack.count_where("status = 'pending' AND attempts = 0")
+        drill.log(f"  {figures['pending_after_wait']} jobs pending; one worker starts, no Redis")
+        worker = LogWindow.from_now(stack.procs.log_path("worker-0"))
+        started = time.monotonic()
+        await asyncio.to_thread(stack.start_worker, 0, PRODUCTION_LOG_LEVEL)
+        all_seen = await client.wait_seen(ledger, started + BROKERLESS_DEADLINE, "s7 no broker")
+        figures["completed_after_worker_start_s"] = (
+            round(time.monotonic() - started, 1) if all_seen else None
+        )
+        # The engine may finish the jobs before the consumer has said it cannot connect.
+        await _wait_for(lambda: WorkerSaid.read(worker.text()).broker_refused > 0, LOG_LINE_WAIT)
+        figures["worker_log_while_down"] = WorkerSaid.read(worker.text())
+        figures["claims"] = _claims(drill)
+        figures["upstream_calls"] = stack.upstream_stats()["requests"]
+        await at(0, drill.redis.start, drill.log, "Redis started")
+        await client.submit_count(ledger, drill.marker("s7-after"), MODEL, AFTER_BROKER_JOBS)
+        ready = lambda: WorkerSaid.read(worker.text()).ready > 0  # noqa: E731
+        figures["ready_after_redis_s"] = await _wait_for(ready, READY_DEADLINE)
+
+    try:
+        ledger = run_async(observe(drill, "s7", load, DEADLINE))
+    finally:
+        # The next scenario finds the drill's two workers (``Drill.restore``), not this one.
+        stack.procs.stop("worker-0", timeout=WORKER_STOP_SECONDS)
+    summary = ledger.summary()
+    said: WorkerSaid = figures.pop("worker_log_while_down")
+    checks = worker_without_broker_checks(summary, figures, said)
+    extra = (
+        f"every POST 202 with Redis down, the web log saying so; all {jobs} still pending "
+        f"{PENDING_WAIT:g} s later; one worker started without Redis completed them within "
+        f"{BROKERLESS_DEADLINE:g} s, one claim and one upstream call each, its engine started and "
+        f"no 'ready.' logged; with Redis back {AFTER_BROKER_JOBS} more completed and it logged "
+        "'ready.'"
+    )
+    return verdict(summary, all(checks.values()), extra) | {
+        **figures,
+        "worker_log_while_down": said.as_dict(),
+        "checks": checks,
+    }
+
+
+def worker_without_broker_checks(
+    summary: dict[str, Any], figures: dict[str, Any], said: WorkerSaid
+) -> dict[str, bool]:
+    """Scenario 7's own conditions, each by name, from its ledger, figures and worker log."""
+    jobs = BROKERLESS_JOBS
+    engine = said.engines[0] if len(said.engines) == 1 else None
+    return {
+        "workers_exited_on_sigterm": all(
+            code == 0 for code in figures["worker_exit_codes"].values()
+        ),
+        "every_post_202": summary["submitted"] == summary["accepted"] == jobs + AFTER_BROKER_JOBS,
+        "web_logged_broker_unavailable": figures["web_bells_not_rung_lines"] > 0,
+        "still_pending_after_wait": figures["pending_after_wait"] == jobs,
+        "completed_without_broker_in_time": figures["completed_after_worker_start_s"] is not None,
+        "one_engine_claimed_each_once": figures["claims"] == {str(engine): {"1": jobs}},
+        "one_upstream_call_each": figures["upstream_calls"] == jobs,
+        "worker_logged_broker_refused": said.broker_refused > 0,
+        "no_ready_while_broker_down": said.ready == 0,
+        "all_completed_with_broker_back": summary["completed"] == summary["accepted"],
+        "worker_logged_ready_with_broker_back": figures["ready_after_redis_s"] is not None,
+    }
+
+
 Scenario = Callable[[Drill, Sizes], dict[str, Any]]
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "1": ("kill -9 a worker with 200 jobs in flight", s1_worker_killed),
@@ -363,4 +475,5 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "4": ("web server restart at 50 submits/s", s4_web_restart),
     "5": ("misbehaving upstreams", s5_bad_upstreams),
     "6": ("soak at half the maximum submit rate", s6_soak),
+    "7": ("a worker started while Redis is down runs the pending jobs", s7_worker_without_broker),
 }

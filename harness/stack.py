@@ -151,9 +151,11 @@ class Stack:
         self.procs.stop("web")
         self.start_web()
 
-    def start_worker(self, n: int) -> None:
+    def start_worker(self, n: int, log_level: str = "") -> None:
+        """Worker ``n``; ``log_level`` (Celery's) instead of the config's, for one worker."""
         argv = [PYTHON, "-m", "celery", "-A", "gateway", "worker"]
-        argv += ["--loglevel", self.config.worker_log_level, "-n", f"{self.config.queue}-{n}@%h"]
+        level = log_level or self.config.worker_log_level
+        argv += ["--loglevel", level, "-n", f"{self.config.queue}-{n}@%h"]
         self._start(f"worker-{n}", argv)
 
     def start_workers(self, ready_with: str = "") -> None:
@@ -163,9 +165,10 @@ class Stack:
         if ready_with:
             self.wait_workers_ready(ready_with)
 
-    def stop_workers(self) -> None:
-        for n in range(self.config.workers):
-            self.procs.stop(f"worker-{n}", timeout=WORKER_STOP_SECONDS)
+    def stop_workers(self) -> dict[str, int | None]:
+        """SIGTERM each worker and wait for it to drain and exit; their exit codes by name."""
+        names = [f"worker-{n}" for n in range(self.config.workers)]
+        return {name: self.procs.stop(name, timeout=WORKER_STOP_SECONDS) for name in names}
 
     def kill_worker(self, n: int) -> None:
         """``kill -9`` the worker's whole process group, then reap it."""

@@ -115,3 +115,54 @@ def test_a_worker_that_died_in_the_redis_outage_is_named_with_its_last_critical_
     text = report.render({**RESULTS, "scenarios": {"2": s2}}, TITLES)
     assert "1,496 jobs completed during the outage" in text
     assert f"worker-1 died during the outage; its log: `{line}`" in text
+
+
+def worker_without_broker(**overrides: object) -> dict:
+    checks = {"still_pending_after_wait": True, "no_ready_while_broker_down": True}
+    return (
+        scenario(
+            submitted=210,
+            accepted=210,
+            completed=210,
+            refused={},
+            worker_exit_codes={"worker-0": 0, "worker-1": 0},
+            web_bells_not_rung_lines=197,
+            pending_after_wait=200,
+            completed_after_worker_start_s=2.0,
+            claims={"vm:28003:694f0013": {"1": 200}},
+            upstream_calls=200,
+            ready_after_redis_s=1.8,
+            worker_log_while_down={
+                "engines_started": 1,
+                "broker_refused_lines": 1,
+                "ready_lines": 0,
+            },
+            checks=checks,
+        )
+        | overrides
+    )
+
+
+def test_the_worker_started_without_a_broker_shows_what_it_claimed_and_logged():
+    text = report.render({**RESULTS, "scenarios": {"7": worker_without_broker()}}, TITLES)
+    line = next(line for line in text.splitlines() if line.startswith("- 7:"))
+    assert "exit codes 0/0" in line
+    assert "197 'broker unavailable' lines; 200 jobs still pending" in line
+    assert "completed them 2.0 s after its start" in line
+    assert "vm:28003:694f0013: 200 claimed 1x; 200 upstream calls" in line
+    assert "1 engine started, 1 'Cannot connect' lines, 0 'ready.' lines" in line
+    assert "'ready.' came 1.8 s after Redis was back" in line
+    assert "Failed checks" not in line
+
+
+def test_the_worker_started_without_a_broker_names_its_failed_checks_and_missed_deadlines():
+    s7 = worker_without_broker(
+        completed_after_worker_start_s=None,
+        ready_after_redis_s=None,
+        checks={"still_pending_after_wait": False, "no_ready_while_broker_down": True},
+        passed=False,
+    )
+    text = report.render({**RESULTS, "scenarios": {"7": s7}}, TITLES)
+    assert "it had not completed them by the deadline" in text
+    assert "no 'ready.' by the deadline after Redis was back" in text
+    assert "Failed checks: still pending after wait." in text

@@ -60,3 +60,24 @@ def test_prepare_migrates_and_makes_a_key_and_a_failing_command_says_why(tmp_pat
         assert stack.auth["Authorization"] == f"Bearer {stack.key}"
         with pytest.raises(RuntimeError, match=r"manage\.py no_such_command failed"):
             stack.manage("no_such_command")
+
+
+class RecordingProcs(Procs):
+    """The launcher, minus the launching: what each process would have been started with."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(log_dir)
+        self.argv: dict[str, list[str]] = {}
+
+    def start(self, name, argv, env=None, cwd=None):
+        self.argv[name] = argv
+
+
+def test_one_worker_may_log_at_another_level_than_the_configs(tmp_path):
+    procs = RecordingProcs(tmp_path / "logs")
+    stack = Stack(procs, config(tmp_path, worker_log_level="WARNING"))
+    stack.start_worker(0)
+    stack.start_worker(1, log_level="INFO")
+    levels = {name: argv[argv.index("--loglevel") + 1] for name, argv in procs.argv.items()}
+    assert levels == {"worker-0": "WARNING", "worker-1": "INFO"}
+    assert procs.argv["worker-1"][-2:] == ["-n", "q1-1@%h"]
