@@ -43,7 +43,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     from django.core.management import call_command
 
     call_command("migrate", "-v0")
-    from gateway.models import VirtualKey
+    from gateway.access.models import VirtualKey
     from gateway.wsgi import application
     from jobs import services
     from jobs.models import AsyncJob, JobStatus

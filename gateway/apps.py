@@ -1,10 +1,16 @@
 from django.apps import AppConfig
 
 
-class GatewayConfig(AppConfig):
+class ProjectConfig(AppConfig):
+    """The project itself: rungateway, the settings' system checks, the pages it serves.
+
+    The keys-and-auth domain is the app in ``gateway.access``, which keeps the label
+    ``gateway`` its tables, migrations and permissions were made under.
+    """
+
     name = "gateway"
-    verbose_name = "Gateway"
+    label = "gateway_project"
+    verbose_name = "Gateway project"
 
     def ready(self) -> None:
-        # Imported for their side effects: system checks and the OpenAPI auth extension.
-        from gateway import checks, schema  # noqa: F401
+        from gateway import checks  # noqa: F401  (registers the settings' system checks)

@@ -21,7 +21,7 @@ def _load_settings_first(sender: Any = None, **kwargs: Any) -> None:
 
 
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["jobs", "gateway"])
+app.autodiscover_tasks(["jobs", "gateway.access"])
 
 app.conf.beat_schedule = {
     "purge-expired-jobs": {"task": "jobs.purge_expired_jobs", "schedule": 60.0},

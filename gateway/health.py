@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs.serializers import ErrorSerializer
+from gateway.http.error_schema import ErrorSerializer
 
 HEALTH = inline_serializer(
     "Health", {"status": serializers.CharField(), "database": serializers.CharField()}

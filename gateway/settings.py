@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Redoc's script for /docs/, served from here, not a CDN
     "gateway",
+    "gateway.access",
     "providers",
     "jobs",
 ]
@@ -282,14 +283,14 @@ GATEWAY_KEY_CACHE_SECONDS = env_float("GATEWAY_KEY_CACHE_SECONDS", 5.0, minimum=
 
 # --- REST framework and OpenAPI -------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.authentication.GatewayAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.access.authentication.GatewayAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["gateway.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["gateway.http.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway.renderers.JSONFirstNegotiation",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway.http.renderers.JSONFirstNegotiation",
     # The API answers only JSON: no ?format= override (an unknown one was an undocumented 404).
     "URL_FORMAT_OVERRIDE": None,
-    "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
+    "EXCEPTION_HANDLER": "gateway.http.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

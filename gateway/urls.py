@@ -17,7 +17,7 @@ urlpatterns = [
     path(ADMIN_PATH.removeprefix("/"), admin.site.urls),
 ]
 
-handler400 = "gateway.errors.handler400"
-handler403 = "gateway.errors.handler403"
-handler404 = "gateway.errors.handler404"
-handler500 = "gateway.errors.handler500"
+handler400 = "gateway.http.errors.handler400"
+handler403 = "gateway.http.errors.handler403"
+handler404 = "gateway.http.errors.handler404"
+handler500 = "gateway.http.errors.handler500"

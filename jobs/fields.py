@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from gateway.errors import InvalidRequest
+from gateway.http.errors import InvalidRequest
 
 
 # A plain Field has no type in the API document, which would then call it a string.

@@ -4,7 +4,7 @@ import uuid
 
 from django.db import models
 
-from gateway.models import VirtualKey
+from gateway.access.models import VirtualKey
 
 
 class JobStatus(models.TextChoices):

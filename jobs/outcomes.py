@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import error_body
+from gateway.http.errors import error_body
 from jobs.models import AsyncJob
 from providers.routing import RoutingOutcome
 

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from gateway.principals import Principal
+from gateway.access.principals import Principal
 from jobs.fields import (
     IdentifierField,
     StrictBooleanField,

@@ -6,8 +6,8 @@ import uuid
 
 from django.utils import timezone
 
-from gateway.errors import NotFound
-from gateway.principals import Principal
+from gateway.access.principals import Principal
+from gateway.http.errors import NotFound
 from jobs import sql
 from jobs.sql import PolledJob
 

@@ -9,8 +9,9 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from gateway.errors import Forbidden, InvalidRequest
-from gateway.principals import Principal
+from gateway.access.principals import Principal
+from gateway.http.error_schema import ErrorSerializer
+from gateway.http.errors import Forbidden, InvalidRequest
 from jobs.fields import (
     IdentifierField,
     StrictBooleanField,
@@ -242,33 +243,6 @@ def resolve_request(attrs: dict[str, Any], principal: Principal) -> dict[str, An
                 f"This key may not use {target}.", param=param, code="model_not_allowed"
             )
     return {"primary": primary, "fallbacks": [str(t) for t in targets[1:]], "params": attrs}
-
-
-class JobErrorDetailSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    code = serializers.CharField(allow_null=True)
-    message = serializers.CharField()
-    param = serializers.CharField(allow_null=True)
-    event_id = serializers.CharField()
-
-
-class ExtraFieldsSerializer(serializers.Serializer):
-    provider = serializers.CharField(allow_null=True)
-    model_requested = serializers.CharField(allow_null=True)
-    request_type = serializers.CharField(allow_null=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    """The error shape of every 4xx/5xx and of a failed job's ``error``."""
-
-    event_id = serializers.CharField()
-    type = serializers.CharField()
-    is_bifrost_error = serializers.BooleanField(
-        help_text="True when the gateway produced the error, false when it relays a provider's."
-    )
-    status_code = serializers.IntegerField()
-    error = JobErrorDetailSerializer()
-    extra_fields = ExtraFieldsSerializer()
 
 
 def rfc3339(value: Any) -> str | None:

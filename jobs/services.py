@@ -19,8 +19,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from gateway.errors import error_body
-from gateway.principals import Principal
+from gateway.access.principals import Principal
+from gateway.http.errors import error_body
 from jobs import sql
 from jobs.dispatch import dispatch, dispatch_soon
 from jobs.models import AsyncJob, JobStatus

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
-from gateway.errors import InvalidRequest
+from gateway.http.errors import InvalidRequest
 
 TTL_HEADER = "x-bf-async-job-result-ttl"
 

@@ -12,13 +12,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from gateway.fastpath import Answer, FastPathView
-from gateway.principals import Principal
+from gateway.access.principals import Principal
+from gateway.http.error_schema import ErrorSerializer
 from jobs import services
+from jobs.fastpath import Answer, FastPathView
 from jobs.models import TERMINAL_STATUSES, RequestType
 from jobs.quick_validation import validate_completion_request
 from jobs.selectors import get_visible_job
-from jobs.serializers import AsyncJobSerializer, CompletionRequestSerializer, ErrorSerializer
+from jobs.serializers import AsyncJobSerializer, CompletionRequestSerializer
 from jobs.ttl import TTL_HEADER, result_ttl_from
 
 ERRORS = {

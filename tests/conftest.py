@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from gateway.revocation import revocation_cache
+from gateway.access.revocation import revocation_cache
 from providers import registry
 from tests.factories import VirtualKeyFactory
 from tests.helpers import Bells

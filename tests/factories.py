@@ -5,8 +5,8 @@ from typing import Any
 import factory
 from django.utils import timezone
 
-from gateway.keys import display_prefix, generate_key, hash_key
-from gateway.models import VirtualKey
+from gateway.access.keys import display_prefix, generate_key, hash_key
+from gateway.access.models import VirtualKey
 from jobs.models import AsyncJob, JobStatus, RequestType
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from gateway.errors import WWW_AUTHENTICATE
+from gateway.http.errors import WWW_AUTHENTICATE
 
 SUBMIT_URL = "/v1/async/completions"
 VALID_BODY = {"model": "openai/gpt-test", "prompt": "Say hi", "max_tokens": 5}

@@ -139,3 +139,42 @@ def test_providers_import_neither_jobs_nor_gateway():
         if target.split(".")[0] in {"jobs", "gateway"}
     }
     assert reaching_out == set()
+
+
+# The packages: the project (gateway's configuration and process wiring), its keys-and-auth app,
+# the HTTP API's contract, the jobs and the providers. A module belongs to the innermost one.
+LAYERS = ("gateway.access", "gateway.http", "gateway", "jobs", "providers")
+
+
+def package_of(module: str) -> str:
+    return next(p for p in LAYERS if module == p or module.startswith(f"{p}."))
+
+
+PACKAGE_GRAPH = {
+    package: {
+        package_of(target)
+        for module, targets in GRAPH.items()
+        if package_of(module) == package
+        for target in targets
+    }
+    - {package}
+    for package in LAYERS
+}
+
+
+def test_no_import_cycle_between_the_packages():
+    assert cycles(PACKAGE_GRAPH) == []
+
+
+def test_the_layers_import_only_downwards():
+    """providers <- gateway.http <- gateway.access <- jobs <- gateway (the project)."""
+    assert PACKAGE_GRAPH["providers"] == set()
+    assert PACKAGE_GRAPH["gateway.http"] <= {"providers"}
+    assert PACKAGE_GRAPH["gateway.access"] <= {"gateway.http", "providers"}
+    assert PACKAGE_GRAPH["jobs"] <= {"gateway.access", "gateway.http", "providers"}
+
+
+def test_models_never_import_views_or_serializers():
+    for module, targets in GRAPH.items():
+        if module.rpartition(".")[2] == "models":
+            assert not {t for t in targets if t.rpartition(".")[2] in {"views", "serializers"}}

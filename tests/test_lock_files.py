@@ -97,5 +97,6 @@ def test_installed_packages_carry_every_file_beside_their_code() -> None:
         for path in (REPO / package).rglob("*"):
             if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
                 continue
-            inside = path.relative_to(REPO).relative_to(package)
+            home = next(d for d in path.parents if (d / "__init__.py").exists())
+            inside = path.relative_to(home)  # package-data globs are relative to the package
             assert any(fnmatch(str(inside), p) for p in patterns), path

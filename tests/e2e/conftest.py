@@ -109,7 +109,7 @@ def e2e_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[Database]:
     database = Database(django_db_blocker)
     yield database
     with django_db_blocker.unblock():
-        from gateway.models import VirtualKey
+        from gateway.access.models import VirtualKey
         from jobs.models import AsyncJob
 
         # Unit tests later in the session expect an empty database.

@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from gateway.keys import hash_key
-from gateway.models import VirtualKey
+from gateway.access.keys import hash_key
+from gateway.access.models import VirtualKey
 from jobs.models import AsyncJob, JobStatus
 from providers.models import ProviderConfig, ProviderKey
 from tests.factories import AsyncJobFactory, VirtualKeyFactory

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from gateway.tokens import ROLE_ADMIN, issue_token
+from gateway.access.tokens import ROLE_ADMIN, issue_token
 from jobs.models import AsyncJob
 from tests.factories import VirtualKeyFactory
 from tests.helpers import (

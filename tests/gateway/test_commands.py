@@ -9,9 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from gateway.keys import hash_key
-from gateway.models import VirtualKey
-from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY
+from gateway.access.keys import hash_key
+from gateway.access.models import VirtualKey
+from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY
 from jobs.models import AsyncJob, JobStatus
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 from tests.helpers import assert_error_shape, bearer, poll_url, unknown_job_url

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from gateway.parsers import MAX_NESTING, TOO_DEEP, read_json_body
+from gateway.http.parsers import MAX_NESTING, TOO_DEEP, read_json_body
 from jobs.models import AsyncJob
 from tests.helpers import SUBMIT_URL, VALID_BODY, Bells, assert_error_shape
 

@@ -1,4 +1,4 @@
-"""The API's fast path (gateway/fastpath.py) answers exactly as DRF's full dispatch does.
+"""The API's fast path (jobs/fastpath.py) answers exactly as DRF's full dispatch does.
 
 Every case is sent twice, once down each path, and the two answers are compared field by field
 (ids, event ids and times aside, which differ between any two requests).
@@ -17,8 +17,8 @@ from django.test import RequestFactory
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from gateway import fastpath
-from gateway.fastpath import takes_fast_path
+from jobs import fastpath
+from jobs.fastpath import takes_fast_path
 from jobs.models import AsyncJob, JobStatus
 from tests.factories import AsyncJobFactory
 from tests.helpers import SUBMIT_URL, VALID_BODY, Bells, poll_url

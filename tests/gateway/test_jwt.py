@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils import timezone
 
-from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
+from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from jobs.models import AsyncJob, JobStatus
 from tests.conftest import JWT_SECRET
 from tests.factories import AsyncJobFactory, VirtualKeyFactory

@@ -9,8 +9,8 @@ import jwt
 import pytest
 from django.core.management import CommandError
 
-from gateway import tokens
-from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, LifetimeTooLong, issue_token
+from gateway.access import tokens
+from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, LifetimeTooLong, issue_token
 from tests.gateway.test_commands import run
 from tests.gateway.test_jwt import claims, hs256
 from tests.helpers import assert_unauthorized, bearer, unknown_job_url

@@ -14,18 +14,18 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from gateway import revocation, tokens
-from gateway.celery import app
-from gateway.models import RevokedToken
-from gateway.revocation import (
+from gateway.access import revocation, tokens
+from gateway.access.models import RevokedToken
+from gateway.access.revocation import (
     RevocationCache,
     Revocations,
     purge_expired_revocations,
     revoke_all_before,
     revoke_jti,
 )
-from gateway.tasks import purge_expired_revocations as purge_task
-from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
+from gateway.access.tasks import purge_expired_revocations as purge_task
+from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
+from gateway.celery import app
 from tests.gateway.test_jwt import claims, hs256
 from tests.helpers import assert_unauthorized, bearer, unknown_job_url
 

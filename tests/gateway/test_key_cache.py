@@ -10,11 +10,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from gateway import authentication
-from gateway.authentication import KeyCache, authenticate_virtual_key
-from gateway.errors import AuthenticationRequired
-from gateway.models import VirtualKey
-from gateway.tokens import ROLE_VIRTUAL_KEY, issue_token
+from gateway.access import authentication
+from gateway.access.authentication import KeyCache, authenticate_virtual_key
+from gateway.access.models import VirtualKey
+from gateway.access.tokens import ROLE_VIRTUAL_KEY, issue_token
+from gateway.http.errors import AuthenticationRequired
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 from tests.helpers import assert_error_shape, assert_unauthorized, bearer, unknown_job_url
 
@@ -121,7 +121,7 @@ def test_an_expiry_date_is_checked_on_every_request_even_when_cached(api_client,
     key = VirtualKeyFactory(expires_at=timezone.now() + timedelta(hours=1))
     assert api_client.get(unknown_job_url(), headers=bearer(key.raw)).status_code == 404
     later = timezone.now() + timedelta(hours=2)
-    monkeypatch.setattr("gateway.models.timezone.now", lambda: later)
+    monkeypatch.setattr("gateway.access.models.timezone.now", lambda: later)
     assert_unauthorized(
         api_client.get(unknown_job_url(), headers=bearer(key.raw)), code="inactive_api_key"
     )

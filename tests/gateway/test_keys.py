@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from gateway.keys import KEY_PREFIX, display_prefix, generate_key, hash_key
-from gateway.models import VirtualKey
+from gateway.access.keys import KEY_PREFIX, display_prefix, generate_key, hash_key
+from gateway.access.models import VirtualKey
 from tests.factories import VirtualKeyFactory
 
 

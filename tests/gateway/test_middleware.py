@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from gateway.models import VirtualKey
+from gateway.access.models import VirtualKey
 from jobs.models import AsyncJob
 from tests.helpers import SUBMIT_URL, VALID_BODY, bearer
 

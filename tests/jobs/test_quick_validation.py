@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError
 
-from gateway.errors import GatewayError
-from gateway.principals import Principal
+from gateway.access.principals import Principal
+from gateway.http.errors import GatewayError
 from jobs import quick_validation
 from jobs.quick_validation import quick_validate, validate_completion_request
 from jobs.serializers import CompletionRequestSerializer

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from gateway.principals import Principal
+from gateway.access.principals import Principal
 from jobs import services
 from jobs.models import AsyncJob, JobStatus
 from jobs.services import Finish

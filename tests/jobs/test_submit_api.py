@@ -16,7 +16,7 @@ from django.test import RequestFactory
 from django.urls import set_script_prefix
 from rest_framework.fields import empty
 
-from gateway.principals import Principal
+from gateway.access.principals import Principal
 from jobs.fields import StrictIntegerField, StrictNumberField
 from jobs.models import AsyncJob, JobStatus
 from jobs.serializers import CompletionRequestSerializer
@@ -358,7 +358,8 @@ NUMERIC_PARAMS = [
     if isinstance(field, (StrictIntegerField, StrictNumberField))
 ]
 # JSON number literals past every bound, as a client can write them; the last two read as
-# infinities (see gateway/parsers.py), the 5000-digit one is past what Python converts to an int.
+# infinities (see gateway/http/parsers.py), the 5000-digit one is past what Python converts to
+# an int.
 HUGE_LITERALS = {
     "400-digit integer": ("9" * 400, "less than or equal to"),
     "negative 400-digit integer": ("-" + "9" * 400, "greater than or equal to"),

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from gateway.models import VirtualKey
+from gateway.access.models import VirtualKey
 from tests.gateway.test_admin import create_key_through_admin, provider_form, shown_key
 from tests.helpers import SUBMIT_URL, VALID_BODY, bearer, poll_url
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from gateway.errors import WWW_AUTHENTICATE
-from gateway.tokens import ROLE_VIRTUAL_KEY, issue_token
+from gateway.access.tokens import ROLE_VIRTUAL_KEY, issue_token
+from gateway.http.errors import WWW_AUTHENTICATE
 from jobs.models import AsyncJob, JobStatus
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 from tests.helpers import SUBMIT_URL, VALID_BODY, assert_error_shape, poll_url

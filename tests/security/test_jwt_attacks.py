@@ -17,7 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
+from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from tests.conftest import JWT_SECRET
 from tests.factories import VirtualKeyFactory
 from tests.gateway.test_jwt import claims, completed_job, hand_signed, hs256, poll

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from gateway.tokens import ROLE_VIRTUAL_KEY, issue_token
+from gateway.access.tokens import ROLE_VIRTUAL_KEY, issue_token
 from jobs.models import AsyncJob
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 from tests.helpers import SUBMIT_URL, VALID_BODY, assert_unauthorized, poll_url
@@ -66,7 +66,7 @@ def test_a_refused_key_cannot_read_even_its_own_jobs(api_client, state, how):
 def test_a_key_that_expires_now_is_refused(api_client, monkeypatch):
     moment = timezone.now()
     key = VirtualKeyFactory(expires_at=moment)
-    monkeypatch.setattr("gateway.models.timezone.now", lambda: moment)
+    monkeypatch.setattr("gateway.access.models.timezone.now", lambda: moment)
     response = api_client.post(
         SUBMIT_URL, VALID_BODY, format="json", headers=credentials(key, "bearer")
     )

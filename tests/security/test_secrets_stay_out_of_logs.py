@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
+from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from jobs.ttl import TTL_HEADER
 from tests.factories import VirtualKeyFactory
 from tests.gateway.test_jwt import claims, hs256

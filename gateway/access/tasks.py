@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from gateway import revocation
+from gateway.access import revocation
 
 
 @shared_task(name="gateway.purge_expired_revocations", ignore_result=True)

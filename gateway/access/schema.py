@@ -10,7 +10,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 class GatewayAuthenticationScheme(OpenApiAuthenticationExtension):
     """``Authorization: Bearer <virtual key or JWT>``; ``x-bf-vk`` is an accepted alternative."""
 
-    target_class = "gateway.authentication.GatewayAuthentication"
+    target_class = "gateway.access.authentication.GatewayAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

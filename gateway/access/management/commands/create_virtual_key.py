@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from gateway.models import VirtualKey
+from gateway.access.models import VirtualKey
 
 
 class Command(BaseCommand):

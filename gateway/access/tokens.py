@@ -5,7 +5,7 @@ and ``iss`` are set and checked when configured. A token may not live longer tha
 bound (GATEWAY_JWT_MAX_LIFETIME, GATEWAY_JWT_ADMIN_MAX_LIFETIME), counted from ``iat`` when it
 has one and never reaching further than the bound from now, so a leaked token, or one minted
 with a far ``exp`` by an external issuer, is useful for a bounded time at most. Tokens issued
-here carry a ``jti``, so each can be revoked (gateway/revocation.py).
+here carry a ``jti``, so each can be revoked (gateway/access/revocation.py).
 """
 
 from __future__ import annotations

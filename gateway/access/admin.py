@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.text import capfirst
 
-from gateway.keys import display_prefix, generate_key, hash_key
-from gateway.models import RevokedToken, VirtualKey
+from gateway.access.keys import display_prefix, generate_key, hash_key
+from gateway.access.models import RevokedToken, VirtualKey
 
 # Where save_model leaves a new key's raw value for response_add, on the request that made it.
 _RAW_KEY_ATTRIBUTE = "_gateway_new_virtual_key"

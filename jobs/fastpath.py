@@ -7,7 +7,7 @@ itself the requests whose outcome that cycle cannot change:
 
 - the method is one of the view's ``fast_methods``;
 - the Accept header is plain (none, ``*/*``, ``application/json``) and there is no query string,
-  so the answer is JSON without negotiating (``gateway.renderers.wants_plain_json``);
+  so the answer is JSON without negotiating (``gateway.http.renderers.wants_plain_json``);
 - a body, where the method takes one, is declared ``application/json`` with a Content-Length.
 
 Everything else (OPTIONS, HEAD, other methods, other Accept headers, other content types, a
@@ -31,11 +31,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.authentication import authenticate_request
-from gateway.errors import error_answer, error_headers
-from gateway.parsers import declared_length, read_json_body
-from gateway.principals import Principal, principal_of
-from gateway.renderers import wants_plain_json
+from gateway.access.authentication import authenticate_request
+from gateway.access.principals import Principal, principal_of
+from gateway.http.errors import error_answer, error_headers
+from gateway.http.parsers import declared_length, read_json_body
+from gateway.http.renderers import wants_plain_json
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON = "application/json"

@@ -26,12 +26,12 @@ from django.dispatch import receiver
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from gateway.errors import WWW_AUTHENTICATE, AuthenticationRequired
-from gateway.keys import hash_key, looks_like_virtual_key
-from gateway.models import VirtualKey
-from gateway.principals import Principal
-from gateway.revocation import is_revoked
-from gateway.tokens import ROLE_ADMIN, InvalidToken, decode_token
+from gateway.access.keys import hash_key, looks_like_virtual_key
+from gateway.access.models import VirtualKey
+from gateway.access.principals import Principal
+from gateway.access.revocation import is_revoked
+from gateway.access.tokens import ROLE_ADMIN, InvalidToken, decode_token
+from gateway.http.errors import WWW_AUTHENTICATE, AuthenticationRequired
 
 MAX_TOKEN_LENGTH = 8192
 

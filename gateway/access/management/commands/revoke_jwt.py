@@ -7,9 +7,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from gateway.models import RevokedToken
-from gateway.revocation import revoke_all_before, revoke_jti
-from gateway.tokens import MAX_JTI_LENGTH, InvalidToken, read_signed_token
+from gateway.access.models import RevokedToken
+from gateway.access.revocation import revoke_all_before, revoke_jti
+from gateway.access.tokens import MAX_JTI_LENGTH, InvalidToken, read_signed_token
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ import fnmatch
 from django.db import models
 from django.utils import timezone
 
-from gateway.keys import display_prefix, generate_key, hash_key
+from gateway.access.keys import display_prefix, generate_key, hash_key
 
 
 class VirtualKey(models.Model):

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from gateway.models import VirtualKey
-from gateway.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, LifetimeTooLong, issue_token
+from gateway.access.models import VirtualKey
+from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, LifetimeTooLong, issue_token
 
 
 class Command(BaseCommand):

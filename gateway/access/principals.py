@@ -5,7 +5,7 @@ from typing import cast
 
 from rest_framework.request import Request
 
-from gateway.models import VirtualKey
+from gateway.access.models import VirtualKey
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A token is revoked by its ``jti`` (tokens issued by ``issue_jwt`` carry one), an
 issued before a moment is revoked by the all-before row (tokens from an external issuer without
 a ``jti`` included; one without an ``iat`` cannot show it was issued after the moment, so it is
 refused too while that row lasts). Rows live until no token they match can still be accepted,
-which the lifetime bounds of gateway/tokens.py make finite.
+which the lifetime bounds of gateway/access/tokens.py make finite.
 
 The check is one indexed query, ``jti IN (<jti>, '*')``, whose answer a process keeps for
 GATEWAY_KEY_CACHE_SECONDS, as it keeps virtual keys: a revocation made elsewhere (the
@@ -25,8 +25,8 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from gateway.models import RevokedToken
-from gateway.tokens import TokenClaims, longest_lifetime
+from gateway.access.models import RevokedToken
+from gateway.access.tokens import TokenClaims, longest_lifetime
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.http.errors import InvalidRequest, PayloadTooLarge
 
 # Deeper than any request the API defines, and far from Python's recursion limit.
 MAX_NESTING = 64

@@ -1,0 +1,1 @@
+"""The HTTP API's contract shared by every app: the error shape, strict JSON in, JSON out."""
