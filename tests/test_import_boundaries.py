@@ -178,3 +178,36 @@ def test_models_never_import_views_or_serializers():
     for module, targets in GRAPH.items():
         if module.rpartition(".")[2] == "models":
             assert not {t for t in targets if t.rpartition(".")[2] in {"views", "serializers"}}
+
+
+def _imported_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+TOOLS = {"harness", "bench", "drill", "fuzz"}
+
+
+def test_the_product_never_imports_its_tools():
+    reaching = {
+        (module, name)
+        for module, path in MODULES.items()
+        for name in _imported_names(path)
+        if name.split(".")[0] in TOOLS
+    }
+    assert reaching == set()
+
+
+def test_only_the_benchmarks_tests_import_the_benchmark():
+    reaching = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("*.py")
+        if "bench" not in path.relative_to(ROOT / "tests").parts[:1]
+        and any(name.split(".")[0] == "bench" for name in _imported_names(path))
+    }
+    assert reaching == set()
