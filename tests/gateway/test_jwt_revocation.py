@@ -27,19 +27,11 @@ from gateway.access.tasks import purge_expired_revocations as purge_task
 from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from gateway.celery import app
 from tests.gateway.test_jwt import claims, hs256
-from tests.helpers import assert_unauthorized, bearer, unknown_job_url
+from tests.helpers import FakeClock, assert_unauthorized, bearer, unknown_job_url
 
 pytestmark = pytest.mark.django_db
 
 TTL = 5.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)

@@ -16,22 +16,17 @@ from gateway.access.models import VirtualKey
 from gateway.access.tokens import ROLE_VIRTUAL_KEY, issue_token
 from gateway.http.errors import AuthenticationRequired
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
-from tests.helpers import assert_error_shape, assert_unauthorized, bearer, unknown_job_url
+from tests.helpers import (
+    FakeClock,
+    assert_error_shape,
+    assert_unauthorized,
+    bearer,
+    unknown_job_url,
+)
 
 pytestmark = pytest.mark.django_db
 
 TTL = 5.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)

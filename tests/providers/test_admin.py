@@ -314,3 +314,57 @@ def test_history_records_the_repointing_and_the_dropped_keys_without_secrets(
     assert "Deleted provider key “acme: backup”." in message
     assert all(secret not in history_text() for secret in ALL_SECRETS)
     assert provider.keys.get().encrypted_key not in history_text()
+
+
+# --- Keys are stored encrypted and never shown -------------------------------------------------
+
+
+def test_provider_with_inline_key_stores_the_key_encrypted(admin_client):
+    raw = SECRET
+    response = admin_client.post(add_url(), new_provider_form(**{"keys-0-weight": "3"}))
+    assert response.status_code == 302, response.content
+    stored = ProviderKey.objects.get(provider__name="acme")
+    assert stored.encrypted_key != raw
+    assert raw not in stored.encrypted_key
+    assert stored.get_key() == raw
+    assert stored.weight == 3
+
+
+def test_provider_change_page_never_shows_the_raw_key(admin_client):
+    raw = SECRET
+    admin_client.post(add_url(), new_provider_form())
+    provider = ProviderConfig.objects.get(name="acme")
+    response = admin_client.get(change_url(provider))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "primary" in html
+    assert raw not in html
+    assert provider.keys.get().encrypted_key not in html
+
+
+def test_new_provider_key_without_api_key_is_refused(admin_client):
+    response = admin_client.post(add_url(), new_provider_form(**{"keys-0-api_key": ""}))
+    assert response.status_code == 200
+    assert not ProviderConfig.objects.exists()
+    assert not ProviderKey.objects.exists()
+
+
+def test_saving_a_provider_key_with_empty_api_key_keeps_the_current_key(admin_client):
+    raw = SECRET
+    admin_client.post(add_url(), new_provider_form())
+    provider = ProviderConfig.objects.get(name="acme")
+    stored = provider.keys.get()
+    data = new_provider_form(
+        **{
+            "keys-INITIAL_FORMS": "1",
+            "keys-0-id": str(stored.pk),
+            "keys-0-provider": str(provider.pk),
+            "keys-0-api_key": "",
+            "keys-0-weight": "5",
+        }
+    )
+    url = change_url(provider)
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content
+    stored.refresh_from_db()
+    assert (stored.get_key(), stored.weight) == (raw, 5)
