@@ -39,6 +39,15 @@ def gateway_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="gateway.W001",
             )
         )
+    for bound in ("GATEWAY_JWT_MAX_LIFETIME", "GATEWAY_JWT_ADMIN_MAX_LIFETIME"):
+        if getattr(settings, bound) < settings.GATEWAY_JWT_DEFAULT_LIFETIME:
+            problems.append(
+                Warning(
+                    f"GATEWAY_JWT_DEFAULT_LIFETIME is above {bound}: tokens issue_jwt makes "
+                    "for that role live only as long as the bound allows.",
+                    id="gateway.W003",
+                )
+            )
     if _database_is_shared() and settings.SECRET_KEY_FROM_VAR_DIR:
         problems.append(
             Warning(

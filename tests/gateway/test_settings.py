@@ -167,6 +167,21 @@ def test_shared_database_without_secret_key_is_warned(settings, monkeypatch):
     assert "gateway.W002" in ids(gateway_settings_check())
 
 
+def test_a_default_jwt_lifetime_above_a_bound_is_warned(settings):
+    settings.GATEWAY_JWT_DEFAULT_LIFETIME = 7200
+    settings.GATEWAY_JWT_MAX_LIFETIME, settings.GATEWAY_JWT_ADMIN_MAX_LIFETIME = 86400, 3600
+    warnings = [p for p in gateway_settings_check() if p.id == "gateway.W003"]
+    assert [w.msg.split(":")[0] for w in warnings] == [
+        "GATEWAY_JWT_DEFAULT_LIFETIME is above GATEWAY_JWT_ADMIN_MAX_LIFETIME"
+    ]
+
+
+def test_a_default_jwt_lifetime_within_both_bounds_is_not_warned(settings):
+    settings.GATEWAY_JWT_DEFAULT_LIFETIME = 3600
+    settings.GATEWAY_JWT_MAX_LIFETIME, settings.GATEWAY_JWT_ADMIN_MAX_LIFETIME = 86400, 3600
+    assert "gateway.W003" not in ids(gateway_settings_check())
+
+
 def _setting(expression: str, environ: dict[str, str], drop: tuple[str, ...] = ()) -> Any:
     """``expression`` over ``gateway.settings`` (as ``s``), built in a fresh process."""
     code = f"import json, gateway.settings as s; print(json.dumps({expression}, default=str))"
