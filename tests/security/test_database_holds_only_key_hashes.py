@@ -15,8 +15,9 @@ from django.db import connection
 from django.urls import reverse
 
 from gateway.access.models import VirtualKey
-from tests.gateway.test_admin import create_key_through_admin, provider_form, shown_key
+from tests.gateway.test_admin import create_key_through_admin, shown_key
 from tests.helpers import SUBMIT_URL, VALID_BODY, bearer, poll_url
+from tests.providers.test_admin import new_provider_form
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +40,7 @@ def test_no_table_holds_a_raw_virtual_key_or_provider_key(admin_client, api_clie
     call_command("create_virtual_key", "--name", "from-command", stdout=out)
     from_command = out.getvalue().strip().splitlines()[-1]
     from_admin = shown_key(create_key_through_admin(admin_client))
-    provider = admin_client.post(reverse("admin:providers_providerconfig_add"), provider_form())
+    provider = admin_client.post(reverse("admin:providers_providerconfig_add"), new_provider_form())
     assert provider.status_code == 302, provider.content
     raw_keys = [from_model, from_command, from_admin]
     for raw in raw_keys:
