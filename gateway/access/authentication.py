@@ -14,18 +14,16 @@ never by the raw key, and remembers only keys that exist.
 from __future__ import annotations
 
 import hmac
-import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from cachetools import TLRUCache
-from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from gateway.access.expiring import ExpiringCache
 from gateway.access.keys import hash_key, looks_like_virtual_key
 from gateway.access.models import VirtualKey
 from gateway.access.principals import Principal
@@ -46,36 +44,24 @@ class KeyCache:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 20_000):
-        # An entry lives for the setting as it is when the entry is stored; at 0, none is.
-        self._entries: TLRUCache[Hashable, VirtualKey] = TLRUCache(
-            max_entries,
-            ttu=lambda _key, _value, now: now + settings.GATEWAY_KEY_CACHE_SECONDS,
-            timer=clock,
+        self._entries: ExpiringCache[VirtualKey] = ExpiringCache(
+            "GATEWAY_KEY_CACHE_SECONDS", clock, max_entries
         )
-        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, cache_key: Hashable, load: Callable[[], VirtualKey | None]) -> VirtualKey | None:
         """The cached key, or ``load()``'s answer (remembered when it is a key)."""
-        try:  # one lookup: ``get`` would look the key up twice
-            with self._lock:
-                return self._entries[cache_key]
-        except KeyError:
-            pass
-        key = load()
-        if key is not None:
-            with self._lock:
-                self._entries[("hash", key.key_hash)] = key
-                self._entries[("pk", key.pk)] = key
+        key = self._entries.find(cache_key)
+        if key is None:
+            key = load()
+            if key is not None:
+                self._entries.put((("hash", key.key_hash), key), (("pk", key.pk), key))
         return key
 
     def forget(self, key: VirtualKey) -> None:
-        with self._lock:
-            self._entries.pop(("hash", key.key_hash), None)
-            self._entries.pop(("pk", key.pk), None)
+        self._entries.forget(("hash", key.key_hash), ("pk", key.pk))
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
 
 key_cache = KeyCache()

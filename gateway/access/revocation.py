@@ -13,18 +13,16 @@ GATEWAY_KEY_CACHE_SECONDS, as it keeps virtual keys: a revocation made elsewhere
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cachetools import TLRUCache
-from django.conf import settings
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
+from gateway.access.expiring import ExpiringCache
 from gateway.access.models import RevokedToken
 from gateway.access.tokens import TokenClaims, longest_lifetime
 
@@ -50,28 +48,19 @@ class RevocationCache:
     the least recently used)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 20_000):
-        # An entry lives for the setting as it is when the entry is stored; at 0, none is.
-        self._entries: TLRUCache[str | None, Revocations] = TLRUCache(
-            max_entries,
-            ttu=lambda _jti, _answer, now: now + settings.GATEWAY_KEY_CACHE_SECONDS,
-            timer=clock,
+        self._entries: ExpiringCache[Revocations] = ExpiringCache(
+            "GATEWAY_KEY_CACHE_SECONDS", clock, max_entries
         )
-        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, jti: str | None, load: Callable[[], Revocations]) -> Revocations:
-        try:  # one lookup: ``get`` would look the jti up twice
-            with self._lock:
-                return self._entries[jti]
-        except KeyError:
-            pass
-        answer = load()
-        with self._lock:
-            self._entries[jti] = answer
+        answer = self._entries.find(jti)
+        if answer is None:
+            answer = load()
+            self._entries.put((jti, answer))
         return answer
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
 
 revocation_cache = RevocationCache()
