@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -75,13 +74,6 @@ def b64url_decode_json(segment: str) -> dict[str, Any]:
 def bearer(token: str) -> dict[str, str]:
     """Headers for ``client.get(url, headers=...)`` carrying ``token`` as a bearer."""
     return {"Authorization": f"Bearer {token}"}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from gateway.management.commands import rungateway
-from tests.helpers import free_port
+from harness.procs import free_port
 
 
 @pytest.fixture

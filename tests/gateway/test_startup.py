@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.management.commands.rungateway import web_command
+from harness.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,13 +27,6 @@ ENTRY_POINTS = {
     "wsgi": [sys.executable, "-c", "import gateway.wsgi"],
     "asgi": [sys.executable, "-c", "import gateway.asgi"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start(argv: list[str], tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
