@@ -5,8 +5,9 @@
 
 Both call the gateway's WSGI application directly, as a web server thread would, on the bench
 database (Postgres on 127.0.0.1, as ``make bench`` uses), with a valid key: a submit of a small
-valid body and a poll of a completed job. The broker is left out: submits hand their job id to a
-stub instead of the background publisher, whose cost is shared by every submit it batches.
+valid body and a poll of a completed job, for completions and for chat completions. The broker is
+left out: submits hand their job id to a stub instead of the background publisher, whose cost is
+shared by every submit it batches.
 
 CPU time moves with whatever else the machine runs. Instruction counts do not: the same code
 gives the same count (to within a fraction of a percent), so ``--instructions`` is the figure to
@@ -28,11 +29,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.scenarios import BENCH_MODEL, bench_config
+from bench.scenarios import BENCH_MODEL, CHAT, bench_config
 from harness.stack import REPO, ensure_database
 
 WARMUP = 50
-KINDS = ("submit", "poll")
+KINDS = ("submit", "poll", "chat_submit", "chat_poll")
 
 
 def _requests() -> dict[str, Callable[[], bytes]]:
@@ -67,7 +68,32 @@ def _requests() -> dict[str, Callable[[], bytes]]:
             "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9},
         },
     )
+    chat_job = AsyncJob.objects.create(
+        request_type="chat_completion",
+        virtual_key=key,
+        provider="openai",
+        model="gpt-bench",
+        request={"messages": [{"role": "user", "content": "Say hi"}]},
+        result_ttl=3600,
+        status=JobStatus.COMPLETED,
+        status_code=200,
+        result={
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-bench",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello from the fake upstream."},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9},
+        },
+    )
     body = json.dumps({"model": BENCH_MODEL, "prompt": "Say hi", "max_tokens": 16}).encode()
+    chat_body = CHAT.body(0)
 
     def send(method: str, path: str, payload: bytes, expected: str) -> bytes:
         environ = {
@@ -107,6 +133,8 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     return {
         "submit": lambda: send("POST", "/v1/async/completions", body, "202"),
         "poll": lambda: send("GET", f"/v1/async/completions/{job.id}", b"", "200"),
+        "chat_submit": lambda: send("POST", CHAT.path, chat_body, "202"),
+        "chat_poll": lambda: send("GET", f"{CHAT.path}/{chat_job.id}", b"", "200"),
     }
 
 

@@ -1,4 +1,4 @@
-"""Run the benchmark suite: ``python -m bench.run [--quick] [--only s1,s4]`` (or ``make bench``).
+"""Run the benchmark suite: ``python -m bench.run [--quick] [--only s1,s4chat]``, or ``make bench``.
 
 What it starts and measures: bench/README.md. It stops every process it started, prints the
 table and writes ``bench/RESULTS.md`` and ``bench/results.json``.
@@ -19,7 +19,9 @@ from harness.stack import REPO
 
 SCENARIOS: dict[str, Callable[[BenchStack, Sizes, Log], dict[str, Any]]] = {
     "s1": scenarios.s1_submits,
+    "s1chat": scenarios.s1_chat_submits,
     "s4": scenarios.s4_polls,
+    "s4chat": scenarios.s4_chat_polls,
     "s3": scenarios.s3_added_latency,
     "s2": scenarios.s2_throughput,
     "s5": scenarios.s5_memory,
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def scenario(name: str) -> dict[str, Any]:
             # S1 measures the web path alone, like the reference: no workers running.
-            if name == "s1":
+            if name in ("s1", "s1chat"):
                 stack.stop_workers()
             elif not stack.worker_pids():
                 stack.start_workers(ready_with=scenarios.BENCH_MODEL)

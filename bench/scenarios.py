@@ -1,4 +1,5 @@
-"""The benchmark's scenarios S1-S7. Each returns its raw figures as a dict for the report.
+"""The benchmark's scenarios S1-S7 (S1 and S4 also for chat completions). Each returns its raw
+figures as a dict for the report.
 
 Every figure that is compared is measured in the same run as what it is compared with (this
 machine is shared and noisy), so the targets are ratios or pairs.
@@ -139,6 +140,31 @@ def submit_body(n: int) -> bytes:
     ).encode()
 
 
+def chat_body(n: int) -> bytes:
+    return json.dumps(
+        {
+            "model": BENCH_MODEL,
+            "messages": [
+                {"role": "system", "content": "You are brief."},
+                {"role": "user", "content": f"Say hello to job {n}"},
+            ],
+            "max_tokens": 16,
+        }
+    ).encode()
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """A request type as the benchmark submits it: its route and a body per job number."""
+
+    path: str
+    body: Callable[[int], bytes]
+
+
+COMPLETION = RequestShape(SUBMIT_PATH, submit_body)
+CHAT = RequestShape("/v1/async/chat/completions", chat_body)
+
+
 def _progress(log: Log, label: str) -> Callable[[int], None]:
     return lambda done: log(f"  {label}: {done:,}")
 
@@ -155,15 +181,12 @@ def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> d
     return run(load).to_json()
 
 
-def _submit(stack: BenchStack, sizes: Sizes, log: Log, label: str) -> dict[str, Any]:
-    url = f"{stack.web_url}{SUBMIT_PATH}"
-    return _measured(url, sizes, log, label, body=submit_body, headers=stack.auth)
-
-
-def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
-    url = f"{stack.web_url}{SUBMIT_PATH}"
+def _submit_jobs(
+    stack: Stack, count: int, log: Log, shape: RequestShape = COMPLETION
+) -> LoadResult:
+    url = f"{stack.web_url}{shape.path}"
     progress = _progress(log, "submitted")
-    load = closed_loop(url, body=submit_body, headers=stack.auth, total=count, progress=progress)
+    load = closed_loop(url, body=shape.body, headers=stack.auth, total=count, progress=progress)
     return run(load)
 
 
@@ -180,18 +203,22 @@ def _against(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- S1 -------------------------------------------------------------------------------------------
-def s1_submits(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
-    """Accepted submits/s against the bare reference handler, workers stopped for both."""
+def s1_submits(
+    stack: BenchStack, sizes: Sizes, log: Log, shape: RequestShape = COMPLETION
+) -> dict[str, Any]:
+    """Accepted submits/s against the bare reference handler (which stores the same body),
+    workers stopped for both."""
     stack.truncate()
-    log("S1: gateway submits (64 connections)")
-    ours = _submit(stack, sizes, log, "gateway submits")
+    log(f"S1: gateway submits to {shape.path} (64 connections)")
+    url = f"{stack.web_url}{shape.path}"
+    ours = _measured(url, sizes, log, "gateway submits", body=shape.body, headers=stack.auth)
     log("S1: reference submits (64 connections)")
     ref = _measured(
         f"{stack.reference_url}/ref/jobs",
         sizes,
         log,
         "reference submits",
-        body=submit_body,
+        body=shape.body,
         headers={"Content-Type": "application/json"},
     )
     stack.truncate()
@@ -273,18 +300,20 @@ def _rounded(figures: dict[str, float]) -> dict[str, float]:
 
 
 # --- S4 -------------------------------------------------------------------------------------------
-def s4_polls(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
+def s4_polls(
+    stack: BenchStack, sizes: Sizes, log: Log, shape: RequestShape = COMPLETION
+) -> dict[str, Any]:
     """Polls/s of a completed job against the reference GET of one row by primary key."""
     stack.truncate()
     stack.set_latency(0)
-    _submit_jobs(stack, 1, log)
+    _submit_jobs(stack, 1, log, shape)
     stack.wait_terminal(1, timeout=60, progress=lambda _: None)
     job_id = stack.completed_job_id()
     if job_id is None:
         raise RuntimeError("S4: the job to poll did not complete")
-    log("S4: gateway polls of a completed job")
+    log(f"S4: gateway polls of a completed job at {shape.path}")
     ours = _measured(
-        f"{stack.web_url}{SUBMIT_PATH}/{job_id}",
+        f"{stack.web_url}{shape.path}/{job_id}",
         sizes,
         log,
         "gateway polls",
@@ -296,7 +325,7 @@ def s4_polls(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     run(
         closed_loop(
             f"{stack.reference_url}/ref/jobs",
-            body=submit_body,
+            body=shape.body,
             headers={"Content-Type": "application/json"},
             connections=1,
             total=1,
@@ -314,6 +343,14 @@ def s4_polls(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     )
     stack.truncate()
     return _against(ours, ref)
+
+
+def s1_chat_submits(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    return s1_submits(stack, sizes, log, CHAT)
+
+
+def s4_chat_polls(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    return s4_polls(stack, sizes, log, CHAT)
 
 
 # --- S5 -------------------------------------------------------------------------------------------
@@ -431,7 +468,14 @@ def s7_peer(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         "peer background submits",
     )
     log("S7: gateway submits, workers running, upstream latency 1 s")
-    ours_submits = _submit(stack, sizes, log, "gateway submits")
+    ours_submits = _measured(
+        f"{stack.web_url}{SUBMIT_PATH}",
+        sizes,
+        log,
+        "gateway submits",
+        body=submit_body,
+        headers=stack.auth,
+    )
     stack.wait_terminal(
         ours_submits["ok"], timeout=300, progress=_progress(log, "gateway finished")
     )

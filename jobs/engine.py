@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,9 +33,10 @@ from django.db import DatabaseError, close_old_connections, connections
 
 from jobs import outcomes, services
 from jobs.models import AsyncJob
+from jobs.request_types import BY_TYPE
 from providers import registry
-from providers.base import Credentials, Target
-from providers.routing import RetryPolicy, route_completion
+from providers.base import Adapter, Credentials, Target
+from providers.routing import RetryPolicy, route_request
 from providers.transport import AiohttpTransport, Timeouts, Transport
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,13 @@ def _credentials_for(job: AsyncJob) -> tuple[list[Target], dict[str, Credentials
             entry = registry.get_provider(target.provider)
             credentials[target.provider] = entry.choose_credentials() if entry else None
     return targets, credentials
+
+
+def _adapters_for(job: AsyncJob) -> Mapping[str, Adapter]:
+    """The adapters of the job's request type, by provider protocol; none for a type this
+    gateway does not know (a row written by another version), which then fails the job."""
+    kind = BY_TYPE.get(job.request_type)
+    return kind.adapters if kind is not None else {}
 
 
 def _claim_batch(limit: int, worker_id: str) -> list[Claimed]:
@@ -217,12 +225,12 @@ class JobEngine:
         job = claimed.job
         try:
             outcome = await asyncio.wait_for(
-                route_completion(
+                route_request(
                     claimed.targets,
                     job.request,
                     transport=self._transport,
                     credentials=claimed.credentials,
-                    adapters=registry.ADAPTERS,
+                    adapters=_adapters_for(job),
                     policy=self.policy,
                     timeouts=self.timeouts,
                 ),

@@ -19,6 +19,9 @@ TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED)
 
 class RequestType(models.TextChoices):
     TEXT_COMPLETION = "text_completion"
+    CHAT_COMPLETION = "chat_completion"
+    RESPONSES = "responses"
+    EMBEDDING = "embedding"
 
 
 class AsyncJob(models.Model):

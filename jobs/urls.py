@@ -1,8 +1,13 @@
 from django.urls import path
 
-from jobs.views import PollCompletionView, SubmitCompletionView
+from jobs.request_types import KINDS
+from jobs.views import PollJobView, SubmitJobView
 
 urlpatterns = [
-    path("async/completions", SubmitCompletionView.as_view(), name="submit-completion"),
-    path("async/completions/<str:job_id>", PollCompletionView.as_view(), name="poll-completion"),
+    route
+    for kind in KINDS
+    for route in (
+        path(kind.path, SubmitJobView.as_view(kind=kind), name=f"submit-{kind.name}"),
+        path(f"{kind.path}/<str:job_id>", PollJobView.as_view(kind=kind), name=f"poll-{kind.name}"),
+    )
 ]

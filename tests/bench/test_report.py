@@ -16,6 +16,7 @@ def load(rate: float) -> dict:
 RESULTS = {
     "machine": {"cpus": 2, "cpu_model": "test cpu", "python": "3.11", "load_average_at_start": 1},
     "s1": {"gateway": load(500), "reference": load(1000), "ratio": 0.5},
+    "s1chat": {"gateway": load(440), "reference": load(1000), "ratio": 0.44},
     "s2": {
         "one_second": {"jobs_per_s": 350.0, "whole_run_jobs_per_s": 300.0, "finished": 5000},
         "zero": {"jobs_per_s": 500.0, "whole_run_jobs_per_s": 450.0, "finished": 5000},
@@ -42,6 +43,12 @@ def test_a_ratio_at_or_over_its_target_is_met_and_shows_both_rates():
     assert row.figure == "0.50 (500/s vs 1000/s)"
 
 
+def test_the_chat_variant_has_its_own_row_and_the_same_target():
+    row = by_scenario()["S1 chat"]
+    assert "chat completions submits" in row.what
+    assert (row.met, row.target) == (False, "≥ 0.45")
+
+
 def test_a_ratio_under_its_target_is_not_met():
     row = by_scenario()["S2"]
     assert row.met is False
@@ -61,7 +68,7 @@ def test_memory_is_met_only_when_all_jobs_were_in_flight():
 
 def test_scenarios_not_run_are_listed_as_such():
     rows = by_scenario()
-    assert [rows[name].verdict for name in ("S4", "S6", "S7")] == ["not run"] * 3
+    assert [rows[name].verdict for name in ("S4", "S4 chat", "S6", "S7")] == ["not run"] * 4
 
 
 def test_write_puts_the_table_and_the_raw_json_side_by_side(tmp_path, monkeypatch):
@@ -70,7 +77,7 @@ def test_write_puts_the_table_and_the_raw_json_side_by_side(tmp_path, monkeypatc
 
     text = path.read_text()
     assert "make bench-quick" in text
-    assert "| S1 | accepted submits/s" in text
+    assert "| S1 | accepted completions submits/s" in text
     assert "2 CPUs (test cpu)" in text
     assert json.loads((tmp_path / "results.json").read_text())["s1"]["ratio"] == 0.5
 
@@ -93,3 +100,6 @@ def test_the_runner_refuses_an_unknown_scenario(capsys):
 def test_submit_bodies_are_valid_requests_for_the_bench_model():
     body = json.loads(scenarios.submit_body(7))
     assert body == {"model": "openai/gpt-bench", "prompt": "Say hello to job 7", "max_tokens": 16}
+    chat = json.loads(scenarios.CHAT.body(7))
+    assert chat["model"] == "openai/gpt-bench"
+    assert chat["messages"][-1] == {"role": "user", "content": "Say hello to job 7"}

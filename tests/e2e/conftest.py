@@ -30,6 +30,7 @@ from harness.procs import Procs
 from harness.stack import Stack, StackConfig
 from harness.upstream import FakeUpstream
 
+COMPLETIONS_PATH = "/v1/async/completions"
 JOB_TIMEOUT = 60.0  # seconds; the machine has two cores and other work on it
 PROCESSES = ("web", "worker-0")
 
@@ -221,12 +222,14 @@ class GatewayClient:
         *,
         ttl: int | None = None,
         headers: dict[str, str] | None = None,
+        path: str = COMPLETIONS_PATH,
     ) -> httpx.Response:
+        """Submit ``body`` to the route at ``path`` (completions unless said otherwise)."""
         sent = {"Authorization": f"Bearer {key}"} if key else {}
         if ttl is not None:
             sent["x-bf-async-job-result-ttl"] = str(ttl)
         sent.update(headers or {})
-        return self._seen(self.http.post("/v1/async/completions", json=body, headers=sent))
+        return self._seen(self.http.post(path, json=body, headers=sent))
 
     def submit_ok(self, key: str, body: dict[str, Any], **kwargs: Any) -> str:
         """Submit, insist on 202, return the job id."""
@@ -237,16 +240,16 @@ class GatewayClient:
     def get(self, key: str, url: str) -> httpx.Response:
         return self._seen(self.http.get(url, headers={"Authorization": f"Bearer {key}"}))
 
-    def poll(self, key: str, job_id: str) -> httpx.Response:
-        return self.get(key, f"/v1/async/completions/{job_id}")
+    def poll(self, key: str, job_id: str, path: str = COMPLETIONS_PATH) -> httpx.Response:
+        return self.get(key, f"{path}/{job_id}")
 
     def poll_until_done(
-        self, key: str, job_id: str, timeout: float = JOB_TIMEOUT
+        self, key: str, job_id: str, timeout: float = JOB_TIMEOUT, path: str = COMPLETIONS_PATH
     ) -> httpx.Response:
         """Poll until the job is completed or failed (HTTP 200); fails on anything but 202."""
         deadline = time.monotonic() + timeout
         while True:
-            response = self.poll(key, job_id)
+            response = self.poll(key, job_id, path)
             if response.status_code != 202:
                 assert response.status_code == 200, response.text
                 return response

@@ -1,0 +1,94 @@
+"""How the job views appear in the OpenAPI document, from each view's request type declaration.
+
+One submit view and one poll view serve every request type, so what drf-spectacular would read
+from per-view decorators is read here from ``view.kind`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+
+from gateway.http.error_schema import ErrorSerializer
+from jobs.serializers import AsyncJobSerializer
+from jobs.ttl import TTL_HEADER
+
+ERRORS = {
+    code: OpenApiResponse(ErrorSerializer, description=text)
+    for code, text in {
+        400: "Invalid request (names the param or header)",
+        401: "Missing or invalid key or token",
+        403: "The key may not use this model",
+        404: "No such job for this caller",
+        406: "The Accept header allows no JSON answer",
+        413: "Request body too large",
+        415: "The body is not application/json",
+        503: "Database unavailable",
+    }.items()
+}
+SUBMIT_ERRORS = {code: answer for code, answer in ERRORS.items() if code != 404}
+POLL_ERRORS = {code: answer for code, answer in ERRORS.items() if code in (401, 404, 406, 503)}
+
+
+class JobOperationSchema(AutoSchema):
+    """The submit (POST) or poll (GET) operation of the view's request type."""
+
+    @property
+    def _submits(self) -> bool:
+        return self.method == "POST"
+
+    def get_operation_id(self) -> str:
+        verb = "create" if self._submits else "get"
+        return f"{verb}_async_{self.view.kind.name}"
+
+    def get_summary(self) -> str:
+        title = self.view.kind.title
+        return f"Create async {title}" if self._submits else f"Get async {title} job"
+
+    def get_description(self) -> str:  # type: ignore[override]
+        kind = self.view.kind
+        if self._submits:
+            return (
+                f"Submits a {kind.title} request for asynchronous execution. Returns a job id at "
+                "once with HTTP 202; poll the Location URL for the result, an OpenAI "
+                f"`{kind.result_type}`. Streaming is not supported for async requests."
+            )
+        return (
+            "202 while the job is pending or processing; 200 once it is completed (its result "
+            f"an OpenAI `{kind.result_type}`) or failed (with status_code and error)."
+        )
+
+    def get_tags(self) -> list[str]:
+        return [f"async {self.view.kind.title}s"]
+
+    def get_request_serializer(self) -> Any:
+        return self.view.kind.schema if self._submits else None
+
+    def get_response_serializers(self) -> Any:
+        if self._submits:
+            return {202: AsyncJobSerializer, **SUBMIT_ERRORS}
+        return {200: AsyncJobSerializer, 202: AsyncJobSerializer, **POLL_ERRORS}
+
+    def get_examples(self) -> list[OpenApiExample]:
+        """The schema's own examples, as request examples of the submit."""
+        if not self._submits:
+            return []
+        examples = self.view.kind.schema.model_json_schema().get("examples", [])
+        return [
+            OpenApiExample(f"Example {number}", value=value, request_only=True)
+            for number, value in enumerate(examples, start=1)
+        ]
+
+    def get_override_parameters(self) -> list[Any]:
+        if not self._submits:
+            return []
+        return [
+            OpenApiParameter(
+                TTL_HEADER,
+                int,
+                OpenApiParameter.HEADER,
+                description="Seconds the result is kept after completion (default 3600).",
+            )
+        ]
