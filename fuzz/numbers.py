@@ -56,15 +56,29 @@ def extreme_number(schema: Mapping[str, Any]) -> st.SearchStrategy[int | float]:
 def numeric_members(schema: Mapping[str, Any]) -> dict[str, st.SearchStrategy[Any]]:
     """For each numeric member of an object ``schema``: a strategy for its extreme values."""
     members: dict[str, st.SearchStrategy[Any]] = {}
-    for name, member in schema.get("properties", {}).items():
-        if not isinstance(member, Mapping):
+    for name, declared in schema.get("properties", {}).items():
+        member = _not_null(declared)
+        if member is None:
             continue
-        values = member.get("additionalProperties")
+        values = _not_null(member.get("additionalProperties"))
         if member.get("type") in NUMERIC:
             members[name] = extreme_number(member)
-        elif isinstance(values, Mapping) and values.get("type") in NUMERIC:
+        elif values is not None and values.get("type") in NUMERIC:
             members[name] = _number_map(values)
     return members
+
+
+def _not_null(member: Any) -> Mapping[str, Any] | None:
+    """The member's schema without its null option: an optional member is declared as ``anyOf``
+    its type and ``null``."""
+    if not isinstance(member, Mapping):
+        return None
+    options = [
+        option
+        for option in member.get("anyOf", [member])
+        if isinstance(option, Mapping) and option.get("type") != "null"
+    ]
+    return options[0] if len(options) == 1 else member
 
 
 def _number_map(values: Mapping[str, Any]) -> st.SearchStrategy[dict[str, Any]]:

@@ -15,7 +15,7 @@ from django.utils.html import escape
 
 from gateway.access.keys import hash_key
 from gateway.access.models import VirtualKey
-from jobs.models import AsyncJob, JobStatus
+from jobs.models import AsyncJob, JobStatus, RequestType
 from providers.models import ProviderConfig
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 
@@ -140,6 +140,16 @@ def test_job_list_filters_by_provider(admin_client):
     response = admin_client.get(changelist("jobs_asyncjob"), {"provider": "openai"})
     assert response.status_code == 200
     assert list(response.context["cl"].result_list) == [openai]
+
+
+@pytest.mark.parametrize("request_type", list(RequestType))
+def test_job_list_filters_by_request_type(admin_client, request_type):
+    jobs = {kind: AsyncJobFactory(request_type=kind) for kind in RequestType}
+    response = admin_client.get(changelist("jobs_asyncjob"), {"request_type": request_type})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [jobs[request_type]]
+    # Every type is offered as a filter choice, by its label.
+    assert f"?request_type={request_type.value}" in response.content.decode()
 
 
 def test_virtual_key_search_by_prefix_finds_it(admin_client, key):

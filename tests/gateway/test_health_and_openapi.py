@@ -5,12 +5,15 @@ from typing import Any
 import pytest
 from django.db import DatabaseError
 
+from jobs.request_types import KINDS
 from jobs.ttl import TTL_HEADER
 
 pytestmark = pytest.mark.django_db
 
-SUBMIT_PATH = "/v1/async/completions"
-POLL_PATH = "/v1/async/completions/{job_id}"
+SUBMIT_PATHS = [f"/v1/{kind.path}" for kind in KINDS]
+POLL_PATHS = [f"/v1/{kind.path}/{{job_id}}" for kind in KINDS]
+every_submit_path = pytest.mark.parametrize("submit_path", SUBMIT_PATHS)
+every_poll_path = pytest.mark.parametrize("poll_path", POLL_PATHS)
 
 
 @pytest.fixture
@@ -56,9 +59,27 @@ def test_openapi_is_served_without_credentials(schema):
     assert schema["info"]["title"]
 
 
-def test_openapi_lists_submit_and_poll_paths(schema):
-    assert "post" in schema["paths"][SUBMIT_PATH]
-    assert "get" in schema["paths"][POLL_PATH]
+def test_openapi_lists_the_submit_and_poll_route_of_every_request_type(schema):
+    assert SUBMIT_PATHS == [
+        "/v1/async/completions",
+        "/v1/async/chat/completions",
+        "/v1/async/responses",
+        "/v1/async/embeddings",
+    ]
+    for submit_path, poll_path in zip(SUBMIT_PATHS, POLL_PATHS, strict=True):
+        assert set(schema["paths"][submit_path]) == {"post"}, submit_path
+        assert set(schema["paths"][poll_path]) == {"get"}, poll_path
+
+
+def test_openapi_names_each_operation_after_its_request_type(schema):
+    operation_ids = {
+        schema["paths"][path][method]["operationId"]
+        for paths, method in [(SUBMIT_PATHS, "post"), (POLL_PATHS, "get")]
+        for path in paths
+    }
+    assert operation_ids == {
+        f"{verb}_async_{kind.name}" for kind in KINDS for verb in ("create", "get")
+    }
 
 
 def test_openapi_declares_http_bearer_security(schema):
@@ -67,7 +88,8 @@ def test_openapi_declares_http_bearer_security(schema):
         name for name, s in schemes.items() if (s["type"], s.get("scheme")) == ("http", "bearer")
     ]
     assert bearer, schemes
-    for path, method in [(SUBMIT_PATH, "post"), (POLL_PATH, "get")]:
+    operations = [(path, "post") for path in SUBMIT_PATHS] + [(path, "get") for path in POLL_PATHS]
+    for path, method in operations:
         names = {
             name
             for requirement in schema["paths"][path][method]["security"]
@@ -97,30 +119,34 @@ def test_openapi_error_component_has_the_error_shape(schema):
     assert {"type", "code", "message", "param", "event_id"} <= set(detail["properties"])
 
 
-def test_openapi_submit_documents_the_result_ttl_header(schema):
-    parameters = schema["paths"][SUBMIT_PATH]["post"]["parameters"]
+@every_submit_path
+def test_openapi_submit_documents_the_result_ttl_header(schema, submit_path):
+    parameters = schema["paths"][submit_path]["post"]["parameters"]
     ttl = [p for p in parameters if p["name"] == TTL_HEADER]
     assert len(ttl) == 1
     assert ttl[0]["in"] == "header"
     assert ttl[0]["schema"]["type"] == "integer"
 
 
-def test_openapi_submit_answers_202_with_the_job(schema):
-    responses = schema["paths"][SUBMIT_PATH]["post"]["responses"]
+@every_submit_path
+def test_openapi_submit_answers_202_with_the_job(schema, submit_path):
+    responses = schema["paths"][submit_path]["post"]["responses"]
     assert "202" in responses
     job = resolve(schema, responses["202"]["content"]["application/json"]["schema"])
     assert {"id", "status", "created_at", "result", "error"} <= set(job["properties"])
 
 
-def test_openapi_submit_errors_use_the_error_component(schema):
-    responses = schema["paths"][SUBMIT_PATH]["post"]["responses"]
+@every_submit_path
+def test_openapi_submit_errors_use_the_error_component(schema, submit_path):
+    responses = schema["paths"][submit_path]["post"]["responses"]
     for status in ("400", "401", "403", "413"):
         content = responses[status]["content"]["application/json"]["schema"]
         assert content["$ref"].endswith("/Error"), status
 
 
-def test_openapi_poll_answers_200_202_and_404(schema):
-    responses = schema["paths"][POLL_PATH]["get"]["responses"]
+@every_poll_path
+def test_openapi_poll_answers_200_202_and_404(schema, poll_path):
+    responses = schema["paths"][poll_path]["get"]["responses"]
     assert {"200", "202", "404", "401"} <= set(responses)
     assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
 
@@ -138,9 +164,12 @@ def test_openapi_documents_the_503_health_gives_without_its_database(schema):
     assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Health")
 
 
-def test_openapi_submit_example_is_a_request_the_gateway_accepts(schema, key_client, dispatched):
+@every_submit_path
+def test_openapi_submit_example_is_a_request_the_gateway_accepts(
+    schema, key_client, dispatched, submit_path
+):
     """Fuzzers and readers start from the example, so it must be a valid submit."""
-    content = schema["paths"][SUBMIT_PATH]["post"]["requestBody"]["content"]["application/json"]
+    content = schema["paths"][submit_path]["post"]["requestBody"]["content"]["application/json"]
     [example] = content["examples"].values()
-    response = key_client.post(SUBMIT_PATH, example["value"], format="json")
+    response = key_client.post(submit_path, example["value"], format="json")
     assert response.status_code == 202, response.content
