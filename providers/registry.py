@@ -43,6 +43,7 @@ ENV_PROVIDERS: dict[str, EnvProvider] = {
     "vllm": EnvProvider("openai", "http://127.0.0.1:8000/v1"),
 }
 
+
 @dataclass(frozen=True)
 class ProviderEntry:
     name: str

@@ -29,9 +29,7 @@ def serve(
     model: str = "gpt-3.5-turbo-instruct",
 ) -> dict[str, Any]:
     params = {"prompt": "Say hi", "max_tokens": 5} if params is None else params
-    return asyncio.run(
-        OpenAICompletions().serve(transport, credentials, model, params, TIMEOUTS)
-    )
+    return asyncio.run(OpenAICompletions().serve(transport, credentials, model, params, TIMEOUTS))
 
 
 def complete_with(reply: dict[str, Any]) -> dict[str, Any]:
