@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TypeGuard
 
 from providers.base import Credentials
 from providers.errors import error_from_transport, json_object_from_reply
@@ -84,6 +84,19 @@ def counts(value: object) -> dict[str, int]:
         for name, count in value.items()
         if isinstance(name, str) and integer(count) is not None
     }
+
+
+def has_fields(value: object, **types: type) -> TypeGuard[dict[str, Any]]:
+    """``value`` is an object whose named fields hold the given types (an int counts as a float,
+    a bool as neither)."""
+    if not isinstance(value, dict):
+        return False
+    for name, kind in types.items():
+        field = value.get(name)
+        accepted = (int, float) if kind is float else (kind,)
+        if isinstance(field, bool) or not isinstance(field, accepted):
+            return False
+    return True
 
 
 def one_of(value: object, allowed: Collection[str], default: str) -> str:
