@@ -1,12 +1,15 @@
 """The fake LLM provider on 127.0.0.1 that every tool points the gateway at.
 
-One aiohttp server speaks OpenAI (``POST /v1/completions``, and ``POST /v1/responses``, streamed as
-one ``response.completed`` event when asked, for the benchmark's LiteLLM peer) and Anthropic
-(``POST /v1/messages``). The requested model picks the behaviour, so one server serves every
-scenario at once:
+One aiohttp server speaks OpenAI (``POST /v1/completions``, ``/v1/chat/completions``,
+``/v1/embeddings`` and ``/v1/responses``, the last also streamed as one ``response.completed``
+event when asked, for the benchmark's LiteLLM peer) and Anthropic (``POST /v1/messages``). The
+requested model picks the behaviour, the same on every path, so one server serves every scenario
+at once:
 
 - any model not named below: succeed after the current latency (0 unless set); the text is
-  ``reply_text(prompt)``.
+  ``reply_text(prompt)``, where the prompt is the user's text (a chat's or a message request's
+  last user message), and an embedding is ``embedding_of(input)``. A Messages request with
+  ``tools`` whose user text says "weather" gets a ``tool_use`` of the first tool instead.
 - ``fail-500``: always 500. ``flaky-503``: 503 on the first call for a prompt, then succeed.
 - ``bad-400``: 400 with an error that echoes the caller's API key, as careless providers do.
 - ``slow-<ms>``: sleep that long, then succeed.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import signal
 import socket
@@ -49,6 +53,8 @@ UPSTREAM_OPENAI_KEY = "sk-upstream-fake-SECRET123"
 UPSTREAM_ANTHROPIC_KEY = "fake-anthropic-SECRET456"
 
 OPENAI_PATH = "/v1/completions"
+CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 RESPONSES_PATH = "/v1/responses"
 ANTHROPIC_PATH = "/v1/messages"
 CONTROL = "/__upstream"
@@ -62,8 +68,20 @@ FAULTS = ("fault-hang", "fault-bad-json", "fault-wrong-type", "fault-truncated",
 BROKEN_JSON = b'{"id": "cmpl-broken", "object": "text_completion", "choices": [{"text": "Hel'
 
 
+EMBEDDING_SIZE = 8
+
+# What a tool call made on a "weather" question asks for.
+TOOL_INPUT = {"city": "Paris"}
+
+
 def reply_text(prompt: str) -> str:
     return f"reply to: {prompt}"
+
+
+def embedding_of(text: str) -> list[float]:
+    """A small vector that depends only on the text, so a test can predict it."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(byte / 255, 4) for byte in digest[:EMBEDDING_SIZE]]
 
 
 @dataclass(frozen=True)
@@ -100,45 +118,53 @@ def _error(
 
 
 def _prompts(path: str, body: dict[str, Any]) -> tuple[str, ...]:
-    if path == ANTHROPIC_PATH:
-        first = (body.get("messages") or [{}])[0]
-        return (str(first.get("content", "")) if isinstance(first, dict) else "",)
-    prompt = body.get("input" if path == RESPONSES_PATH else "prompt", "")
-    return (prompt,) if isinstance(prompt, str) else tuple(str(p) for p in prompt)
+    """The user's text in a request: what a reply is derived from and a ``Call`` records."""
+    if path in (ANTHROPIC_PATH, CHAT_PATH):
+        return (_last_user_text(body.get("messages")),)
+    if path == RESPONSES_PATH:
+        given = body.get("input", "")
+        return (given if isinstance(given, str) else _last_user_text(given),)
+    given = body.get("input" if path == EMBEDDINGS_PATH else "prompt", "")
+    return (given,) if isinstance(given, str) else tuple(str(p) for p in given)
+
+
+def _last_user_text(messages: Any) -> str:
+    """The text of the last user message, in OpenAI's, the Responses' or Anthropic's shape."""
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return "".join(
+                part["text"]
+                for part in (content if isinstance(content, list) else [])
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+    return ""
 
 
 def _words(texts: Any) -> int:
     return sum(len(text.split()) for text in texts)
 
 
-def reply(path: str, reply_id: str, model: str, prompts: tuple[str, ...], n: int, echo: str) -> Any:
+def reply(
+    path: str, reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
+) -> dict[str, Any]:
     """A successful answer in the protocol of ``path``; ``echo`` is appended to what it names."""
-    created = int(time.time())
+    answer = {
+        ANTHROPIC_PATH: _message,
+        CHAT_PATH: _chat_completion,
+        EMBEDDINGS_PATH: _embeddings,
+        RESPONSES_PATH: _response,
+    }.get(path, _completion)
+    return answer(reply_id, model, prompts, body, echo)
+
+
+def _completion(
+    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
+) -> dict[str, Any]:
+    n = int(body.get("n") or 1)
     texts = [reply_text(prompt) for prompt in prompts]
-    if path == ANTHROPIC_PATH:
-        return {
-            "id": f"msg_{reply_id}{echo}",
-            "type": "message",
-            "role": "assistant",
-            "model": model + echo,
-            "content": [{"type": "text", "text": texts[0] + echo}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": _words(prompts), "output_tokens": _words([texts[0] + echo])},
-        }
-    if path == RESPONSES_PATH:
-        content = [{"type": "output_text", "text": texts[0], "annotations": []}]
-        message = {"type": "message", "id": f"msg_{reply_id}", "status": "completed"}
-        usage = {"input_tokens": _words(prompts), "output_tokens": _words(texts)}
-        return {
-            "id": f"resp_{reply_id}",
-            "object": "response",
-            "created_at": created,
-            "status": "completed",
-            "model": model,
-            "output": [{**message, "role": "assistant", "content": content}],
-            "usage": {**usage, "total_tokens": sum(usage.values())},
-        }
     choices = [
         {"text": text + echo, "index": i * n + j, "logprobs": None, "finish_reason": "stop"}
         for i, text in enumerate(texts)
@@ -148,11 +174,98 @@ def reply(path: str, reply_id: str, model: str, prompts: tuple[str, ...], n: int
     return {
         "id": f"cmpl-{reply_id}{echo}",
         "object": "text_completion",
-        "created": created,
+        "created": int(time.time()),
         "model": model + echo,
         "system_fingerprint": echo or None,
         "choices": choices,
         "usage": {**usage, "total_tokens": sum(usage.values())},
+    }
+
+
+def _chat_completion(
+    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
+) -> dict[str, Any]:
+    n = int(body.get("n") or 1)
+    text = reply_text(prompts[0]) + echo
+    message = {"role": "assistant", "content": text, "refusal": None}
+    choices = [
+        {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"}
+        for i in range(n)
+    ]
+    usage = {"prompt_tokens": _words(prompts), "completion_tokens": _words([text]) * n}
+    return {
+        "id": f"chatcmpl-{reply_id}{echo}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model + echo,
+        "choices": choices,
+        "usage": {**usage, "total_tokens": sum(usage.values())},
+    }
+
+
+def _embeddings(
+    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
+) -> dict[str, Any]:
+    data = [
+        {"object": "embedding", "index": i, "embedding": embedding_of(text)}
+        for i, text in enumerate(prompts)
+    ]
+    usage = {"prompt_tokens": _words(prompts), "total_tokens": _words(prompts)}
+    return {"object": "list", "data": data, "model": model + echo, "usage": usage}
+
+
+def _response(
+    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
+) -> dict[str, Any]:
+    text = reply_text(prompts[0]) + echo
+    content = [{"type": "output_text", "text": text, "annotations": []}]
+    message = {"type": "message", "id": f"msg_{reply_id}", "status": "completed"}
+    prompt_words, output_words = _words(prompts), _words([text])
+    return {
+        "id": f"resp_{reply_id}{echo}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": model + echo,
+        "output": [{**message, "role": "assistant", "content": content}],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": prompt_words,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_words,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt_words + output_words,
+        },
+    }
+
+
+def _message(
+    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
+) -> dict[str, Any]:
+    """A Messages reply: a ``tool_use`` of the first tool when the user asks about the weather
+    and the request offers tools, else the reply text."""
+    tools = body.get("tools")
+    content: list[dict[str, Any]]
+    if tools and isinstance(tools, list) and "weather" in prompts[0].lower():
+        name = str(tools[0].get("name", "")) if isinstance(tools[0], dict) else ""
+        content = [
+            {"type": "tool_use", "id": f"toolu_{reply_id}", "name": name, "input": TOOL_INPUT}
+        ]
+        stop_reason, output = "tool_use", 5
+    else:
+        text = reply_text(prompts[0]) + echo
+        content, stop_reason, output = [{"type": "text", "text": text}], "end_turn", _words([text])
+    return {
+        "id": f"msg_{reply_id}{echo}",
+        "type": "message",
+        "role": "assistant",
+        "model": model + echo,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": _words(prompts), "output_tokens": output},
     }
 
 
@@ -225,7 +338,7 @@ class FakeUpstream:
 
     async def _serve(self) -> None:
         upstream = web.Application(client_max_size=8 * 1024 * 1024)
-        for path in (OPENAI_PATH, RESPONSES_PATH, ANTHROPIC_PATH):
+        for path in (OPENAI_PATH, CHAT_PATH, EMBEDDINGS_PATH, RESPONSES_PATH, ANTHROPIC_PATH):
             upstream.router.add_post(path, self._model)
         upstream.router.add_route("*", CONTROL + "/{what}", self._control)
         upstream.router.add_get("/health", self._control)
@@ -373,7 +486,7 @@ class FakeUpstream:
         if delay or self.latency_ms:
             await asyncio.sleep(delay or self.latency_ms / 1000)
         echo = f" [{key}]" if model == "leak-200" else ""
-        answer = reply(path, reply_id, model, prompts, int(body.get("n") or 1), echo)
+        answer = reply(path, reply_id, model, prompts, body, echo)
         if body.get("stream") is not True:
             return web.Response(text=json.dumps(answer), content_type="application/json")
         if path != RESPONSES_PATH:

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from providers.base import Credentials, ProviderError
+from providers.base import Credentials, ProviderError, unsupported
 from providers.errors import error_from_transport, invalid_reply, json_object_from_reply
 from providers.transport import Timeouts, Transport, TransportError
 
@@ -37,10 +37,21 @@ class _Reply:
     completion_tokens: int
 
 
-class AnthropicMessages:
+class AnthropicCompletions:
     """``POST {base_url}/v1/messages``; ``base_url`` is the host, e.g. ``https://api.anthropic.com``."""
 
-    async def complete(
+    def refusal(self, params: dict[str, Any]) -> ProviderError | None:
+        # Anthropic cannot return token log probabilities, and a caller who asked for them would
+        # otherwise get a result silently missing them.
+        if params.get("logprobs") is not None:
+            return _unsupported("logprobs", "logprobs are not supported by Anthropic models")
+        try:
+            _prompts(params.get("prompt"))
+        except ProviderError as refused:
+            return refused
+        return None
+
+    async def serve(
         self,
         transport: Transport,
         credentials: Credentials,
@@ -48,10 +59,10 @@ class AnthropicMessages:
         params: dict[str, Any],
         timeouts: Timeouts,
     ) -> dict[str, Any]:
-        # Refuse before spending anything: Anthropic cannot return token log probabilities, and a
-        # caller who asked for them would otherwise get a result silently missing them.
-        if params.get("logprobs") is not None:
-            raise _unsupported("logprobs", "logprobs are not supported by Anthropic models")
+        # Checked at submit already; checked again because a job's params outlive a deploy.
+        refused = self.refusal(params)
+        if refused is not None:
+            raise refused
         prompts = _prompts(params.get("prompt"))
         n = params.get("n") or 1
         url = messages_url(credentials.base_url)
@@ -200,12 +211,4 @@ def _prompts(prompt: object) -> list[str]:
 
 
 def _unsupported(param: str, message: str) -> ProviderError:
-    return ProviderError(
-        message,
-        status_code=400,
-        error_type="invalid_request_error",
-        code="unsupported_parameter",
-        transient=False,
-        is_gateway_error=True,
-        param=param,
-    )
+    return unsupported(param, message)

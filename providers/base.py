@@ -36,7 +36,7 @@ class Credentials:
 
 
 class ProviderError(Exception):
-    """A call that did not produce a completion.
+    """A call that did not produce a result.
 
     ``transient`` errors (429, 5xx, timeouts, connection errors) are worth retrying on the same
     target; permanent ones move the router on to the next target at once. ``is_gateway_error`` is
@@ -67,10 +67,17 @@ class ProviderError(Exception):
         self.param = param
 
 
-class CompletionAdapter(Protocol):
-    """Serves an OpenAI text completion request; returns an OpenAI ``text_completion`` dict."""
+class Adapter(Protocol):
+    """Serves one request type on one provider protocol.
 
-    async def complete(
+    ``refusal`` runs at submit, before the job is accepted, so a request this provider cannot
+    carry is a 400 to the caller rather than a failed job later; it is pure and does no I/O.
+    ``serve`` makes the call and returns the OpenAI result object of the type as a dict.
+    """
+
+    def refusal(self, params: dict[str, Any]) -> ProviderError | None: ...
+
+    async def serve(
         self,
         transport: Transport,
         credentials: Credentials,
@@ -78,3 +85,16 @@ class CompletionAdapter(Protocol):
         params: dict[str, Any],
         timeouts: Timeouts,
     ) -> dict[str, Any]: ...
+
+
+def unsupported(param: str, message: str) -> ProviderError:
+    """What ``refusal`` returns: the request names a parameter this provider cannot honour."""
+    return ProviderError(
+        message,
+        status_code=400,
+        error_type="invalid_request_error",
+        code="unsupported_parameter",
+        transient=False,
+        is_gateway_error=True,
+        param=param,
+    )

@@ -1,4 +1,4 @@
-"""Which providers exist, how to reach them, and which adapter speaks their protocol.
+"""Which providers exist and how to reach them.
 
 Providers come from the environment (``OPENAI_API_KEY`` + ``OPENAI_BASE_URL``,
 ``ANTHROPIC_API_KEY``, and the OpenAI-compatible services below) and from the admin, which wins
@@ -17,10 +17,8 @@ from typing import Any
 from cachetools import TLRUCache, cached
 from django.conf import settings
 
-from providers.anthropic import AnthropicMessages
-from providers.base import CompletionAdapter, Credentials
+from providers.base import Credentials
 from providers.logsafe import logsafe
-from providers.openai import OpenAICompletions
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +41,6 @@ ENV_PROVIDERS: dict[str, EnvProvider] = {
     "fireworks": EnvProvider("openai", "https://api.fireworks.ai/inference/v1"),
     "ollama": EnvProvider("openai", "http://127.0.0.1:11434/v1"),
     "vllm": EnvProvider("openai", "http://127.0.0.1:8000/v1"),
-}
-
-ADAPTERS: dict[str, CompletionAdapter] = {
-    "openai": OpenAICompletions(),
-    "anthropic": AnthropicMessages(),
 }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from providers.base import CompletionAdapter, Credentials, ProviderError, Target
+from providers.base import Adapter, Credentials, ProviderError, Target
 from providers.errors import without_secret
 from providers.logsafe import logsafe
 from providers.transport import Timeouts, Transport
@@ -66,20 +66,20 @@ class RoutingOutcome:
     attempts: list[Attempt] = field(default_factory=list)
 
 
-async def route_completion(
+async def route_request(
     targets: Sequence[Target],
     params: dict[str, Any],
     *,
     transport: Transport,
     credentials: Mapping[str, Credentials | None],
-    adapters: Mapping[str, CompletionAdapter],
+    adapters: Mapping[str, Adapter],
     policy: RetryPolicy,
     timeouts: Timeouts,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> RoutingOutcome:
     """Serve ``params`` from the first target that succeeds, else report the primary's error."""
     if not targets:
-        raise ValueError("route_completion needs at least one target")
+        raise ValueError("route_request needs at least one target")
     attempts: list[Attempt] = []
     primary_error: ProviderError | None = None
     for target in targets:
@@ -108,7 +108,7 @@ async def _serve_from(
     *,
     transport: Transport,
     credentials: Credentials | None,
-    adapters: Mapping[str, CompletionAdapter],
+    adapters: Mapping[str, Adapter],
     policy: RetryPolicy,
     timeouts: Timeouts,
     sleep: Callable[[float], Awaitable[None]],
@@ -138,7 +138,7 @@ async def _serve_from(
 
     for try_index in range(policy.retries + 1):
         try:
-            result = await _complete(adapter, target, params, transport, credentials, timeouts)
+            result = await _serve(adapter, target, params, transport, credentials, timeouts)
         except ProviderError as exc:
             error = exc
         else:
@@ -149,7 +149,7 @@ async def _serve_from(
         )
         # The target comes from the caller and the code from the provider's reply.
         logger.warning(
-            "completion try failed: target=%s try=%d status=%s code=%s transient=%s",
+            "try failed: target=%s try=%d status=%s code=%s transient=%s",
             logsafe(target),
             try_index + 1,
             error.status_code,
@@ -162,8 +162,8 @@ async def _serve_from(
     return error
 
 
-async def _complete(
-    adapter: CompletionAdapter,
+async def _serve(
+    adapter: Adapter,
     target: Target,
     params: dict[str, Any],
     transport: Transport,
@@ -171,7 +171,7 @@ async def _complete(
     timeouts: Timeouts,
 ) -> dict[str, Any]:
     try:
-        result = await adapter.complete(transport, credentials, target.model, params, timeouts)
+        result = await adapter.serve(transport, credentials, target.model, params, timeouts)
     except ProviderError:
         raise
     except Exception:
@@ -180,7 +180,7 @@ async def _complete(
         # the same reply would break the adapter the same way. Adapters never put credentials in
         # exception messages, and only the target is logged alongside the traceback.
         logger.exception(
-            "completion adapter %s failed unexpectedly for %s",
+            "adapter %s failed unexpectedly for %s",
             credentials.protocol,
             logsafe(target),
         )

@@ -13,15 +13,22 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from openai.types import CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
 
 from harness.procs import Procs, free_port, wait_http
 from harness.upstream import (
     ANTHROPIC_PATH,
+    CHAT_PATH,
+    EMBEDDINGS_PATH,
     FAULTS,
     REDIRECT_QUERY_TOKEN,
+    RESPONSES_PATH,
     UPSTREAM_OPENAI_KEY,
     FakeUpstream,
     control,
+    embedding_of,
     reply_text,
 )
 
@@ -71,6 +78,99 @@ def test_responses_answer_a_response_object_or_one_completed_event_when_streamed
     assert event["type"] == "response.completed"
     assert event["response"]["model"] == "gpt-r"
     assert post(upstream, "m", stream=True).status_code == 400  # completions do not stream
+
+
+def chat(*messages: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": list(messages), "prompt": None}
+
+
+def test_chat_completions_answer_the_last_user_message_n_times(upstream):
+    body = chat(
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "an answer"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "question"}],
+        },
+    )
+    response = post(upstream, "gpt-chat", CHAT_PATH, n=2, **body)
+
+    completion = ChatCompletion.model_validate(response.json())
+    assert (completion.object, completion.model) == ("chat.completion", "gpt-chat")
+    assert [c.message.content for c in completion.choices] == [reply_text("second question")] * 2
+    assert [c.index for c in completion.choices] == [0, 1]
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 2 + 2 * 4  # "reply to: second question", twice
+    [call] = upstream.calls(model="gpt-chat")
+    assert (call.path, call.prompts) == (CHAT_PATH, ("second question",))
+
+
+def test_embeddings_answer_one_small_deterministic_vector_per_input_in_order(upstream):
+    response = post(upstream, "embed-small", EMBEDDINGS_PATH, input=["one", "two words"])
+
+    embeddings = CreateEmbeddingResponse.model_validate(response.json())
+    assert [e.index for e in embeddings.data] == [0, 1]
+    assert [e.embedding for e in embeddings.data] == [
+        embedding_of("one"),
+        embedding_of("two words"),
+    ]
+    assert len(embedding_of("one")) == 8 and embedding_of("one") != embedding_of("two words")
+    assert (embeddings.usage.prompt_tokens, embeddings.usage.total_tokens) == (3, 3)
+    single = post(upstream, "embed-one", EMBEDDINGS_PATH, input="alone").json()
+    assert [e["embedding"] for e in single["data"]] == [embedding_of("alone")]
+    assert [c.prompts for c in upstream.calls(model="embed-small")] == [("one", "two words")]
+
+
+def test_a_plain_response_parses_as_the_sdk_response_whatever_the_input_shape(upstream):
+    for given, prompt in [
+        ("hi there", "hi there"),
+        ([{"role": "user", "content": [{"type": "input_text", "text": "hello"}]}], "hello"),
+    ]:
+        response = Response.model_validate(
+            post(upstream, "gpt-r2", RESPONSES_PATH, input=given).json()
+        )
+        assert response.output_text == reply_text(prompt)
+        assert response.usage is not None and response.usage.total_tokens > 0
+
+
+@pytest.mark.parametrize("path", [CHAT_PATH, EMBEDDINGS_PATH, RESPONSES_PATH, ANTHROPIC_PATH])
+def test_the_special_models_behave_the_same_on_every_path(upstream, path):
+    body = {"input": "Say hi", "messages": [{"role": "user", "content": "Say hi"}]}
+    assert post(upstream, "fail-500", path, **body).status_code == 500
+    assert post(upstream, "redirect-308", path, **body).status_code == 308
+    assert post(upstream, "html-502", path, **body).status_code == 502
+    assert post(upstream, "fault-wrong-type", path, **body).text.startswith("<html>")
+    flaky = {"input": path, "messages": [{"role": "user", "content": path}]}
+    assert [post(upstream, "flaky-503", path, **flaky).status_code for _ in range(2)] == [503, 200]
+    started = time.monotonic()
+    assert post(upstream, "slow-100", path, **body).status_code == 200
+    assert time.monotonic() - started >= 0.1
+    if path != ANTHROPIC_PATH:  # the Anthropic key travels in x-api-key, not sent here
+        assert UPSTREAM_OPENAI_KEY in post(upstream, "bad-400", path, **body).text
+        assert UPSTREAM_OPENAI_KEY in post(upstream, "leak-200", path, **body).text
+        assert UPSTREAM_OPENAI_KEY in post(upstream, "leak-500", path, **body).text
+
+
+def test_a_weather_question_with_tools_gets_a_tool_use_on_messages(upstream):
+    tools = [{"name": "get_weather", "input_schema": {"type": "object"}}, {"name": "other"}]
+    asked = [
+        {"role": "user", "content": [{"type": "text", "text": "What is the Weather in Paris?"}]}
+    ]
+    answer = post(upstream, "claude-t", ANTHROPIC_PATH, messages=asked, tools=tools).json()
+    assert answer["stop_reason"] == "tool_use"
+    [block] = answer["content"]
+    assert (block["type"], block["name"], block["input"]) == (
+        "tool_use",
+        "get_weather",
+        {"city": "Paris"},
+    )
+    assert block["id"].startswith("toolu_")
+    without_tools = post(upstream, "claude-t", ANTHROPIC_PATH, messages=asked).json()
+    assert without_tools["stop_reason"] == "end_turn"
+    other = [{"role": "user", "content": "Tell me a joke"}]
+    plain = post(upstream, "claude-t", ANTHROPIC_PATH, messages=other, tools=tools).json()
+    assert plain["content"] == [{"type": "text", "text": reply_text("Tell me a joke")}]
 
 
 def test_reply_ids_are_unique(upstream):

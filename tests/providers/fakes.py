@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from providers.base import Credentials
-from providers.transport import HttpResponse, Timeouts, TransportError
+from harness.upstream import UPSTREAM_OPENAI_KEY, Call, FakeUpstream
+from providers.base import Adapter, Credentials
+from providers.transport import AiohttpTransport, HttpResponse, Timeouts, TransportError
 
 TIMEOUTS = Timeouts(total=30.0, connect=5.0)
 
@@ -135,3 +137,21 @@ def openai_error(
 def anthropic_error(status: int, error_type: str, message: str) -> HttpResponse:
     body = {"type": "error", "error": {"type": error_type, "message": message}}
     return json_response(status, body)
+
+
+def serve_from_fake_upstream(
+    adapter: Adapter, model: str, params: dict[str, Any]
+) -> tuple[dict[str, Any], list[Call]]:
+    """What ``adapter`` makes of the fake upstream's answer over the real transport, and the
+    calls the upstream received."""
+
+    async def call(base_url: str) -> dict[str, Any]:
+        transport = AiohttpTransport()
+        credentials = Credentials("fake", "openai", f"{base_url}/v1", UPSTREAM_OPENAI_KEY)
+        try:
+            return await adapter.serve(transport, credentials, model, params, TIMEOUTS)
+        finally:
+            await transport.close()
+
+    with FakeUpstream() as upstream:
+        return asyncio.run(call(upstream.base_url)), upstream.calls()

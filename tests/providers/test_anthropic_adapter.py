@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from openai.types import Completion
 
-from providers.anthropic import AnthropicMessages
+from providers.anthropic import AnthropicCompletions
 from providers.base import Credentials, ProviderError
 from providers.transport import HttpResponse, TransportError
 from tests.providers.fakes import (
@@ -23,7 +23,7 @@ from tests.providers.fakes import (
 MODEL = "claude-3-5-haiku-latest"
 
 
-def complete(
+def serve(
     transport: FakeTransport,
     params: dict[str, Any] | None = None,
     *,
@@ -31,7 +31,7 @@ def complete(
 ) -> dict[str, Any]:
     params = {"prompt": "Say hi", "max_tokens": 5} if params is None else params
     return asyncio.run(
-        AnthropicMessages().complete(transport, credentials, MODEL, params, TIMEOUTS)
+        AnthropicCompletions().serve(transport, credentials, MODEL, params, TIMEOUTS)
     )
 
 
@@ -39,7 +39,7 @@ def failure(
     *replies: HttpResponse | TransportError, params: dict[str, Any] | None = None
 ) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
-        complete(FakeTransport(*replies), params)
+        serve(FakeTransport(*replies), params)
     return caught.value
 
 
@@ -53,7 +53,7 @@ def ok(text: str = "Hello!", **fields: Any) -> HttpResponse:
 def test_posts_one_user_message_to_the_messages_url() -> None:
     transport = FakeTransport(ok())
 
-    complete(transport, {"prompt": "Say hi", "max_tokens": 5})
+    serve(transport, {"prompt": "Say hi", "max_tokens": 5})
 
     [request] = transport.requests
     assert request.url == "https://api.anthropic.com/v1/messages"
@@ -76,7 +76,7 @@ def test_posts_one_user_message_to_the_messages_url() -> None:
 def test_base_url_with_version_or_slash_is_accepted(base_url: str) -> None:
     transport = FakeTransport(ok())
 
-    complete(transport, credentials=Credentials("anthropic", "anthropic", base_url, ANTHROPIC_KEY))
+    serve(transport, credentials=Credentials("anthropic", "anthropic", base_url, ANTHROPIC_KEY))
 
     assert transport.requests[0].url == "https://api.anthropic.com/v1/messages"
 
@@ -84,7 +84,7 @@ def test_base_url_with_version_or_slash_is_accepted(base_url: str) -> None:
 def test_max_tokens_defaults_to_the_openai_default() -> None:
     transport = FakeTransport(ok())
 
-    complete(transport, {"prompt": "Say hi"})
+    serve(transport, {"prompt": "Say hi"})
 
     assert transport.requests[0].json()["max_tokens"] == 16
 
@@ -92,7 +92,7 @@ def test_max_tokens_defaults_to_the_openai_default() -> None:
 def test_sampling_stop_and_user_are_translated() -> None:
     transport = FakeTransport(ok())
 
-    complete(
+    serve(
         transport,
         {
             "prompt": "p",
@@ -114,7 +114,7 @@ def test_sampling_stop_and_user_are_translated() -> None:
 def test_stop_list_becomes_stop_sequences() -> None:
     transport = FakeTransport(ok())
 
-    complete(transport, {"prompt": "p", "stop": ["\n", "###"]})
+    serve(transport, {"prompt": "p", "stop": ["\n", "###"]})
 
     assert transport.requests[0].json()["stop_sequences"] == ["\n", "###"]
 
@@ -122,7 +122,7 @@ def test_stop_list_becomes_stop_sequences() -> None:
 def test_temperature_above_one_is_clamped_to_one() -> None:
     transport = FakeTransport(ok())
 
-    complete(transport, {"prompt": "p", "temperature": 1.7})
+    serve(transport, {"prompt": "p", "temperature": 1.7})
 
     assert transport.requests[0].json()["temperature"] == 1.0
 
@@ -141,35 +141,53 @@ def test_openai_only_parameters_are_not_sent() -> None:
         "logprobs": None,
     }
 
-    complete(transport, params)
+    serve(transport, params)
 
     assert set(transport.requests[0].json()) == {"model", "max_tokens", "messages"}
 
 
-def test_logprobs_are_refused_before_any_call() -> None:
-    transport = FakeTransport()
+def test_logprobs_are_refused_at_submit() -> None:
+    error = AnthropicCompletions().refusal({"prompt": "p", "logprobs": 0})
 
-    with pytest.raises(ProviderError) as caught:
-        complete(transport, {"prompt": "p", "logprobs": 0})
-
-    error = caught.value
-    assert (error.status_code, error.code, error.param) == (
+    assert error is not None
+    assert (error.status_code, error.error_type, error.code, error.param) == (
         400,
+        "invalid_request_error",
         "unsupported_parameter",
         "logprobs",
     )
     assert error.transient is False
     assert error.is_gateway_error is True
-    assert transport.requests == []
 
 
-def test_token_id_prompts_are_refused() -> None:
+def test_token_id_prompts_are_refused_at_submit() -> None:
+    error = AnthropicCompletions().refusal({"prompt": [1, 2, 3]})
+
+    assert error is not None
+    assert (error.status_code, error.code, error.param) == (400, "unsupported_parameter", "prompt")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"prompt": "p"}, {"prompt": ["a", "b"], "logprobs": None, "n": 2}],
+)
+def test_what_anthropic_can_carry_is_not_refused(params: dict[str, Any]) -> None:
+    assert AnthropicCompletions().refusal(params) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [({"prompt": "p", "logprobs": 0}, "logprobs"), ({"prompt": [1, 2, 3]}, "prompt")],
+)
+def test_a_refused_job_that_reaches_serve_fails_before_any_call(
+    params: dict[str, Any], param: str
+) -> None:
     transport = FakeTransport()
 
     with pytest.raises(ProviderError) as caught:
-        complete(transport, {"prompt": [1, 2, 3]})
+        serve(transport, params)
 
-    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "prompt")
+    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", param)
     assert transport.requests == []
 
 
@@ -177,7 +195,7 @@ def test_token_id_prompts_are_refused() -> None:
 
 
 def test_reply_is_returned_as_the_sdk_completion() -> None:
-    result = complete(FakeTransport(ok("Hi there", input_tokens=11, output_tokens=3)))
+    result = serve(FakeTransport(ok("Hi there", input_tokens=11, output_tokens=3)))
 
     completion = Completion.model_validate(result)
     assert completion.id == "cmpl-msg_01ABC"
@@ -200,7 +218,7 @@ def test_only_text_blocks_are_concatenated() -> None:
         {"type": "text", "text": "world"},
     ]
 
-    result = complete(FakeTransport(json_response(200, message)))
+    result = serve(FakeTransport(json_response(200, message)))
 
     assert result["choices"][0]["text"] == "Hello, world"
 
@@ -216,13 +234,13 @@ def test_only_text_blocks_are_concatenated() -> None:
     ],
 )
 def test_stop_reason_becomes_finish_reason(stop_reason: str, finish_reason: str) -> None:
-    result = complete(FakeTransport(ok(stop_reason=stop_reason)))
+    result = serve(FakeTransport(ok(stop_reason=stop_reason)))
 
     assert result["choices"][0]["finish_reason"] == finish_reason
 
 
 def test_echo_puts_the_prompt_before_the_text() -> None:
-    result = complete(FakeTransport(ok(" there")), {"prompt": "Hello", "echo": True})
+    result = serve(FakeTransport(ok(" there")), {"prompt": "Hello", "echo": True})
 
     assert result["choices"][0]["text"] == "Hello there"
 
@@ -233,7 +251,7 @@ def test_each_prompt_of_a_list_is_one_call_and_one_choice_in_order() -> None:
         ok("two", message_id="msg_2", input_tokens=3, output_tokens=2),
     )
 
-    result = complete(transport, {"prompt": ["first", "second"], "max_tokens": 4})
+    result = serve(transport, {"prompt": ["first", "second"], "max_tokens": 4})
 
     assert [r.json()["messages"][0]["content"] for r in transport.requests] == ["first", "second"]
     completion = Completion.model_validate(result)
@@ -245,7 +263,7 @@ def test_each_prompt_of_a_list_is_one_call_and_one_choice_in_order() -> None:
 def test_n_makes_n_calls_per_prompt_indexed_like_openai() -> None:
     transport = FakeTransport(*(ok(f"reply {i}") for i in range(4)))
 
-    result = complete(transport, {"prompt": ["a", "b"], "n": 2, "echo": True})
+    result = serve(transport, {"prompt": ["a", "b"], "n": 2, "echo": True})
 
     assert [r.json()["messages"][0]["content"] for r in transport.requests] == ["a", "a", "b", "b"]
     assert [(c["index"], c["text"]) for c in result["choices"]] == [
@@ -269,7 +287,7 @@ def test_calls_for_several_prompts_run_concurrently() -> None:
             in_flight -= 1
             return await super().post(url, **kwargs)
 
-    complete(SlowTransport(ok(), ok(), ok()), {"prompt": ["a", "b", "c"]})
+    serve(SlowTransport(ok(), ok(), ok()), {"prompt": ["a", "b", "c"]})
 
     assert peak == 3
 
@@ -350,6 +368,6 @@ def test_first_failure_cancels_the_calls_still_running() -> None:
     transport = HangingSecondCall(anthropic_error(400, "invalid_request_error", "bad"))
 
     with pytest.raises(ProviderError):
-        complete(transport, {"prompt": ["a", "b"]})
+        serve(transport, {"prompt": ["a", "b"]})
 
     assert cancelled.is_set()

@@ -21,7 +21,7 @@ from tests.providers.fakes import (
 )
 
 
-def complete(
+def serve(
     transport: FakeTransport,
     params: dict[str, Any] | None = None,
     *,
@@ -29,14 +29,16 @@ def complete(
     model: str = "gpt-3.5-turbo-instruct",
 ) -> dict[str, Any]:
     params = {"prompt": "Say hi", "max_tokens": 5} if params is None else params
-    return asyncio.run(
-        OpenAICompletions().complete(transport, credentials, model, params, TIMEOUTS)
-    )
+    return asyncio.run(OpenAICompletions().serve(transport, credentials, model, params, TIMEOUTS))
+
+
+def complete_with(reply: dict[str, Any]) -> dict[str, Any]:
+    return serve(FakeTransport(json_response(200, reply)))
 
 
 def failure(reply: HttpResponse | TransportError) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
-        complete(FakeTransport(reply))
+        serve(FakeTransport(reply))
     return caught.value
 
 
@@ -47,7 +49,7 @@ def test_posts_params_and_model_to_the_completions_url() -> None:
     transport = FakeTransport(json_response(200, openai_completion()))
     params = {"prompt": ["a", "b"], "max_tokens": 5, "temperature": 0.2, "stop": ["\n"], "n": 2}
 
-    complete(transport, params)
+    serve(transport, params)
 
     [request] = transport.requests
     assert request.url == "https://api.openai.com/v1/completions"
@@ -63,7 +65,7 @@ def test_trailing_slash_in_base_url_is_ignored() -> None:
     transport = FakeTransport(json_response(200, openai_completion()))
     credentials = Credentials("vllm", "openai", "http://127.0.0.1:8000/v1/", "")
 
-    complete(transport, credentials=credentials)
+    serve(transport, credentials=credentials)
 
     assert transport.requests[0].url == "http://127.0.0.1:8000/v1/completions"
 
@@ -71,7 +73,7 @@ def test_trailing_slash_in_base_url_is_ignored() -> None:
 def test_empty_api_key_sends_no_authorization_header() -> None:
     transport = FakeTransport(json_response(200, openai_completion()))
 
-    complete(transport, credentials=Credentials("ollama", "openai", "http://127.0.0.1/v1", ""))
+    serve(transport, credentials=Credentials("ollama", "openai", "http://127.0.0.1/v1", ""))
 
     assert "Authorization" not in transport.requests[0].headers
 
@@ -79,16 +81,23 @@ def test_empty_api_key_sends_no_authorization_header() -> None:
 def test_gateway_fields_and_nulls_are_not_forwarded() -> None:
     transport = FakeTransport(json_response(200, openai_completion()))
 
-    complete(transport, {"prompt": "x", "fallbacks": ["anthropic/claude"], "suffix": None})
+    serve(transport, {"prompt": "x", "fallbacks": ["anthropic/claude"], "suffix": None})
 
     assert transport.requests[0].json() == {"prompt": "x", "model": "gpt-3.5-turbo-instruct"}
+
+
+@pytest.mark.parametrize(
+    "params", [{"prompt": "x"}, {"prompt": [[1, 2]], "logprobs": 5, "echo": True, "best_of": 3}]
+)
+def test_nothing_an_openai_request_says_is_refused(params: dict[str, Any]) -> None:
+    assert OpenAICompletions().refusal(params) is None
 
 
 # --- a successful reply -------------------------------------------------------------------------
 
 
 def test_openai_reply_is_returned_as_the_sdk_completion() -> None:
-    result = complete(FakeTransport(json_response(200, openai_completion("Hi there"))))
+    result = serve(FakeTransport(json_response(200, openai_completion("Hi there"))))
 
     completion = Completion.model_validate(result)
     assert completion.id == "cmpl-abc123"
@@ -104,7 +113,7 @@ def test_openai_reply_is_returned_as_the_sdk_completion() -> None:
 def test_sparse_compatible_server_reply_is_completed() -> None:
     sparse = {"choices": [{"text": "ok", "finish_reason": None}, {"text": None}]}
 
-    result = complete(FakeTransport(json_response(200, sparse)), model="llama3")
+    result = serve(FakeTransport(json_response(200, sparse)), model="llama3")
 
     completion = Completion.model_validate(result)
     assert completion.id.startswith("cmpl-") and len(completion.id) > len("cmpl-")
@@ -136,7 +145,7 @@ def test_finish_reason_is_mapped_to_what_the_sdk_accepts(
         choices=[{"text": "x", "index": 0, "logprobs": None, "finish_reason": upstream}]
     )
 
-    result = complete(FakeTransport(json_response(200, reply)))
+    result = serve(FakeTransport(json_response(200, reply)))
 
     assert Completion.model_validate(result).choices[0].finish_reason == normalised
 
@@ -153,7 +162,7 @@ def test_logprobs_and_system_fingerprint_are_kept() -> None:
         system_fingerprint="fp_44709d6fcb",
     )
 
-    result = complete(FakeTransport(json_response(200, reply)))
+    result = serve(FakeTransport(json_response(200, reply)))
 
     completion = Completion.model_validate(result)
     assert completion.system_fingerprint == "fp_44709d6fcb"
@@ -164,16 +173,34 @@ def test_logprobs_and_system_fingerprint_are_kept() -> None:
 def test_missing_total_tokens_is_computed() -> None:
     reply = openai_completion(usage={"prompt_tokens": 3, "completion_tokens": 4})
 
-    result = complete(FakeTransport(json_response(200, reply)))
+    result = serve(FakeTransport(json_response(200, reply)))
 
     assert result["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+
+
+def test_usage_details_are_kept_and_their_stray_entries_dropped() -> None:
+    usage = {
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 2, "note": "x"},
+        "completion_tokens_details": "none",
+    }
+
+    result = complete_with(openai_completion(usage=usage))
+
+    completion = Completion.model_validate(result)
+    assert completion.usage is not None and completion.usage.prompt_tokens_details is not None
+    assert completion.usage.prompt_tokens_details.cached_tokens == 2
+    assert result["usage"]["prompt_tokens_details"] == {"cached_tokens": 2}
+    assert "completion_tokens_details" not in result["usage"]
 
 
 def test_json_content_type_with_charset_is_accepted() -> None:
     body = json_response(200, openai_completion()).body
     reply = raw_response(200, body, "application/json; charset=utf-8")
 
-    assert complete(FakeTransport(reply))["choices"][0]["text"] == "Hello!"
+    assert serve(FakeTransport(reply))["choices"][0]["text"] == "Hello!"
 
 
 # --- unusable 2xx replies -----------------------------------------------------------------------

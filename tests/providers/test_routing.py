@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from openai.types import Completion
 
-from providers.anthropic import AnthropicMessages
-from providers.base import CompletionAdapter, Credentials, ProviderError, Target
+from providers.anthropic import AnthropicCompletions
+from providers.base import Adapter, Credentials, ProviderError, Target
 from providers.openai import OpenAICompletions
-from providers.routing import Attempt, RetryPolicy, RoutingOutcome, route_completion
+from providers.routing import Attempt, RetryPolicy, RoutingOutcome, route_request
 from providers.transport import Timeouts, Transport, TransportError
 from tests.providers.fakes import (
     ANTHROPIC,
@@ -31,9 +31,9 @@ from tests.providers.fakes import (
 PRIMARY = Target("openai", "gpt-3.5-turbo-instruct")
 FALLBACK = Target("anthropic", "claude-3-5-haiku-latest")
 PARAMS = {"prompt": "Say hi", "max_tokens": 5}
-ADAPTERS: dict[str, CompletionAdapter] = {
+ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAICompletions(),
-    "anthropic": AnthropicMessages(),
+    "anthropic": AnthropicCompletions(),
 }
 CREDENTIALS: dict[str, Credentials | None] = {"openai": OPENAI, "anthropic": ANTHROPIC}
 
@@ -54,11 +54,11 @@ def route(
     *,
     policy: RetryPolicy | None = None,
     credentials: Mapping[str, Credentials | None] = CREDENTIALS,
-    adapters: Mapping[str, CompletionAdapter] = ADAPTERS,
+    adapters: Mapping[str, Adapter] = ADAPTERS,
     sleep: RecordingSleep | None = None,
 ) -> RoutingOutcome:
     return asyncio.run(
-        route_completion(
+        route_request(
             targets,
             PARAMS,
             transport=transport,
@@ -300,7 +300,7 @@ def test_unknown_protocol_is_a_permanent_gateway_error() -> None:
 
 def test_unexpected_adapter_exception_becomes_a_permanent_502() -> None:
     class BrokenAdapter:
-        async def complete(
+        async def serve(
             self,
             transport: Transport,
             credentials: Credentials,
@@ -417,7 +417,7 @@ def test_timeouts_are_passed_to_the_transport() -> None:
 def test_cancellation_is_not_recorded_as_a_failed_try() -> None:
     # A cancelled worker must stop, not be recorded as a failed try.
     class Cancelling:
-        async def complete(self, *args: Any) -> dict[str, Any]:
+        async def serve(self, *args: Any) -> dict[str, Any]:
             raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):
@@ -435,7 +435,7 @@ def test_provider_error_from_adapter_is_kept_as_is() -> None:
     )
 
     class Refusing:
-        async def complete(self, *args: Any) -> dict[str, Any]:
+        async def serve(self, *args: Any) -> dict[str, Any]:
             raise error
 
     outcome = route(FakeTransport(), [PRIMARY], adapters={"openai": Refusing()})
@@ -466,7 +466,7 @@ def test_an_adapter_failure_logs_the_hostile_target_escaped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class BrokenAdapter:
-        async def complete(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        async def serve(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
             raise KeyError("choices")
 
     caplog.set_level(logging.DEBUG, logger="providers.routing")
@@ -475,5 +475,5 @@ def test_an_adapter_failure_logs_the_hostile_target_escaped(
     route(FakeTransport(), [hostile], adapters={**ADAPTERS, "openai": BrokenAdapter()})
 
     messages = [record.getMessage() for record in caplog.records]
-    assert "completion adapter openai failed unexpectedly for openai/m\\n\\u2028forged" in messages
+    assert "adapter openai failed unexpectedly for openai/m\\n\\u2028forged" in messages
     assert all(message.isprintable() for message in messages), messages
