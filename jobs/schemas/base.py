@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway.http.errors import InvalidRequest
-from jobs.schemas.fields import INVALID, JsonObject, ModelName, refuse
+from jobs.schemas.fields import INVALID, UNKNOWN_TYPE, JsonObject, ModelName, refuse
 
 # The fields the gateway reads itself, never sent upstream as they are.
 GATEWAY_FIELDS = frozenset({"model", "fallbacks", "stream"})
@@ -101,6 +101,8 @@ def _refusal(data: dict[str, Any], errors: list[ErrorDetails]) -> InvalidRequest
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         # A tagged union names its tag field ('role', 'type') in its context, quoted.
         param = _join(param, "." + ctx["discriminator"].strip("'"))
+    elif kind == UNKNOWN_TYPE:
+        param = _join(param, ".type")
     param = _join(param, ctx.get("at", ""))
     if kind == "extra_forbidden":
         return _unknown(param)

@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 INT64_MAX = 2**63 - 1
@@ -19,6 +27,10 @@ INT64_MAX = 2**63 - 1
 MAX_TOKEN_ID = 2**31 - 1
 # The error type, and the API error code, of a value refused for any reason without its own code.
 INVALID = "invalid_parameter"
+# The error type of an object whose ``type`` names none of a union's members: refused naming
+# its ``type`` (a Discriminator cannot say so itself: its error context makes the union
+# unhashable).
+UNKNOWN_TYPE = "unknown_type"
 
 
 class JsonObject(BaseModel):
@@ -34,12 +46,13 @@ def refuse(message: str, *, at: str = "", code: str = INVALID) -> PydanticCustom
 
 
 def json_type(value: Any) -> str:
-    """The JSON type of a parsed value, the tag of the union member that takes it."""
+    """The JSON type of a parsed value (or of a validated one, when it is serialized), the tag
+    of the union member that takes it."""
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):
         return "array"
-    if isinstance(value, dict):
+    if isinstance(value, dict | BaseModel):
         return "object"
     return "other"
 
@@ -134,4 +147,5 @@ Stop = Annotated[
     ),
 ]
 ServiceTier = Literal["auto", "default", "flex", "scale", "priority"]
-ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+# As the openai SDK of requirements-dev.txt lists them.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
