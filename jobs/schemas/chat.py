@@ -25,6 +25,8 @@ from jobs.schemas.fields import (
     ServiceTier,
     Stop,
     Temperature,
+    TokenLimit,
+    TopLogprobs,
     TopP,
     User,
     json_type,
@@ -298,17 +300,17 @@ class ChatCompletionRequest(RequestBody):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ChatResponseFormat | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = Field(
+    max_tokens: TokenLimit | None = Field(
         default=None, description="Deprecated: max_completion_tokens replaces it."
     )
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: TokenLimit | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
     n: Choices | None = None
     stop: Stop | None = None
     seed: Seed | None = None
     logprobs: bool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    top_logprobs: TopLogprobs | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     logit_bias: LogitBias | None = None

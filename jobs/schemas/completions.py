@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, mod
 from jobs.schemas.base import RequestBody
 from jobs.schemas.fields import (
     INVALID,
+    RANGE_FIRST,
     Choices,
     LogitBias,
     MaxTokens,
@@ -52,11 +53,11 @@ class CompletionRequest(RequestBody):
     )
 
     prompt: Prompt
-    best_of: Annotated[int, Field(ge=0, le=20)] | None = None
+    best_of: Annotated[int, Field(ge=0, le=20), RANGE_FIRST] | None = None
     echo: bool | None = None
     frequency_penalty: Penalty | None = None
     logit_bias: LogitBias | None = None
-    logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
+    logprobs: Annotated[int, Field(ge=0, le=5), RANGE_FIRST] | None = None
     max_tokens: MaxTokens | None = None
     n: Choices | None = None
     presence_penalty: Penalty | None = None

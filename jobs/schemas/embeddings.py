@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from jobs.schemas.base import RequestBody
-from jobs.schemas.fields import INVALID, TokenId, User, input_kind
+from jobs.schemas.fields import INVALID, RANGE_FIRST, TokenId, User, input_kind
 
 # OpenAI's limit on the inputs of one request.
 MAX_INPUTS = 2048
@@ -42,7 +42,7 @@ class EmbeddingRequest(RequestBody):
     )
 
     input: EmbeddingInput
-    dimensions: Annotated[int, Field(ge=1)] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=65_536), RANGE_FIRST] | None = None
     encoding_format: Literal["float", "base64"] | None = None
     user: User | None = None
 

@@ -8,6 +8,7 @@ refusal speaks of the member the client meant instead of every member in turn.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -18,7 +19,9 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -111,13 +114,35 @@ def _function_name(value: str) -> str:
     return value
 
 
-TokenId = Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]
+def _range_first(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Refuse a number out of an integer's range as out of range, whatever its JSON type.
+
+    A float is never an integer here; but a JSON integer too large for Python to read exactly
+    arrives as an infinity (gateway/http/parsers.py), and 1e20 tokens is out of range before it
+    is not an integer. Trying the integer nearest the value yields the field's own range error.
+    """
+    if isinstance(value, float):
+        nearest = int(value) if math.isfinite(value) else (_HUGE if value > 0 else -_HUGE)
+        handler(nearest)
+    return handler(value)
+
+
+_HUGE = 10**400
+# Every integer field: the range checked before the type (see _range_first). Its bounds must
+# come before it in the Annotated, so that they are checked by its handler.
+RANGE_FIRST = WrapValidator(_range_first)
+
+TokenId = Annotated[int, Field(ge=0, le=MAX_TOKEN_ID), RANGE_FIRST]
 Temperature = Annotated[float, Field(ge=0, le=2)]
 TopP = Annotated[float, Field(ge=0, le=1)]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
-Choices = Annotated[int, Field(ge=1, le=128)]
-Seed = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
-MaxTokens = Annotated[int, Field(ge=0, le=10_000_000)]
+Choices = Annotated[int, Field(ge=1, le=128), RANGE_FIRST]
+Seed = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX), RANGE_FIRST]
+MaxTokens = Annotated[int, Field(ge=0, le=10_000_000), RANGE_FIRST]
+# A limit on the tokens (or tool calls) of one answer: bounded, so no 400-digit integer reaches
+# a provider.
+TokenLimit = Annotated[int, Field(ge=1, le=10_000_000), RANGE_FIRST]
+TopLogprobs = Annotated[int, Field(ge=0, le=20), RANGE_FIRST]
 User = Annotated[str, Field(max_length=256)]
 FunctionName = Annotated[
     str,

@@ -31,6 +31,8 @@ from jobs.schemas.fields import (
     ReasoningEffort,
     ServiceTier,
     Temperature,
+    TokenLimit,
+    TopLogprobs,
     TopP,
     User,
     json_type,
@@ -399,11 +401,11 @@ class ResponsesRequest(RequestBody):
     parallel_tool_calls: bool | None = None
     text: ResponsesTextConfig | None = None
     reasoning: ResponsesReasoningConfig | None = None
-    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
+    max_output_tokens: TokenLimit | None = None
+    max_tool_calls: TokenLimit | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    top_logprobs: TopLogprobs | None = None
     metadata: Metadata | None = None
     user: User | None = None
     truncation: Literal["auto", "disabled"] | None = None
