@@ -277,17 +277,23 @@ class ResponsesHostedTool(_Open):
 _HOSTED_TOOLS = frozenset(HOSTED_TOOL_TYPES)
 
 
+# Tags no body has as a key: an error's location holds the tag before the member's fields, and
+# parse_request finds its param by following that location through the body.
+FUNCTION_TAG = "function tool"
+HOSTED_TAG = "hosted tool"
+
+
 def _tool_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):  # serializing a validated tool
-        return "hosted" if isinstance(value, ResponsesHostedTool) else "function"
+        return HOSTED_TAG if isinstance(value, ResponsesHostedTool) else FUNCTION_TAG
     if not isinstance(value, dict) or value.get("type") == "function":
-        return "function"
-    return "hosted" if value.get("type") in _HOSTED_TOOLS else None
+        return FUNCTION_TAG
+    return HOSTED_TAG if value.get("type") in _HOSTED_TOOLS else None
 
 
 ResponsesTool = Annotated[
-    Annotated[ResponsesFunctionTool, Tag("function")]
-    | Annotated[ResponsesHostedTool, Tag("hosted")],
+    Annotated[ResponsesFunctionTool, Tag(FUNCTION_TAG)]
+    | Annotated[ResponsesHostedTool, Tag(HOSTED_TAG)],
     Discriminator(
         _tool_kind,
         custom_error_type=UNKNOWN_TYPE,
@@ -310,14 +316,14 @@ class ResponsesHostedChoice(_Open):
 def _tool_choice_kind(value: Any) -> str:
     if isinstance(value, dict | BaseModel):
         kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-        return "function" if kind == "function" else "hosted"
+        return FUNCTION_TAG if kind == "function" else HOSTED_TAG
     return json_type(value)
 
 
 ResponsesToolChoice = Annotated[
     Annotated[Literal["none", "auto", "required"], Tag("string")]
-    | Annotated[ResponsesFunctionChoice, Tag("function")]
-    | Annotated[ResponsesHostedChoice, Tag("hosted")],
+    | Annotated[ResponsesFunctionChoice, Tag(FUNCTION_TAG)]
+    | Annotated[ResponsesHostedChoice, Tag(HOSTED_TAG)],
     Discriminator(
         _tool_choice_kind,
         custom_error_type=INVALID,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 import pytest
@@ -37,7 +36,3 @@ def refused(
 def from_json(raw: str) -> Any:
     """A body as the gateway's JSON parser reads it (numbers past the float range are infinite)."""
     return read_json_body(io.BytesIO(raw.encode()), None)
-
-
-def as_json(body: dict[str, Any]) -> Any:
-    return from_json(json.dumps(body))

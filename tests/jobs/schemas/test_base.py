@@ -56,7 +56,9 @@ def test_an_unknown_nested_field_is_named_by_its_path() -> None:
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=SCHEMA_IDS)
 def test_stream_true_is_refused_for_every_schema(schema: type[RequestBody]) -> None:
-    error = refused(schema, {**MINIMAL[schema], "stream": True}, "stream", "streaming_not_supported")
+    error = refused(
+        schema, {**MINIMAL[schema], "stream": True}, "stream", "streaming_not_supported"
+    )
     assert "Streaming is not supported" in error.message
 
 
@@ -109,7 +111,9 @@ def test_fallbacks_are_model_names_each_checked_and_named_by_index() -> None:
     assert accepted(CompletionRequest, {**BODY, "fallbacks": None}).fallbacks is None
     body = {**BODY, "fallbacks": ["openai/a", "openai/\nb"]}
     refused(CompletionRequest, body, "fallbacks[1]", "invalid_characters")
-    refused(CompletionRequest, {**BODY, "fallbacks": ["openai/a", " "]}, "fallbacks[1]", "invalid_model")
+    refused(
+        CompletionRequest, {**BODY, "fallbacks": ["openai/a", " "]}, "fallbacks[1]", "invalid_model"
+    )
     refused(CompletionRequest, {**BODY, "fallbacks": ["openai/a", 3]}, "fallbacks[1]")
     refused(CompletionRequest, {**BODY, "fallbacks": "openai/a"}, "fallbacks")
 
@@ -199,3 +203,27 @@ def _subclasses(cls: type[BaseModel]) -> list[type[BaseModel]]:
 def test_every_object_class_of_the_schemas_has_a_name_of_its_own() -> None:
     names = [cls.__name__ for cls in _subclasses(JsonObject) if cls.__module__.startswith("jobs.")]
     assert len(names) == len(set(names)), sorted(names)
+
+
+def _integer_params(schema: type[RequestBody]) -> list[str]:
+    properties = schema.model_json_schema()["properties"]
+    return [
+        name
+        for name, spec in properties.items()
+        if "integer" in {one.get("type") for one in [spec, *spec.get("anyOf", [])]}
+    ]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=SCHEMA_IDS)
+def test_every_integer_parameter_refuses_a_huge_json_integer_as_out_of_range(
+    schema: type[RequestBody],
+) -> None:
+    """The parser reads a literal of hundreds of digits as an infinity; it is out of range."""
+    params = _integer_params(schema)
+    assert params
+    for param in params:
+        for value, bound in ((float("inf"), "less"), (float("-inf"), "greater")):
+            error = refused(schema, {**MINIMAL[schema], param: value}, param)
+            assert error.message.startswith(f"{param}: Ensure this value is {bound} than"), param
+        error = refused(schema, {**MINIMAL[schema], param: 1.5}, param)
+        assert error.message == f"{param}: Must be an integer."

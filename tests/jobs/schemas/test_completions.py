@@ -55,7 +55,16 @@ EVERY_PARAMETER = {
             "n": 20,
         },
     ],
-    ids=["minimal", "every parameter", "tokens", "token lists", "empty", "blanks", "nulls", "edges"],
+    ids=[
+        "minimal",
+        "every parameter",
+        "tokens",
+        "token lists",
+        "empty",
+        "blanks",
+        "nulls",
+        "edges",
+    ],
 )
 def test_a_valid_body_is_accepted_as_sent(body: dict[str, Any]) -> None:
     accepted(CompletionRequest, body)
