@@ -12,6 +12,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from gateway.http.error_schema import ErrorSerializer
+from jobs.request_types import RequestKind
 from jobs.serializers import AsyncJobSerializer
 from jobs.ttl import TTL_HEADER
 
@@ -36,19 +37,24 @@ class JobOperationSchema(AutoSchema):
     """The submit (POST) or poll (GET) operation of the view's request type."""
 
     @property
+    def _kind(self) -> RequestKind:
+        kind: RequestKind = self.view.kind  # type: ignore[attr-defined]  # a JobView's
+        return kind
+
+    @property
     def _submits(self) -> bool:
         return self.method == "POST"
 
     def get_operation_id(self) -> str:
         verb = "create" if self._submits else "get"
-        return f"{verb}_async_{self.view.kind.name}"
+        return f"{verb}_async_{self._kind.name}"
 
     def get_summary(self) -> str:
-        title = self.view.kind.title
+        title = self._kind.title
         return f"Create async {title}" if self._submits else f"Get async {title} job"
 
     def get_description(self) -> str:  # type: ignore[override]
-        kind = self.view.kind
+        kind = self._kind
         if self._submits:
             return (
                 f"Submits a {kind.title} request for asynchronous execution. Returns a job id at "
@@ -61,10 +67,10 @@ class JobOperationSchema(AutoSchema):
         )
 
     def get_tags(self) -> list[str]:
-        return [f"async {self.view.kind.title}s"]
+        return [f"async {self._kind.title}s"]
 
     def get_request_serializer(self) -> Any:
-        return self.view.kind.schema if self._submits else None
+        return self._kind.schema if self._submits else None
 
     def get_response_serializers(self) -> Any:
         if self._submits:
@@ -75,7 +81,7 @@ class JobOperationSchema(AutoSchema):
         """The schema's own examples, as request examples of the submit."""
         if not self._submits:
             return []
-        examples = self.view.kind.schema.model_json_schema().get("examples", [])
+        examples = self._kind.schema.model_json_schema().get("examples", [])
         return [
             OpenApiExample(f"Example {number}", value=value, request_only=True)
             for number, value in enumerate(examples, start=1)

@@ -55,9 +55,15 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def _accepts_json(request: HttpRequest) -> bool:
-    meta = request.META
-    return wants_plain_json(meta) or request.accepts(JSON)
+def _json_media_type(request: HttpRequest) -> str | None:
+    """The accepted media type the answer is JSON of, with its parameters (``indent=2`` shapes
+    the rendering); None when the Accept header allows no JSON."""
+    if wants_plain_json(request.META):
+        return JSON
+    for accepted in request.accepted_types:  # most preferred first
+        if accepted.main_type in ("*", "application") and accepted.sub_type in ("*", "json"):
+            return str(accepted) if accepted.sub_type == "json" else JSON
+    return None
 
 
 def _is_json(content_type: str) -> bool:
@@ -74,7 +80,10 @@ class JobEndpoint(APIView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.request = request  # type: ignore[assignment]  # what error descriptions may read
         self.args, self.kwargs = args, kwargs
+        media_type = _json_media_type(request)
         try:
+            if media_type is None:
+                raise NotAcceptable()
             answer = self._answer(request, kwargs)
         except Exception as exc:
             error = error_answer(exc, self)
@@ -83,7 +92,9 @@ class JobEndpoint(APIView):
             body, status = error
             answer = Answer(body, status, error_headers(status))
         response = HttpResponse(
-            self._renderer.render(answer.body), status=answer.status, content_type=JSON
+            self._renderer.render(answer.body, None if media_type == JSON else media_type),
+            status=answer.status,
+            content_type=JSON,
         )
         for name, value in answer.headers.items():
             response[name] = value
@@ -91,8 +102,6 @@ class JobEndpoint(APIView):
         return response
 
     def _answer(self, request: HttpRequest, kwargs: dict[str, Any]) -> Answer:
-        if not _accepts_json(request):
-            raise NotAcceptable()
         principal = authenticate_request(request.META)
         if principal is None:
             raise NotAuthenticated()

@@ -26,8 +26,11 @@ class AsyncJobSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     completed_at = serializers.DateTimeField(allow_null=True)
     status_code = serializers.IntegerField(allow_null=True)
-    result = serializers.JSONField(allow_null=True, help_text="The OpenAI result of the route's request type: a text_completion, "
-        "a chat.completion, a response or a list of embeddings.",)
+    result = serializers.JSONField(
+        allow_null=True,
+        help_text="The OpenAI result of the route's request type: a text_completion, "
+        "a chat.completion, a response or a list of embeddings.",
+    )
     error = ErrorSerializer(allow_null=True)
 
     @staticmethod

@@ -52,7 +52,9 @@ def read_submission(kind: RequestKind, data: Any, principal: Principal) -> Submi
         for name, value in data.items()
         if value is not None and name not in GATEWAY_FIELDS
     }
-    named = [(body.model, "model")] + [(value, "fallbacks") for value in fallbacks]
+    named = [(body.model, "model")] + [
+        (value, f"fallbacks[{position}]") for position, value in enumerate(fallbacks)
+    ]
     targets = [_target(kind, value, param, principal, params) for value, param in named]
     return Submission(targets[0], [str(target) for target in targets[1:]], params)
 

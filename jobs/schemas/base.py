@@ -135,6 +135,11 @@ def _unknown(param: str) -> InvalidRequest:
     )
 
 
+# Parameters whose keys are the client's own (token ids, metadata names): an error inside one
+# names the parameter.
+MAPS = frozenset({"logit_bias", "metadata"})
+
+
 def _param(data: Any, loc: tuple[int | str, ...], *, missing: bool) -> str:
     """The path of an error in the body, as OpenAI writes it: ``messages[0].content``.
 
@@ -146,6 +151,8 @@ def _param(data: Any, loc: tuple[int | str, ...], *, missing: bool) -> str:
     value = data
     last = len(loc) - 1
     for position, key in enumerate(loc):
+        if path in MAPS:
+            break  # the client's own keys (a 400-digit token id, say) never become the param
         if isinstance(value, dict) and key in value:
             value = value[key]
             path = _join(path, f".{key}")

@@ -42,10 +42,13 @@ class JsonObject(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-def refuse(message: str, *, at: str = "", code: str = INVALID) -> PydanticCustomError:
+def refuse(
+    message: str, *, at: str = "", code: str = INVALID, **context: str
+) -> PydanticCustomError:
     """The error a validator raises; ``at`` is where, below the value validated (".best_of",
-    "[2]"), and ``code`` the API error code."""
-    return PydanticCustomError(code, message, {"at": at})
+    "[2]"), ``code`` the API error code, and ``context`` fills the message's braces (a client's
+    value goes there, never into the message itself, where its braces would be read)."""
+    return PydanticCustomError(code, message, {"at": at, **context})
 
 
 def json_type(value: Any) -> str:
@@ -78,8 +81,10 @@ def input_kind(value: Any) -> str | None:
 def _model_name(value: str) -> str:
     if not value.isprintable():
         raise refuse(
-            "Must hold printable characters only (no control, separator or invisible ones).",
+            "Must hold printable characters only (no control, separator or invisible ones), "
+            "got {value}.",
             code="invalid_characters",
+            value=repr(value),
         )
     value = value.strip()
     if not value:

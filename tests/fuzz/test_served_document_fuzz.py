@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 
 from fuzz.checks import CHECKS
 from fuzz.numbers import add_extreme_numbers
+from jobs.request_types import KINDS
 
 SEED = 20261126
 MAX_EXAMPLES = 25  # per operation and phase; the coverage phase adds its own few hundred
@@ -54,10 +55,10 @@ def _requests_keep_the_test_transaction(db: None) -> Iterator[None]:
 def test_the_served_document_lists_every_api_operation():
     """The fuzzing below covers what the document lists, so the document must list it all."""
     labels = {result.ok().label for result in schema.get_all_operations()}
-    assert labels == {
-        "GET /health",
-        "POST /v1/async/completions",
-        "GET /v1/async/completions/{job_id}",
+    assert labels == {"GET /health"} | {
+        f"{method} /v1/{kind.path}{suffix}"
+        for kind in KINDS
+        for method, suffix in [("POST", ""), ("GET", "/{job_id}")]
     }
 
 

@@ -123,7 +123,8 @@ def test_nesting_past_the_limit_is_one_clear_400_however_deep(key_client, depth)
 
 def test_nesting_up_to_the_limit_is_parsed_and_left_to_the_parameters(key_client):
     response = post_raw(key_client, _nested(MAX_NESTING - 1))
-    assert_error_shape(response, 400, code="invalid_parameter", param="stop")
+    body = assert_error_shape(response, 400, code="invalid_parameter")
+    assert body["error"]["param"] == "stop[0]", body["error"]
 
 
 @pytest.mark.parametrize(

@@ -151,11 +151,20 @@ def test_openapi_poll_answers_200_202_and_404(schema, poll_path):
     assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
 
 
-@pytest.mark.parametrize("name", ["stream", "echo"])
-def test_openapi_documents_boolean_parameters_as_booleans(schema, name):
+@pytest.mark.parametrize(
+    ("component", "name"),
+    [
+        ("CompletionRequestRequest", "stream"),
+        ("CompletionRequestRequest", "echo"),
+        ("ChatCompletionRequestRequest", "logprobs"),
+        ("ChatCompletionRequestRequest", "parallel_tool_calls"),
+        ("ResponsesRequestRequest", "store"),
+    ],
+)
+def test_openapi_documents_boolean_parameters_as_booleans(schema, component, name):
     """The submit refuses "true" for a boolean, so the document must not call it a string."""
-    request = schema["components"]["schemas"]["CompletionRequestRequest"]
-    assert request["properties"][name]["type"] == "boolean"
+    member = schema["components"]["schemas"][component]["properties"][name]
+    assert {option["type"] for option in member.get("anyOf", [member])} == {"boolean", "null"}
 
 
 def test_openapi_documents_the_503_health_gives_without_its_database(schema):

@@ -100,7 +100,9 @@ def test_a_json_content_type_with_parameters_is_read(key_client: APIClient) -> N
 
 
 def test_an_empty_body_is_400(key_client: APIClient) -> None:
-    response = key_client.generic("POST", submit_url(KINDS[0]), b"", content_type="application/json")
+    response = key_client.generic(
+        "POST", submit_url(KINDS[0]), b"", content_type="application/json"
+    )
     assert_error_shape(response, 400, code="invalid_json")
 
 

@@ -110,7 +110,7 @@ def test_a_fallback_that_cannot_serve_the_type_is_400_naming_fallbacks(
 ) -> None:
     body = {**BODIES["embedding"], "fallbacks": ["anthropic/claude"]}
     response = key_client.post("/v1/async/embeddings", body, format="json")
-    assert_error_shape(response, 400, code="unsupported_request_type", param="fallbacks")
+    assert_error_shape(response, 400, code="unsupported_request_type", param="fallbacks[0]")
     assert AsyncJob.objects.count() == 0
 
 

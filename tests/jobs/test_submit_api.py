@@ -14,6 +14,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import RequestFactory
 from django.urls import set_script_prefix
+
 from gateway.http.errors import InvalidRequest
 from jobs.models import AsyncJob, JobStatus
 from jobs.schemas.base import parse_request
@@ -90,12 +91,12 @@ def test_every_parameter_is_stored_for_upstream(key_client, dispatched):
     }
     response = submit(
         key_client,
-        {"model": "openai/m", "prompt": ["a", "b"], "fallbacks": ["anthropic/c"], **params},
+        {"model": "openai/m", "prompt": ["a", "b"], "fallbacks": ["openai/c"], **params},
     )
     assert response.status_code == 202, response.content
     job = AsyncJob.objects.get()
     assert job.request == {"prompt": ["a", "b"], **params}
-    assert job.fallbacks == ["anthropic/c"]
+    assert job.fallbacks == ["openai/c"]
 
 
 def test_null_optional_parameters_mean_default(key_client, dispatched):
@@ -169,9 +170,17 @@ def test_mistyped_or_out_of_range_parameter_is_400_naming_it(key_client, field, 
     assert_error(response, 400, field, prefix=True)
 
 
-@pytest.mark.parametrize("prompt", [[], 3, None, [1, 2], ["a", 2], {"a": 1}])
-def test_prompt_must_be_string_or_non_empty_string_array(key_client, prompt):
-    assert_error(submit(key_client, {"model": "openai/m", "prompt": prompt}), 400, "prompt")
+@pytest.mark.parametrize("prompt", [[], 3, None, ["a", 2], [1, "a"], [[1], 2], {"a": 1}])
+def test_prompt_must_be_a_string_or_a_non_empty_array_of_one_form(key_client, prompt):
+    response = submit(key_client, {"model": "openai/m", "prompt": prompt})
+    assert_error(response, 400, "prompt", prefix=True)
+
+
+@pytest.mark.parametrize("prompt", [[1, 2], [[1, 2], [3]]], ids=["tokens", "token lists"])
+def test_a_prompt_of_token_ids_is_accepted_as_openai_takes_it(key_client, dispatched, prompt):
+    response = submit(key_client, {"model": "openai/m", "prompt": prompt})
+    assert response.status_code == 202, response.content
+    assert AsyncJob.objects.get().request == {"prompt": prompt}
 
 
 def test_missing_model_and_prompt_are_400(key_client):
@@ -193,12 +202,12 @@ def test_bad_fallback_is_400_naming_fallbacks(key_client):
     assert_error(
         submit(key_client, {"model": "openai/m", "prompt": "x", "fallbacks": ["nosuch/m"]}),
         400,
-        "fallbacks",
+        "fallbacks[0]",
     )
     assert_error(
         submit(key_client, {"model": "openai/m", "prompt": "x", "fallbacks": ["no-slash"]}),
         400,
-        "fallbacks",
+        "fallbacks[0]",
     )
 
 
@@ -253,7 +262,7 @@ def test_key_restricted_to_models_gets_403_for_others(api_client, dispatched):
             api_client, {"model": "openai/gpt-4o", "prompt": "x", "fallbacks": ["anthropic/claude"]}
         ),
         403,
-        "fallbacks",
+        "fallbacks[0]",
     )
 
 

@@ -164,6 +164,6 @@ def test_a_control_character_in_a_fallback_is_400_naming_fallbacks(key_client, c
     fallback = f"openai/b{char}INFO forged log line" if where == "inside" else char
     fallbacks = ["openai/a", fallback]
     response = post_raw(key_client, json.dumps(BASE | {"fallbacks": fallbacks}))
-    assert_error_shape(response, 400, code="invalid_characters", param="fallbacks")
+    assert_error_shape(response, 400, code="invalid_characters", param="fallbacks[1]")
     assert AsyncJob.objects.count() == 0
     printable_log(caplog)

@@ -95,12 +95,12 @@ BAD = [
     ("user", ["u"], "user", "Must be a string."),
     ("user", "u" * 257, "user", "Must hold at most 256 characters."),
     ("logit_bias", [], "logit_bias", "Must be an object."),
-    ("logit_bias", {"abc": 1}, "logit_bias.abc", "Must be a token id"),
-    ("logit_bias", {"-1": 1}, "logit_bias.-1", "Must be a token id"),
-    ("logit_bias", {"2147483648": 1}, "logit_bias.2147483648", "Must be a token id"),
-    ("logit_bias", {"٣": 1}, "logit_bias.٣", "Must be a token id"),
-    ("logit_bias", {"1": 101}, "logit_bias.1", "less than or equal to 100."),
-    ("logit_bias", {"1": "x"}, "logit_bias.1", "Must be a number."),
+    ("logit_bias", {"abc": 1}, "logit_bias", "Must be a token id"),
+    ("logit_bias", {"-1": 1}, "logit_bias", "Must be a token id"),
+    ("logit_bias", {"2147483648": 1}, "logit_bias", "Must be a token id"),
+    ("logit_bias", {"٣": 1}, "logit_bias", "Must be a token id"),
+    ("logit_bias", {"1": 101}, "logit_bias", "less than or equal to 100."),
+    ("logit_bias", {"1": "x"}, "logit_bias", "Must be a number."),
     ("logit_bias", {str(i): 1 for i in range(1025)}, "logit_bias", "at most 1024 items."),
     ("prompt", [], "prompt", "Must not be empty."),
     ("prompt", 3, "prompt", "Must be a string, a non-empty array of strings"),
@@ -236,8 +236,7 @@ def test_a_huge_integer_where_a_string_belongs_is_refused(param: str) -> None:
 )
 def test_a_huge_logit_bias_value_or_token_id_is_refused(logit_bias: str) -> None:
     body = from_json(f'{{"model": "openai/m", "prompt": "x", "logit_bias": {logit_bias}}}')
-    token = next(iter(body["logit_bias"]))
-    refused(CompletionRequest, body, f"logit_bias.{token}")
+    refused(CompletionRequest, body, "logit_bias")
 
 
 @pytest.mark.parametrize(

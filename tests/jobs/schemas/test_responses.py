@@ -223,7 +223,7 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({**BODY, "temperature": 3}, "temperature", "less than or equal to 2."),
     ({**BODY, "top_p": 2}, "top_p", "less than or equal to 1."),
     ({**BODY, "top_logprobs": 21}, "top_logprobs", "less than or equal to 20."),
-    ({**BODY, "metadata": {"k": ["v"]}}, "metadata.k", "Must be a string."),
+    ({**BODY, "metadata": {"k": ["v"]}}, "metadata", "Must be a string."),
     ({**BODY, "truncation": "on"}, "truncation", "Must be 'auto' or 'disabled'."),
     ({**BODY, "include": "x"}, "include", "Must be an array."),
     ({**BODY, "include": [1]}, "include[0]", "Must be a string."),
