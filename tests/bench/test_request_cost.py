@@ -32,17 +32,18 @@ def _keep_the_test_connection(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 def test_the_requests_it_measures_are_an_accepted_submit_and_a_completed_poll():
     requests = request_cost._requests()
-    before = AsyncJob.objects.count()
-    submitted = requests["submit"]()
-    polled = requests["poll"]()
-    assert b'"status":"pending"' in submitted
-    assert b'"status":"completed"' in polled
-    assert AsyncJob.objects.count() == before + 1
+    for submit, poll in [("submit", "poll"), ("chat_submit", "chat_poll")]:
+        before = AsyncJob.objects.count()
+        submitted = requests[submit]()
+        polled = requests[poll]()
+        assert b'"status":"pending"' in submitted, submitted
+        assert b'"status":"completed"' in polled, polled
+        assert AsyncJob.objects.count() == before + 1
 
 
 def test_cpu_times_gives_one_positive_figure_per_round():
     figures = request_cost.cpu_times(count=3, rounds=2)
-    assert set(figures) == {"submit", "poll"}
+    assert set(figures) == {"submit", "poll", "chat_submit", "chat_poll"}
     assert all(len(values) == 2 and all(v > 0 for v in values) for values in figures.values())
 
 
@@ -59,9 +60,9 @@ def test_instructions_per_request_is_the_difference_of_two_runs_divided(
 
     monkeypatch.setattr(request_cost.shutil, "which", lambda name: "/usr/bin/valgrind")
     monkeypatch.setattr(request_cost.subprocess, "run", fake_run)
-    assert request_cost.instructions(200) == {"submit": 1_000, "poll": 1_000}
+    assert request_cost.instructions(200) == dict.fromkeys(request_cost.KINDS, 1_000)
     assert all(command[0] == "valgrind" for command in runs)
-    assert {command[command.index("--child") + 1] for command in runs} == {"submit", "poll"}
+    assert {command[command.index("--child") + 1] for command in runs} == set(request_cost.KINDS)
 
 
 def test_a_failed_callgrind_run_is_an_error(monkeypatch: pytest.MonkeyPatch):
