@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_upstream()
         stack.start_web()
         stack.start_reference()
+        scenarios.warm_up(stack, sizes, log)
 
         def scenario(name: str) -> dict[str, Any]:
             # S1 measures the web path alone, like the reference: no workers running.

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from providers.base import Credentials, ProviderError, unsupported
 from providers.errors import error_from_transport, invalid_reply, json_object_from_reply
@@ -23,6 +23,8 @@ API_VERSION = "2023-06-01"
 
 # The OpenAI completions default; Anthropic insists on an explicit value.
 DEFAULT_MAX_TOKENS = 16
+
+T = TypeVar("T")
 
 _FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
@@ -68,7 +70,7 @@ class AnthropicCompletions:
         url = messages_url(credentials.base_url)
         headers = request_headers(credentials)
         bodies = [message_body(model, prompt, params) for prompt in prompts]
-        replies = await _all_or_nothing(
+        replies = await all_or_nothing(
             [
                 _call(transport, url, headers, body, credentials, timeouts)
                 for body in bodies
@@ -155,18 +157,16 @@ async def _call(
     return _parse_reply(json_object_from_reply(response, credentials))
 
 
-async def _all_or_nothing(calls: list[Coroutine[Any, Any, _Reply]]) -> list[_Reply]:
-    """Run every call at once; on the first failure cancel the rest, since the whole request
-    will be retried or given up, and a half-finished completion is worth nothing."""
-    tasks = [asyncio.ensure_future(call) for call in calls]
+async def all_or_nothing(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run every call at once (Anthropic's fan-out for ``n`` and for each prompt); the first
+    failure cancels the rest (a task group does that), since the whole request will be retried
+    or given up, and a part of it is worth nothing."""
     try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        pending = [task for task in tasks if not task.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except* ProviderError as failures:
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 def _parse_reply(payload: dict[str, Any]) -> _Reply:

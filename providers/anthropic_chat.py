@@ -45,16 +45,15 @@ summed over the n calls.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from providers.anthropic import messages_url, request_headers
+from providers.anthropic import all_or_nothing, messages_url, request_headers
 from providers.base import Credentials, ProviderError
 from providers.errors import error_from_transport, invalid_reply, json_object_from_reply
 from providers.transport import Timeouts, Transport, TransportError
@@ -131,7 +130,7 @@ class AnthropicChatCompletions:
             raise refused
         body = json.dumps(request_body(model, params)).encode()
         url, headers = messages_url(credentials.base_url), request_headers(credentials)
-        replies = await _all_or_nothing(
+        replies = await all_or_nothing(
             [
                 _call(transport, url, headers, body, credentials, timeouts)
                 for _ in range(params.get("n") or 1)
@@ -399,17 +398,6 @@ async def _call(
     except TransportError as exc:
         raise error_from_transport(exc) from exc
     return _parse_reply(json_object_from_reply(response, credentials))
-
-
-async def _all_or_nothing(calls: list[Coroutine[Any, Any, _Reply]]) -> list[_Reply]:
-    """Run every call at once; the first failure cancels the rest (a task group does that),
-    since the whole request will be retried or given up, and a part of it is worth nothing."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except* ProviderError as failures:
-        raise failures.exceptions[0] from None
-    return [task.result() for task in tasks]
 
 
 # --- the reply ----------------------------------------------------------------------------------
