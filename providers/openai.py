@@ -10,37 +10,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from providers.base import Credentials, ProviderError
 from providers.errors import invalid_reply
 from providers.openai_protocol import (
+    OpenAIEndpoint,
     completion_usage,
     integer,
     non_empty_str,
     one_of,
-    post_json,
     timestamp,
 )
-from providers.transport import Timeouts, Transport
 
 FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
-
-
-class OpenAICompletions:
-    """``POST {base_url}/completions``; ``base_url`` already ends in the API version (``/v1``)."""
-
-    def refusal(self, params: dict[str, Any]) -> ProviderError | None:
-        return None  # the protocol the request is written in: anything it says, this can send
-
-    async def serve(
-        self,
-        transport: Transport,
-        credentials: Credentials,
-        model: str,
-        params: dict[str, Any],
-        timeouts: Timeouts,
-    ) -> dict[str, Any]:
-        payload = await post_json(transport, credentials, "completions", model, params, timeouts)
-        return normalise_completion(payload, model)
 
 
 def normalise_completion(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
@@ -86,3 +66,10 @@ def _choice(choice: object, position: int) -> dict[str, Any]:
         "logprobs": logprobs if isinstance(logprobs, dict) else None,
         "finish_reason": finish_reason(choice.get("finish_reason")),
     }
+
+
+class OpenAICompletions(OpenAIEndpoint):
+    """``POST {base_url}/completions``; ``base_url`` already ends in the API version (``/v1``)."""
+
+    path = "completions"
+    normalise = staticmethod(normalise_completion)

@@ -12,41 +12,19 @@ import json
 import uuid
 from typing import Any
 
-from providers.base import Credentials, ProviderError
 from providers.errors import invalid_reply
 from providers.openai_protocol import (
+    OpenAIEndpoint,
     completion_usage,
     has_fields,
     integer,
     non_empty_str,
     one_of,
-    post_json,
     timestamp,
 )
-from providers.transport import Timeouts, Transport
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority"})
-
-
-class OpenAIChatCompletions:
-    """``POST {base_url}/chat/completions``; ``base_url`` already ends in ``/v1``."""
-
-    def refusal(self, params: dict[str, Any]) -> ProviderError | None:
-        return None  # the request is in this protocol already
-
-    async def serve(
-        self,
-        transport: Transport,
-        credentials: Credentials,
-        model: str,
-        params: dict[str, Any],
-        timeouts: Timeouts,
-    ) -> dict[str, Any]:
-        payload = await post_json(
-            transport, credentials, "chat/completions", model, params, timeouts
-        )
-        return normalise_chat_completion(payload, model)
 
 
 def normalise_chat_completion(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
@@ -202,3 +180,10 @@ def _is_url_citation(annotation: object) -> bool:
 
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+class OpenAIChatCompletions(OpenAIEndpoint):
+    """``POST {base_url}/chat/completions``; ``base_url`` already ends in ``/v1``."""
+
+    path = "chat/completions"
+    normalise = staticmethod(normalise_chat_completion)

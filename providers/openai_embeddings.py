@@ -9,28 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.base import Credentials, ProviderError
 from providers.errors import invalid_reply
-from providers.openai_protocol import integer, non_empty_str, number, post_json
-from providers.transport import Timeouts, Transport
-
-
-class OpenAIEmbeddings:
-    """``POST {base_url}/embeddings``; ``base_url`` already ends in ``/v1``."""
-
-    def refusal(self, params: dict[str, Any]) -> ProviderError | None:
-        return None  # the request is in this protocol already
-
-    async def serve(
-        self,
-        transport: Transport,
-        credentials: Credentials,
-        model: str,
-        params: dict[str, Any],
-        timeouts: Timeouts,
-    ) -> dict[str, Any]:
-        payload = await post_json(transport, credentials, "embeddings", model, params, timeouts)
-        return normalise_embeddings(payload, model)
+from providers.openai_protocol import OpenAIEndpoint, integer, non_empty_str, number
 
 
 def normalise_embeddings(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
@@ -67,3 +47,10 @@ def _usage(usage: object) -> dict[str, int]:
     prompt = integer(counted.get("prompt_tokens")) or 0
     total = integer(counted.get("total_tokens"))
     return {"prompt_tokens": prompt, "total_tokens": prompt if total is None else total}
+
+
+class OpenAIEmbeddings(OpenAIEndpoint):
+    """``POST {base_url}/embeddings``; ``base_url`` already ends in the API version (``/v1``)."""
+
+    path = "embeddings"
+    normalise = staticmethod(normalise_embeddings)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection
-from typing import Any, TypeGuard
+from typing import Any, ClassVar, TypeGuard
 
-from providers.base import Credentials
+from providers.base import Credentials, ProviderError
 from providers.errors import error_from_transport, json_object_from_reply
 from providers.transport import Timeouts, Transport, TransportError
 
@@ -44,6 +44,32 @@ async def post_json(
     except TransportError as exc:
         raise error_from_transport(exc) from exc
     return json_object_from_reply(response, credentials)
+
+
+class OpenAIEndpoint:
+    """An adapter for a request type the OpenAI protocol carries as it is: the params go whole to
+    ``{base_url}/{path}``, and the reply is normalised so the SDK's type of the result accepts
+    it. A subclass names its ``path`` and its ``normalise(payload, requested_model)``."""
+
+    path: ClassVar[str]
+
+    def refusal(self, params: dict[str, Any]) -> ProviderError | None:
+        return None  # the request is written in this protocol: anything it says can be sent
+
+    async def serve(
+        self,
+        transport: Transport,
+        credentials: Credentials,
+        model: str,
+        params: dict[str, Any],
+        timeouts: Timeouts,
+    ) -> dict[str, Any]:
+        payload = await post_json(transport, credentials, self.path, model, params, timeouts)
+        return self.normalise(payload, model)
+
+    @staticmethod
+    def normalise(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
+        raise NotImplementedError
 
 
 def request_headers(credentials: Credentials) -> dict[str, str]:

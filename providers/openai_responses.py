@@ -12,19 +12,17 @@ import json
 import uuid
 from typing import Any
 
-from providers.base import Credentials, ProviderError
 from providers.errors import invalid_reply
 from providers.openai_protocol import (
+    OpenAIEndpoint,
     counts,
     has_fields,
     integer,
     non_empty_str,
     number,
     one_of,
-    post_json,
     timestamp,
 )
-from providers.transport import Timeouts, Transport
 
 STATUSES = frozenset({"completed", "failed", "in_progress", "cancelled", "queued", "incomplete"})
 ITEM_STATUSES = frozenset({"in_progress", "completed", "incomplete"})
@@ -65,24 +63,6 @@ PASSED_ITEMS = frozenset(
 _OPTIONAL_STRINGS = ("instructions", "previous_response_id", "user", "safety_identifier")
 _OPTIONAL_NUMBERS = ("temperature", "top_p", "completed_at")
 _OPTIONAL_INTEGERS = ("max_output_tokens", "max_tool_calls", "top_logprobs")
-
-
-class OpenAIResponses:
-    """``POST {base_url}/responses``; ``base_url`` already ends in ``/v1``."""
-
-    def refusal(self, params: dict[str, Any]) -> ProviderError | None:
-        return None  # the request is in this protocol already
-
-    async def serve(
-        self,
-        transport: Transport,
-        credentials: Credentials,
-        model: str,
-        params: dict[str, Any],
-        timeouts: Timeouts,
-    ) -> dict[str, Any]:
-        payload = await post_json(transport, credentials, "responses", model, params, timeouts)
-        return normalise_response(payload, model)
 
 
 def normalise_response(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
@@ -268,3 +248,10 @@ def _bool(value: object, *, default: bool) -> bool:
 
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+class OpenAIResponses(OpenAIEndpoint):
+    """``POST {base_url}/responses``; ``base_url`` already ends in the API version (``/v1``)."""
+
+    path = "responses"
+    normalise = staticmethod(normalise_response)
