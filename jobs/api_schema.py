@@ -12,6 +12,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from gateway.http.error_schema import ErrorSerializer
+from jobs.idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from jobs.request_types import RequestKind
 from jobs.serializers import AsyncJobSerializer
 from jobs.ttl import TTL_HEADER
@@ -29,7 +30,17 @@ ERRORS = {
         503: "Database unavailable",
     }.items()
 }
-SUBMIT_ERRORS = {code: answer for code, answer in ERRORS.items() if code != 404}
+SUBMIT_ERRORS = {
+    **{code: answer for code, answer in ERRORS.items() if code != 404},
+    410: OpenApiResponse(
+        ErrorSerializer,
+        description=f"The job this {IDEMPOTENCY_HEADER} made has expired; use a new key",
+    ),
+    422: OpenApiResponse(
+        ErrorSerializer,
+        description=f"This {IDEMPOTENCY_HEADER} was used with another request in the last 24 h",
+    ),
+}
 POLL_ERRORS = {code: answer for code, answer in ERRORS.items() if code in (401, 404, 406, 503)}
 
 
@@ -96,5 +107,19 @@ class JobOperationSchema(AutoSchema):
                 int,
                 OpenApiParameter.HEADER,
                 description="Seconds the result is kept after completion (default 3600).",
-            )
+            ),
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description=(
+                    f"Makes retries safe: 1 to {MAX_KEY_LENGTH} printable ASCII characters, sent "
+                    'as a quoted string (`"abc"`) or bare (`abc`). Within 24 hours, a submit '
+                    "with the same key, route, body and result TTL answers the first submit's "
+                    "job as it is now (202, the same Location, `Idempotent-Replayed: true`) "
+                    "and runs nothing; another request with the key is a 422, and a key whose "
+                    "job has expired a 410. Keys are per virtual key (all admin tokens share "
+                    "one scope)."
+                ),
+            ),
         ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 from gateway.access.models import VirtualKey
 
@@ -83,3 +84,61 @@ class AsyncJob(models.Model):
     @property
     def model_requested(self) -> str:
         return f"{self.provider}/{self.model}"
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a caller sent with a submit, and the job that submit made.
+
+    For ``jobs.idempotency.IDEMPOTENCY_WINDOW`` after ``created_at`` the same key from the same
+    caller answers that job again instead of making another (``jobs/idempotency.py``). The row
+    is written in the transaction that inserts the job, and the unique constraints below are what
+    makes two submits racing with one key make one job, across processes and hosts.
+
+    ``job`` has no database constraint, on purpose: a job is purged when its result TTL ends,
+    usually long before its key's window does, and the key must then still refuse to make a new
+    job (it answers 410). The job purge deletes jobs by row address and never looks here.
+    """
+
+    virtual_key = models.ForeignKey(
+        VirtualKey,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,  # the unique constraint's index starts with it
+        help_text="The key the submit came with; empty for an admin JWT (one scope for all).",
+    )
+    key = models.CharField(max_length=255, help_text="The header's value, unquoted.")
+    fingerprint = models.CharField(
+        max_length=64,
+        help_text="SHA-256 of the request type, the result TTL and the body's canonical JSON.",
+    )
+    job = models.ForeignKey(
+        AsyncJob,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # never looked up by job
+        related_name="+",
+        help_text="The job the first submit made; it may have been purged since.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            # Two partial constraints rather than one with nulls_distinct=False, which SQLite
+            # cannot enforce (Django would leave the constraint out there).
+            models.UniqueConstraint(
+                fields=["virtual_key", "key"],
+                condition=models.Q(virtual_key__isnull=False),
+                name="idempotency_key_per_virtual_key",
+            ),
+            models.UniqueConstraint(
+                fields=["key"],
+                condition=models.Q(virtual_key__isnull=True),
+                name="idempotency_key_per_admin",
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return f"idempotency key for job {self.job_id}"

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -23,7 +23,8 @@ from gateway.access.principals import Principal
 from gateway.http.errors import error_body
 from jobs import sql
 from jobs.dispatch import dispatch, dispatch_soon
-from jobs.models import AsyncJob, JobStatus
+from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit
+from jobs.models import AsyncJob, IdempotencyKey, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,10 @@ def submit_job(
     fallbacks: list[str],
     request: dict[str, Any],
     result_ttl: int,
+    idempotency: IdempotentSubmit | None = None,
 ) -> AsyncJob:
+    """Write a new job; with ``idempotency``, its key in the same transaction, or
+    IdempotencyKeyTaken (and no job) when another submit holds the key."""
     # One INSERT: in autocommit it is committed when it returns, before the client hears 202,
     # and on_commit then rings at once (inside a caller's transaction, after its commit).
     job = AsyncJob(
@@ -50,9 +54,41 @@ def submit_job(
         result_ttl=result_ttl,
         dispatched_at=timezone.now(),
     )
-    sql.insert_job(job)  # AsyncJob.objects.create's work, written out: see jobs/sql.py
+    if idempotency is None:
+        sql.insert_job(job)  # AsyncJob.objects.create's work, written out: see jobs/sql.py
+    else:
+        _insert_with_key(job, idempotency)
     transaction.on_commit(dispatch_soon, using=job._state.db)
     return job
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another submit with this idempotency key committed first; no job was written."""
+
+    def __init__(self, idempotency: IdempotentSubmit) -> None:
+        super().__init__("idempotency key taken")
+        self.idempotency = idempotency
+
+
+def _insert_with_key(job: AsyncJob, idempotency: IdempotentSubmit) -> None:
+    """The job and its key in one transaction, so neither is ever written without the other.
+
+    The key's unique constraint decides a race: on Postgres the second INSERT waits for the
+    first transaction and fails once it commits; SQLite writes one transaction at a time.
+    """
+    now = timezone.now()
+    scope = {"virtual_key": idempotency.virtual_key, "key": idempotency.key}
+    try:
+        with transaction.atomic(using=router.db_for_write(IdempotencyKey)):
+            # A key whose window has passed but which the purge has not reached yet is free.
+            stale = now - IDEMPOTENCY_WINDOW
+            IdempotencyKey.objects.filter(**scope, created_at__lte=stale).delete()
+            sql.insert_job(job)
+            IdempotencyKey.objects.create(
+                **scope, fingerprint=idempotency.fingerprint, job=job, created_at=now
+            )
+    except IntegrityError as exc:
+        raise IdempotencyKeyTaken(idempotency) from exc
 
 
 def claim_pending_jobs(limit: int, worker_id: str) -> list[AsyncJob]:
@@ -243,4 +279,28 @@ def purge_expired_jobs(*, batch_size: int | None = None, time_budget: float = 50
             size = min(ceiling, size * 2)
     if total:
         logger.info("purged %d expired jobs", total)
+    return total
+
+
+def purge_expired_idempotency_keys(
+    *, batch_size: int | None = None, time_budget: float = 10.0
+) -> int:
+    """Delete idempotency keys older than their window, oldest first, in batches of at most
+    ``batch_size`` (default GATEWAY_PURGE_BATCH_SIZE), within a time budget.
+
+    Each batch is one DELETE through the created_at index (nothing points at a key, so the ORM
+    deletes without collecting); the rows are small and written only by idempotent submits.
+    """
+    size = batch_size or settings.GATEWAY_PURGE_BATCH_SIZE
+    cutoff = timezone.now() - IDEMPOTENCY_WINDOW
+    deadline = time.monotonic() + time_budget
+    total = 0
+    while time.monotonic() < deadline:
+        oldest = IdempotencyKey.objects.filter(created_at__lte=cutoff).order_by("created_at")
+        deleted, _ = IdempotencyKey.objects.filter(pk__in=oldest.values("pk")[:size]).delete()
+        total += deleted
+        if deleted < size:
+            break
+    if total:
+        logger.info("purged %d expired idempotency keys", total)
     return total

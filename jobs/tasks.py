@@ -38,7 +38,10 @@ def run_jobs(*_args: Any, **_kwargs: Any) -> None:
 
 @shared_task(name="jobs.purge_expired_jobs", ignore_result=True)
 def purge_expired_jobs() -> int:
-    return services.purge_expired_jobs()
+    """Expired jobs, then idempotency keys past their window; answers the jobs purged."""
+    purged = services.purge_expired_jobs()
+    services.purge_expired_idempotency_keys(time_budget=5.0)
+    return purged
 
 
 @shared_task(name="jobs.redispatch_stale_jobs", ignore_result=True)

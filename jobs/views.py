@@ -16,10 +16,12 @@ from gateway.access.principals import Principal
 from jobs import services
 from jobs.api_schema import JobOperationSchema
 from jobs.endpoint import Answer, JobEndpoint
-from jobs.models import TERMINAL_STATUSES
+from jobs.idempotency import REPLAYED_HEADER, earlier_job, idempotent_submit, replayed_job
+from jobs.models import TERMINAL_STATUSES, AsyncJob
 from jobs.request_types import RequestKind
 from jobs.selectors import get_visible_job
 from jobs.serializers import AsyncJobSerializer
+from jobs.sql import PolledJob
 from jobs.submission import read_submission
 from jobs.ttl import result_ttl_from
 
@@ -57,18 +59,34 @@ class SubmitJobView(JobView):
         model = data.get("model") if isinstance(data, dict) else None
         self.model_requested = model if isinstance(model, str) and "/" in model else None
         result_ttl = result_ttl_from(request)
+        once = idempotent_submit(request, principal, self.kind, data, result_ttl)
+        if once is not None and (earlier := earlier_job(once)) is not None:
+            return self._accepted(request, earlier, replayed=True)
         submission = read_submission(self.kind, data, principal)
-        job = services.submit_job(
-            principal=principal,
-            request_type=self.kind.request_type,
-            provider=submission.primary.provider,
-            model=submission.primary.model,
-            fallbacks=submission.fallbacks,
-            request=submission.params,
-            result_ttl=result_ttl,
-        )
-        location = poll_location(request, self.kind, job.id)
-        return Answer(AsyncJobSerializer.render(job), 202, {"Location": location})
+        try:
+            job = services.submit_job(
+                principal=principal,
+                request_type=self.kind.request_type,
+                provider=submission.primary.provider,
+                model=submission.primary.model,
+                fallbacks=submission.fallbacks,
+                request=submission.params,
+                result_ttl=result_ttl,
+                idempotency=once,
+            )
+        except services.IdempotencyKeyTaken as taken:
+            return self._accepted(request, replayed_job(taken.idempotency), replayed=True)
+        return self._accepted(request, job)
+
+    def _accepted(
+        self, request: HttpRequest, job: AsyncJob | PolledJob, *, replayed: bool = False
+    ) -> Answer:
+        """202: the job as a poll reads it, and where to poll it."""
+        assert self.kind is not None
+        headers = {"Location": poll_location(request, self.kind, job.id)}
+        if replayed:
+            headers[REPLAYED_HEADER] = "true"
+        return Answer(AsyncJobSerializer.render(job), 202, headers)
 
 
 class PollJobView(JobView):

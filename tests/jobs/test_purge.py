@@ -16,9 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import services
-from jobs.models import AsyncJob, JobStatus
+from jobs.idempotency import IDEMPOTENCY_WINDOW
+from jobs.models import AsyncJob, IdempotencyKey, JobStatus
 from jobs.tasks import purge_expired_jobs
-from tests.factories import AsyncJobFactory
+from tests.factories import AsyncJobFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -132,10 +133,67 @@ def test_purge_halves_the_batch_after_a_slow_statement_and_grows_it_back():
     assert remaining() == set()
 
 
+def idempotency_key(age: timezone.timedelta, key: str = "k") -> IdempotencyKey:
+    """A key written ``age`` ago, for a job that is still there."""
+    return IdempotencyKey.objects.create(
+        virtual_key=VirtualKeyFactory(),
+        key=key,
+        fingerprint="0" * 64,
+        job=AsyncJobFactory(),
+        created_at=timezone.now() - age,
+    )
+
+
+def keys_left() -> set[str]:
+    return set(IdempotencyKey.objects.values_list("key", flat=True))
+
+
+def test_key_purge_deletes_keys_past_their_window_and_keeps_younger_ones():
+    hour = timezone.timedelta(hours=1)
+    idempotency_key(IDEMPOTENCY_WINDOW + hour, "old")
+    idempotency_key(IDEMPOTENCY_WINDOW + timezone.timedelta(seconds=1), "just-old")
+    idempotency_key(IDEMPOTENCY_WINDOW - hour, "young")
+    idempotency_key(timezone.timedelta(0), "new")
+    assert services.purge_expired_idempotency_keys() == 2
+    assert keys_left() == {"young", "new"}
+    assert AsyncJob.objects.count() == 4, "a key's purge never touches jobs"
+
+
+@pytest.mark.parametrize(("expired", "batch_size", "batches"), [(5, 2, 3), (4, 2, 3), (0, 2, 1)])
+def test_key_purge_runs_one_delete_per_batch(expired, batch_size, batches):
+    for number in range(expired):
+        idempotency_key(IDEMPOTENCY_WINDOW * 2, f"old-{number}")
+    idempotency_key(timezone.timedelta(0), "new")
+    with CaptureQueriesContext(connection) as queries:
+        assert services.purge_expired_idempotency_keys(batch_size=batch_size) == expired
+    assert len(queries) == batches
+    assert all(query["sql"].upper().startswith("DELETE") for query in queries)
+    assert keys_left() == {"new"}
+
+
+def test_key_purge_with_no_time_budget_runs_no_statement():
+    idempotency_key(IDEMPOTENCY_WINDOW * 2)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.purge_expired_idempotency_keys(time_budget=0) == 0
+    assert len(queries) == 0
+    assert keys_left() == {"k"}
+
+
+def test_the_job_purge_keeps_the_key_of_a_purged_job():
+    job = finished(-1)
+    IdempotencyKey.objects.create(key="k", fingerprint="0" * 64, job=job)
+    assert services.purge_expired_jobs() == 1
+    assert remaining() == set()
+    assert IdempotencyKey.objects.get().job_id == job.pk, "the key outlives its job"
+
+
 def test_purge_task_calls_the_service():
     finished(-1)
+    idempotency_key(IDEMPOTENCY_WINDOW * 2, "old")
+    idempotency_key(timezone.timedelta(0), "new")
     assert purge_expired_jobs() == 1
-    assert AsyncJob.objects.count() == 0
+    assert AsyncJob.objects.count() == 2  # the keys' jobs, still pending
+    assert keys_left() == {"new"}
 
 
 def run_command(*args: str) -> str:
@@ -148,18 +206,29 @@ def test_purge_command_json_reports_rows_batches_and_timings():
     for _ in range(5):
         finished(-1)
     alive = finished(60)
+    old_key = idempotency_key(IDEMPOTENCY_WINDOW * 2)
     summary = json.loads(run_command("--json", "--batch-size", "2"))
-    assert set(summary) == {"rows", "seconds", "rows_per_s", "batches", "longest_statement_s"}
+    assert set(summary) == {
+        "rows",
+        "seconds",
+        "rows_per_s",
+        "batches",
+        "longest_statement_s",
+        "idempotency_keys",
+    }
     assert summary["rows"] == 5
+    assert summary["idempotency_keys"] == 1
     assert summary["batches"] == 3
     assert 0 < summary["longest_statement_s"] <= summary["seconds"]
     assert summary["rows_per_s"] == pytest.approx(5 / summary["seconds"], rel=0.01)
-    assert remaining() == {alive.pk}
+    assert remaining() == {alive.pk, old_key.job_id}
+    assert keys_left() == set()
 
 
 def test_purge_command_json_with_nothing_to_purge():
     summary = json.loads(run_command("--json"))
     assert summary["rows"] == 0
+    assert summary["idempotency_keys"] == 0
     assert summary["batches"] == 1
     assert summary["rows_per_s"] == 0
 
@@ -167,11 +236,13 @@ def test_purge_command_json_with_nothing_to_purge():
 def test_purge_command_prints_a_summary_for_people():
     finished(-1)
     finished(-2)
+    idempotency_key(IDEMPOTENCY_WINDOW * 2)
     line = run_command("--time-budget", "30")
     assert line.startswith("Purged 2 expired jobs in ")
-    assert line.endswith(" s.")
+    assert line.endswith(" s. Purged 1 expired idempotency keys.")
     assert "; 1 statement, the longest " in line
-    assert AsyncJob.objects.count() == 0
+    assert AsyncJob.objects.count() == 1  # the key's job, pending
+    assert keys_left() == set()
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,9 @@ class StatementTimer:
 
 class Command(BaseCommand):
     help = (
-        "Delete expired jobs once, in batches, and print what it took. Beat does the same every "
-        "minute; run this to clear a backlog or to measure the purge."
+        "Delete expired jobs once, in batches, and print what it took; then idempotency keys "
+        "past their 24-hour window, in what is left of the time budget. Beat does the same "
+        "every minute; run this to clear a backlog or to measure the purge."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -55,7 +56,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json",
             action="store_true",
-            help="Print one JSON object: rows, seconds, rows_per_s, batches, longest_statement_s.",
+            help="Print one JSON object: rows, seconds, rows_per_s, batches, longest_statement_s "
+            "(all of the jobs' purge) and idempotency_keys.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -73,12 +75,16 @@ class Command(BaseCommand):
         with connection.execute_wrapper(timer):
             rows = services.purge_expired_jobs(batch_size=batch_size, time_budget=time_budget)
         seconds = time.perf_counter() - started
+        keys = services.purge_expired_idempotency_keys(
+            batch_size=batch_size, time_budget=max(0.0, time_budget - seconds)
+        )
         summary = {
             "rows": rows,
             "seconds": round(seconds, 6),
             "rows_per_s": round(rows / seconds, 1) if seconds > 0 else 0.0,
             "batches": timer.count,
             "longest_statement_s": round(timer.longest, 6),
+            "idempotency_keys": keys,
         }
         if options["json"]:
             self.stdout.write(json.dumps(summary))
@@ -86,5 +92,6 @@ class Command(BaseCommand):
         statements = "1 statement" if timer.count == 1 else f"{timer.count:,} statements"
         self.stdout.write(
             f"Purged {rows:,} expired jobs in {seconds:.3f} s ({summary['rows_per_s']:,.0f} "
-            f"rows/s); {statements}, the longest {timer.longest:.3f} s."
+            f"rows/s); {statements}, the longest {timer.longest:.3f} s. Purged {keys:,} "
+            "expired idempotency keys."
         )
