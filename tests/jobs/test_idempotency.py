@@ -369,3 +369,22 @@ def test_two_identical_submits_at_once_make_one_job(key, dispatched, monkeypatch
     assert len(lost_the_race) == 1, "one submit hit the unique constraint"
     assert AsyncJob.objects.count() == IdempotencyKey.objects.count() == 1
     assert dispatched.rung == 1
+
+
+# --- the API document ---------------------------------------------------------------------------
+
+
+def test_every_submit_operation_documents_the_header_and_its_refusals(api_client):
+    document = api_client.get("/openapi.json").json()
+    submits = [
+        (path, operations["post"])
+        for path, operations in document["paths"].items()
+        if "post" in operations and path.startswith("/v1/async/")
+    ]
+    assert len(submits) == 4
+    for path, operation in submits:
+        [header] = [p for p in operation["parameters"] if p["name"] == HEADER]
+        assert header["in"] == "header", path
+        assert header["schema"]["type"] == "string"
+        assert "422" in header["description"] and "24 hours" in header["description"]
+        assert {"400", "410", "422"} <= set(operation["responses"]), path
