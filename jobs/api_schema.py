@@ -155,20 +155,25 @@ class JobListSchema(AutoSchema):
         return {200: JobListSerializer, **LIST_ERRORS}
 
     def get_override_parameters(self) -> list[Any]:
-        query = OpenApiParameter.QUERY
         return [
             OpenApiParameter(
                 "limit",
                 int,
-                query,
+                OpenApiParameter.QUERY,
                 description=f"Jobs per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
             ),
             OpenApiParameter(
-                "after", str, query, description="A job id: list the jobs older than it."
+                "after",
+                str,
+                OpenApiParameter.QUERY,
+                description="A job id: list the jobs older than it.",
             ),
-            OpenApiParameter("status", str, query, enum=JobStatus.values),
-            OpenApiParameter("request_type", str, query, enum=RequestType.values),
+            OpenApiParameter("status", str, OpenApiParameter.QUERY, enum=JobStatus.values),
+            OpenApiParameter("request_type", str, OpenApiParameter.QUERY, enum=RequestType.values),
             OpenApiParameter(
-                "key", str, query, description="Admin token only: one virtual key's jobs, by name."
+                "key",
+                str,
+                OpenApiParameter.QUERY,
+                description="Admin token only: one virtual key's jobs, by name.",
             ),
         ]

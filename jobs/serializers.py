@@ -62,7 +62,8 @@ class JobListSerializer(serializers.Serializer):
     """OpenAI's list shape; ``after=last_id`` asks for the next page while ``has_more``."""
 
     object = serializers.ChoiceField(choices=["list"])
-    data = ListedJobSerializer(many=True)
+    # A field named like Serializer.data: DRF's metaclass takes declared fields off the class.
+    data = ListedJobSerializer(many=True)  # type: ignore[assignment]
     first_id = serializers.UUIDField(allow_null=True)
     last_id = serializers.UUIDField(allow_null=True)
     has_more = serializers.BooleanField()
