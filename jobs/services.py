@@ -154,10 +154,15 @@ def _not_cancellable(job: PolledJob) -> JobNotCancellable:
 
 def cancelled_among(job_ids: list[str]) -> list[str]:
     """Which of these jobs (a worker's in flight) have been cancelled."""
-    if not job_ids:
-        return []
-    found = AsyncJob.objects.filter(pk__in=job_ids, status=JobStatus.CANCELLED)
-    return [str(pk) for pk in found.values_list("pk", flat=True)]
+    cancelled: list[str] = []
+    for start in range(0, len(job_ids), _IDS_PER_QUERY):
+        chunk = job_ids[start : start + _IDS_PER_QUERY]
+        found = AsyncJob.objects.filter(pk__in=chunk, status=JobStatus.CANCELLED)
+        cancelled += [str(pk) for pk in found.values_list("pk", flat=True)]
+    return cancelled
+
+
+_IDS_PER_QUERY = 500  # under SQLite's limit on a statement's parameters
 
 
 def renew_leases(worker_id: str, job_ids: list[str]) -> int:
