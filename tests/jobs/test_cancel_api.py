@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -270,8 +271,30 @@ def test_a_cancelled_job_is_purged_once_it_expires(key, key_client):
 
 
 def test_cancel_routes_are_named_after_each_kind():
-    from django.urls import reverse
-
     for kind in KINDS:
         url = reverse(f"cancel-{kind.name}", args=["x"])
         assert url == f"/v1/{kind.path}/x/cancel"
+
+
+def test_the_admins_job_list_offers_and_applies_the_cancelled_filter(client, admin_user, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    client.force_login(admin_user)
+    cancelled = AsyncJobFactory(status=JobStatus.CANCELLED)
+    AsyncJobFactory(status=JobStatus.PENDING)
+    response = client.get(reverse("admin:jobs_asyncjob_changelist"), {"status": "cancelled"})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [cancelled]
+    assert "?status=cancelled" in response.content.decode()
+
+
+def test_the_api_document_lists_a_cancel_operation_for_every_kind(api_client):
+    document = api_client.get("/openapi.json").json()
+    for kind in KINDS:
+        operation = document["paths"][f"/v1/{kind.path}/{{job_id}}/cancel"]["post"]
+        assert operation["operationId"] == f"cancel_async_{kind.name}"
+        assert {"200", "401", "404", "409"} <= set(operation["responses"])
+        assert "requestBody" not in operation
+        conflict = operation["responses"]["409"]["content"]["application/json"]["schema"]
+        assert conflict["$ref"].endswith("/Error")
+    status = document["components"]["schemas"]["StatusEnum"]["enum"]
+    assert "cancelled" in status

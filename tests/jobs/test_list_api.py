@@ -382,3 +382,18 @@ def test_an_admins_page_is_read_through_the_list_index_without_a_sort(many_jobs)
     _uses_index_without_sorting(_plan(admin, after=anchor.pk), "job_list_idx", from_cursor=True)
     by_key = _plan(admin, key=many_jobs[3].name)
     _uses_index_without_sorting(by_key, "job_key_list_idx")
+
+
+def test_the_api_document_lists_the_job_list(api_client):
+    document = api_client.get("/openapi.json").json()
+    operation = document["paths"]["/v1/async/jobs"]["get"]
+    assert operation["operationId"] == "list_async_jobs"
+    assert {"200", "400", "401"} <= set(operation["responses"])
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert set(parameters) == {"limit", "after", "status", "request_type", "key"}
+    assert all(p["in"] == "query" for p in parameters.values())
+    assert set(parameters["status"]["schema"]["enum"]) == set(JobStatus.values)
+    assert set(parameters["request_type"]["schema"]["enum"]) == set(RequestType.values)
+    page = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    listed = document["components"]["schemas"][page.rsplit("/", 1)[1]]
+    assert set(listed["properties"]) == {"object", "data", "first_id", "last_id", "has_more"}
