@@ -1,7 +1,8 @@
 """How the job views appear in the OpenAPI document, from each view's request type declaration.
 
-One submit view and one poll view serve every request type, so what drf-spectacular would read
-from per-view decorators is read here from ``view.kind`` instead.
+One submit, one poll and one cancel view serve every request type, so what drf-spectacular
+would read from per-view decorators is read here from ``view.kind`` and ``view.operation``
+instead. The job list is one route for every type.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 
 from gateway.http.error_schema import ErrorSerializer
 from jobs.idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
+from jobs.listing import DEFAULT_LIMIT, MAX_LIMIT
+from jobs.models import JobStatus, RequestType
 from jobs.request_types import RequestKind
-from jobs.serializers import AsyncJobSerializer
+from jobs.serializers import AsyncJobSerializer, JobListSerializer
 from jobs.ttl import TTL_HEADER
 
 ERRORS = {
@@ -42,10 +45,17 @@ SUBMIT_ERRORS = {
     ),
 }
 POLL_ERRORS = {code: answer for code, answer in ERRORS.items() if code in (401, 404, 406, 503)}
+CANCEL_ERRORS = {
+    **POLL_ERRORS,
+    409: OpenApiResponse(
+        ErrorSerializer, description="The job has already ended (job_not_cancellable)"
+    ),
+}
+LIST_ERRORS = {code: answer for code, answer in ERRORS.items() if code in (400, 401, 406, 503)}
 
 
 class JobOperationSchema(AutoSchema):
-    """The submit (POST) or poll (GET) operation of the view's request type."""
+    """The submit (POST), poll (GET) or cancel (POST .../cancel) operation of the view's type."""
 
     @property
     def _kind(self) -> RequestKind:
@@ -53,16 +63,25 @@ class JobOperationSchema(AutoSchema):
         return kind
 
     @property
+    def _operation(self) -> str:
+        operation: str = self.view.operation  # type: ignore[attr-defined]  # a JobView's
+        return operation
+
+    @property
     def _submits(self) -> bool:
-        return self.method == "POST"
+        return self._operation == "submit"
 
     def get_operation_id(self) -> str:
-        verb = "create" if self._submits else "get"
+        verb = {"submit": "create", "poll": "get", "cancel": "cancel"}[self._operation]
         return f"{verb}_async_{self._kind.name}"
 
     def get_summary(self) -> str:
         title = self._kind.title
-        return f"Create async {title}" if self._submits else f"Get async {title} job"
+        return {
+            "submit": f"Create async {title}",
+            "poll": f"Get async {title} job",
+            "cancel": f"Cancel async {title} job",
+        }[self._operation]
 
     def get_description(self) -> str:  # type: ignore[override]
         kind = self._kind
@@ -72,9 +91,15 @@ class JobOperationSchema(AutoSchema):
                 "once with HTTP 202; poll the Location URL for the result, an OpenAI "
                 f"`{kind.result_type}`. Streaming is not supported for async requests."
             )
+        if self._operation == "cancel":
+            return (
+                "Cancels a pending or processing job: it is never sent upstream, or its upstream "
+                "call is stopped, and it is `cancelled` from now on (a terminal state, kept for "
+                "its result TTL like any other). 409 when the job has already ended. No body."
+            )
         return (
             "202 while the job is pending or processing; 200 once it is completed (its result "
-            f"an OpenAI `{kind.result_type}`) or failed (with status_code and error)."
+            f"an OpenAI `{kind.result_type}`), failed (with status_code and error) or cancelled."
         )
 
     def get_tags(self) -> list[str]:
@@ -86,6 +111,8 @@ class JobOperationSchema(AutoSchema):
     def get_response_serializers(self) -> Any:
         if self._submits:
             return {202: AsyncJobSerializer, **SUBMIT_ERRORS}
+        if self._operation == "cancel":
+            return {200: AsyncJobSerializer, **CANCEL_ERRORS}
         return {200: AsyncJobSerializer, 202: AsyncJobSerializer, **POLL_ERRORS}
 
     def get_examples(self) -> list[OpenApiExample]:
@@ -121,5 +148,57 @@ class JobOperationSchema(AutoSchema):
                     "job has expired a 410. Keys are per virtual key (all admin tokens share "
                     "one scope)."
                 ),
+            ),
+        ]
+
+
+class JobListSchema(AutoSchema):
+    """``GET /v1/async/jobs``: the caller's jobs of every type, in OpenAI's list shape."""
+
+    def get_operation_id(self) -> str:
+        return "list_async_jobs"
+
+    def get_summary(self) -> str:
+        return "List async jobs"
+
+    def get_description(self) -> str:  # type: ignore[override]
+        return (
+            "The caller's unexpired jobs, newest first (an admin token: every key's). Pass "
+            "`after=<last_id>` for the next page while `has_more` is true. Each item is the "
+            "job as its poll answers it, plus its `request_type`. A bad or unknown query "
+            "parameter is a 400 naming it; an `after` that is not one of the caller's jobs is "
+            "a 400 (`invalid_cursor`)."
+        )
+
+    def get_tags(self) -> list[str]:
+        return ["async jobs"]
+
+    def get_request_serializer(self) -> Any:
+        return None
+
+    def get_response_serializers(self) -> Any:
+        return {200: JobListSerializer, **LIST_ERRORS}
+
+    def get_override_parameters(self) -> list[Any]:
+        return [
+            OpenApiParameter(
+                "limit",
+                int,
+                OpenApiParameter.QUERY,
+                description=f"Jobs per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+            ),
+            OpenApiParameter(
+                "after",
+                str,
+                OpenApiParameter.QUERY,
+                description="A job id: list the jobs older than it.",
+            ),
+            OpenApiParameter("status", str, OpenApiParameter.QUERY, enum=JobStatus.values),
+            OpenApiParameter("request_type", str, OpenApiParameter.QUERY, enum=RequestType.values),
+            OpenApiParameter(
+                "key",
+                str,
+                OpenApiParameter.QUERY,
+                description="Admin token only: one virtual key's jobs, by name.",
             ),
         ]

@@ -10,8 +10,8 @@ request itself, in the order DRF would:
    406 (a plain one is recognised without parsing it);
 2. authentication (``authenticate_request``): no credentials is a 401;
 3. the method: one the view has no handler for is a 405; OPTIONS answers the view's metadata;
-4. the body, for a method that takes one: only ``application/json`` (415 otherwise), read and
-   checked by ``read_json_body``;
+4. the body, for a method that takes one on a view that takes one (``takes_body``): only
+   ``application/json`` (415 otherwise), read and checked by ``read_json_body``;
 5. the handler, which returns an ``Answer``;
 6. every error on the way is rendered by ``error_answer`` in the error shape.
 
@@ -76,6 +76,7 @@ class JobEndpoint(APIView):
     ``Answer``."""
 
     _renderer = JSONRenderer()
+    takes_body = True  # False: a POST's body, if any, is not read (a bare action, like a cancel)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.request = request  # type: ignore[assignment]  # what error descriptions may read
@@ -114,7 +115,7 @@ class JobEndpoint(APIView):
         if handler is None:
             raise MethodNotAllowed(method)
         data = None
-        if method in BODY_METHODS:
+        if method in BODY_METHODS and self.takes_body:
             content_type = request.META.get("CONTENT_TYPE", "")
             if not _is_json(content_type):
                 raise UnsupportedMediaType(content_type)

@@ -11,7 +11,8 @@ with the first bell: a worker started while the broker is down claims pending jo
 At most GATEWAY_WORKER_MAX_IN_FLIGHT jobs run per process. Database work runs in a small thread
 pool (a handful of connections per process, none held across a provider call); terminal states
 are written in batches. Leases of the jobs in flight are renewed periodically, so a dead
-worker's jobs are recovered by the beat task.
+worker's jobs are recovered by the beat task. Every CANCEL_CHECK_SECONDS the engine asks which
+of its jobs in flight their callers have cancelled, and stops those calls.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ FINISH_RETRY_SECONDS = 300.0
 CLAIM_BATCH = 200  # jobs claimed per statement, at most
 FINISH_BATCH = 200  # terminal states written per transaction
 CLAIM_ERROR_PAUSE = 1.0  # seconds before claiming again after a database error
+# How often the jobs in flight are checked for a cancel, so how long a cancelled job's call may
+# go on: one indexed read of at most max-in-flight primary keys per interval.
+CANCEL_CHECK_SECONDS = 1.0
 
 
 def _in_db_thread(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
@@ -293,6 +297,7 @@ class JobEngine:
             self._loop.create_task(self._claim_forever()),
             self._loop.create_task(self._finish_forever()),
             self._loop.create_task(self._poll_forever()),
+            self._loop.create_task(self._stop_cancelled_forever()),
         ]
         self._claim_wakeup.set()  # pending jobs may have waited for a worker
 
@@ -308,6 +313,26 @@ class JobEngine:
                     await self._db_call(services.renew_leases, self.worker_id, job_ids)
             except DatabaseError as exc:
                 logger.warning("lease renewal failed: %s", type(exc).__name__)
+
+    async def _stop_cancelled_forever(self) -> None:
+        """Stop the calls of jobs cancelled while in flight. A cancelled task writes nothing;
+        a finish already queued for one writes nothing either, being conditional on the job
+        still ``processing``."""
+        while True:
+            await asyncio.sleep(CANCEL_CHECK_SECONDS)
+            job_ids = list(self._in_flight)
+            if not job_ids:
+                continue
+            try:
+                cancelled = await self._db_call(services.cancelled_among, job_ids)
+            except DatabaseError as exc:
+                logger.warning("checking for cancelled jobs failed: %s", type(exc).__name__)
+                continue
+            for job_id in cancelled:
+                task = self._in_flight.get(job_id)
+                if task is not None and not task.done():
+                    logger.info("job %s was cancelled: its upstream call is stopped", job_id)
+                    task.cancel()
 
     async def _drain(self, grace: float) -> None:
         if self._renewer is not None:

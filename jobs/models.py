@@ -13,9 +13,12 @@ class JobStatus(models.TextChoices):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED)
+TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+# What a cancel may stop: a job not yet claimed, or one a worker is running.
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.PROCESSING)
 
 
 class RequestType(models.TextChoices):
@@ -28,8 +31,10 @@ class RequestType(models.TextChoices):
 class AsyncJob(models.Model):
     """One accepted request. The row is the record; the broker message only points at it.
 
-    Life: pending -> processing (claimed by one worker under a lease) -> completed | failed.
-    A terminal state is written once. ``expires_at`` is ``completed_at + result_ttl``.
+    Life: pending -> processing (claimed by one worker under a lease) -> completed | failed;
+    pending or processing -> cancelled when its caller cancels it. A terminal state is written
+    once (every write to one is conditional on the state before it). ``expires_at`` is
+    ``completed_at + result_ttl``.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -69,7 +74,10 @@ class AsyncJob(models.Model):
             models.Index(fields=["expires_at"], name="job_expires_at_idx"),
             models.Index(fields=["status", "dispatched_at"], name="job_status_dispatched_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease_idx"),
-            models.Index(fields=["virtual_key", "-created_at"], name="job_key_created_idx"),
+            # The job list, newest first, a key's own (first) or everyone's (an admin's), with
+            # the id breaking ties so that the ``after`` cursor is a position in one order.
+            models.Index(fields=["virtual_key", "-created_at", "-id"], name="job_key_list_idx"),
+            models.Index(fields=["-created_at", "-id"], name="job_list_idx"),
             # The engines' queue: pending jobs, oldest first.
             models.Index(
                 fields=["created_at"],

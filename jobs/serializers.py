@@ -1,4 +1,4 @@
-"""What the job API answers: a job, as submits and polls return it."""
+"""What the job API answers: a job, as submits, polls and cancels return it, and the job list."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 from rest_framework import serializers
 
 from gateway.http.error_schema import ErrorSerializer
-from jobs.models import AsyncJob, JobStatus
+from jobs.models import AsyncJob, JobStatus, RequestType
 
 if TYPE_CHECKING:
+    from jobs.selectors import JobPage
     from jobs.sql import PolledJob
 
 
@@ -44,4 +45,36 @@ class AsyncJobSerializer(serializers.Serializer):
             "status_code": job.status_code,
             "result": job.result,
             "error": job.error,
+        }
+
+
+class ListedJobSerializer(AsyncJobSerializer):
+    """A job in the list: the poll's body, and which request type it is (its poll route)."""
+
+    request_type = serializers.ChoiceField(choices=RequestType.choices)
+
+    @staticmethod
+    def render(job: AsyncJob | PolledJob) -> dict[str, Any]:
+        return {**AsyncJobSerializer.render(job), "request_type": job.request_type}
+
+
+class JobListSerializer(serializers.Serializer):
+    """OpenAI's list shape; ``after=last_id`` asks for the next page while ``has_more``."""
+
+    object = serializers.ChoiceField(choices=["list"])
+    # A field named like Serializer.data: DRF's metaclass takes declared fields off the class.
+    data = ListedJobSerializer(many=True)  # type: ignore[assignment]
+    first_id = serializers.UUIDField(allow_null=True)
+    last_id = serializers.UUIDField(allow_null=True)
+    has_more = serializers.BooleanField()
+
+    @staticmethod
+    def render(page: JobPage) -> dict[str, Any]:
+        data = [ListedJobSerializer.render(job) for job in page.jobs]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": page.has_more,
         }

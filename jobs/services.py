@@ -1,4 +1,4 @@
-"""Writes to jobs: submit, claim, finish, lease renewal, re-dispatch, retry and purge.
+"""Writes to jobs: submit, claim, finish, cancel, lease renewal, re-dispatch, retry and purge.
 
 Views, the worker engine, beat tasks and admin actions all go through these functions. Every state
 change is a conditional UPDATE on the current state, so duplicate deliveries and late workers
@@ -20,11 +20,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from gateway.access.principals import Principal
-from gateway.http.errors import error_body
+from gateway.http.errors import GatewayError, error_body
 from jobs import sql
 from jobs.dispatch import dispatch, dispatch_soon
 from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit
-from jobs.models import AsyncJob, IdempotencyKey, JobStatus
+from jobs.models import ACTIVE_STATUSES, AsyncJob, IdempotencyKey, JobStatus
+from jobs.selectors import get_visible_job
+from jobs.sql import PolledJob
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,61 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
         for finish in finishes
     ]
     return sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
+
+
+class JobNotCancellable(GatewayError):
+    status_code = 409
+    code = "job_not_cancellable"
+
+
+def cancel_job(job_id: str, principal: Principal, request_type: str) -> PolledJob:
+    """Cancel a pending or processing job the caller may see; answer it as a poll would.
+
+    One conditional UPDATE decides: a cancel racing a worker's finish (or another cancel) has
+    exactly one winner, since each writes only where the job is still pending or processing.
+    A pending job is then never claimed; a processing one's worker notices (``cancelled_among``)
+    and stops its call, and its finish, conditional on ``processing``, writes nothing.
+    Unknown, expired, foreign and other-type jobs are the poll's 404; ended ones a 409.
+    """
+    job = get_visible_job(job_id, principal, request_type)
+    if job.status not in ACTIVE_STATUSES:
+        raise _not_cancellable(job)
+    now = timezone.now()
+    # The TTL never changes after submit, so reading it first cannot race the UPDATE.
+    ttl = AsyncJob.objects.filter(pk=job.id).values_list("result_ttl", flat=True).first()
+    cancelled = ttl is not None and AsyncJob.objects.filter(
+        pk=job.id, status__in=ACTIVE_STATUSES
+    ).update(
+        status=JobStatus.CANCELLED,
+        completed_at=now,
+        expires_at=now + timedelta(seconds=ttl),
+        lease_expires_at=None,
+    )
+    job = get_visible_job(job_id, principal, request_type)
+    if not cancelled:
+        raise _not_cancellable(job)  # it ended (or was cancelled) between the read and the UPDATE
+    return job
+
+
+def _not_cancellable(job: PolledJob) -> JobNotCancellable:
+    return JobNotCancellable(
+        f"The job has already ended ({job.status}); only a pending or processing job can be "
+        "cancelled.",
+        request_type=job.request_type,
+    )
+
+
+def cancelled_among(job_ids: list[str]) -> list[str]:
+    """Which of these jobs (a worker's in flight) have been cancelled."""
+    cancelled: list[str] = []
+    for start in range(0, len(job_ids), _IDS_PER_QUERY):
+        chunk = job_ids[start : start + _IDS_PER_QUERY]
+        found = AsyncJob.objects.filter(pk__in=chunk, status=JobStatus.CANCELLED)
+        cancelled += [str(pk) for pk in found.values_list("pk", flat=True)]
+    return cancelled
+
+
+_IDS_PER_QUERY = 500  # under SQLite's limit on a statement's parameters
 
 
 def renew_leases(worker_id: str, job_ids: list[str]) -> int:

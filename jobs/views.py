@@ -1,6 +1,7 @@
-"""The job API: submit a job and poll it, for every request type in ``jobs.request_types``.
+"""The job API: submit a job, poll it and cancel it, for every request type in
+``jobs.request_types``, and list the caller's jobs of every type.
 
-Views only translate HTTP; each is built once per request type by ``jobs/urls.py``.
+Views only translate HTTP; the per-type ones are built once per request type by ``jobs/urls.py``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from django.urls import get_script_prefix, reverse
 
 from gateway.access.principals import Principal
 from jobs import services
-from jobs.api_schema import JobOperationSchema
+from jobs.api_schema import JobListSchema, JobOperationSchema
 from jobs.endpoint import Answer, JobEndpoint
 from jobs.idempotency import REPLAYED_HEADER, earlier_job, idempotent_submit, replayed_job
+from jobs.listing import read_list_query
 from jobs.models import TERMINAL_STATUSES, AsyncJob
 from jobs.request_types import RequestKind
-from jobs.selectors import get_visible_job
-from jobs.serializers import AsyncJobSerializer
+from jobs.selectors import get_visible_job, list_visible_jobs
+from jobs.serializers import AsyncJobSerializer, JobListSerializer
 from jobs.sql import PolledJob
 from jobs.submission import read_submission
 from jobs.ttl import result_ttl_from
@@ -42,6 +44,7 @@ def _poll_path_prefix(script_prefix: str, url_name: str) -> str:
 
 class JobView(JobEndpoint):
     kind: RequestKind | None = None  # set by as_view(kind=...)
+    operation = ""  # what it does to a job of its kind, for the API document
     schema = JobOperationSchema()
 
     @property
@@ -52,6 +55,7 @@ class JobView(JobEndpoint):
 
 
 class SubmitJobView(JobView):
+    operation = "submit"
     model_requested: str | None = None  # named in errors once the body is parsed
 
     def post(self, request: HttpRequest, principal: Principal, data: Any) -> Answer:
@@ -90,7 +94,30 @@ class SubmitJobView(JobView):
 
 
 class PollJobView(JobView):
+    operation = "poll"
+
     def get(self, request: HttpRequest, principal: Principal, data: Any, job_id: str) -> Answer:
         job = get_visible_job(job_id, principal, self.request_type)
         done = job.status in TERMINAL_STATUSES
         return Answer(AsyncJobSerializer.render(job), 200 if done else 202)
+
+
+class CancelJobView(JobView):
+    """Stop a pending or processing job; it becomes ``cancelled``, a terminal state."""
+
+    operation = "cancel"
+    takes_body = False  # like OpenAI's cancel routes: a bare POST
+
+    def post(self, request: HttpRequest, principal: Principal, data: Any, job_id: str) -> Answer:
+        job = services.cancel_job(job_id, principal, self.request_type)
+        return Answer(AsyncJobSerializer.render(job), 200)
+
+
+class ListJobsView(JobEndpoint):
+    """The caller's jobs of every request type, newest first, a page at a time."""
+
+    schema = JobListSchema()
+
+    def get(self, request: HttpRequest, principal: Principal, data: Any) -> Answer:
+        query = read_list_query(request.GET, principal)
+        return Answer(JobListSerializer.render(list_visible_jobs(principal, query)), 200)

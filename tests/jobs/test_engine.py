@@ -10,9 +10,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
+from gateway.access.principals import Principal
 from jobs import services
 from jobs.engine import JobEngine
 from jobs.models import AsyncJob, JobStatus
@@ -36,6 +38,7 @@ class GatedTransport:
         self.in_flight = 0
         self.peak = 0
         self.urls: list[str] = []
+        self.stopped = 0  # calls cancelled by the engine before they were answered
 
     async def close(self) -> None:
         """Nothing to release; here to satisfy the Transport protocol."""
@@ -51,6 +54,9 @@ class GatedTransport:
             while not self.release.is_set() and not (first and self.answer_first_at_once):
                 await asyncio.sleep(0.01)
             return self.reply
+        except asyncio.CancelledError:
+            self.stopped += 1
+            raise
         finally:
             self.in_flight -= 1
 
@@ -264,3 +270,82 @@ def test_lease_renewal_never_runs_while_a_finish_batch_is_being_written(
 
     assert renewals
     assert not any(renewals)
+
+
+# --- cancelled jobs ----------------------------------------------------------------------------
+
+
+def cancel(job: AsyncJob) -> None:
+    """Cancel ``job`` as its key's API call does."""
+    services.cancel_job(str(job.pk), Principal(virtual_key=job.virtual_key), job.request_type)
+
+
+def test_engine_stops_the_call_of_a_job_cancelled_while_processing(engines, monkeypatch):
+    monkeypatch.setattr("jobs.engine.CANCEL_CHECK_SECONDS", 0.1)
+    transport = GatedTransport(json_response(200, openai_completion(text="late")))
+    engine = start(engines, transport)
+    job = AsyncJobFactory()
+    engine.wake()
+    wait_for(lambda: transport.in_flight == 1)
+
+    cancel(job)
+    wait_for(lambda: transport.stopped == 1, timeout=5)
+    wait_for(lambda: not engine._in_flight)
+    transport.release.set()  # an answer now would find no one waiting for it
+    time.sleep(0.3)
+
+    job.refresh_from_db()
+    assert (job.status, job.result, job.status_code, job.error) == ("cancelled", None, None, None)
+    assert job.expires_at == job.completed_at + timedelta(seconds=job.result_ttl)
+    assert transport.urls == ["http://127.0.0.1:9/v1/completions"]
+
+
+def test_a_result_that_arrives_after_the_cancel_never_overwrites_it(engines, monkeypatch):
+    """The worker may not notice the cancel before its call answers: its finish, conditional on
+    the job still processing, writes nothing."""
+    monkeypatch.setattr("jobs.engine.CANCEL_CHECK_SECONDS", 3600.0)
+    transport = GatedTransport(json_response(200, openai_completion(text="late")))
+    engine = start(engines, transport)
+    job = AsyncJobFactory()
+    engine.wake()
+    wait_for(lambda: transport.in_flight == 1)
+
+    cancel(job)
+    cancelled_at = AsyncJob.objects.get(pk=job.pk).completed_at
+    transport.release.set()
+    wait_for(lambda: not engine._in_flight)
+
+    job.refresh_from_db()
+    assert (job.status, job.result, job.status_code) == ("cancelled", None, None)
+    assert job.completed_at == cancelled_at
+    assert transport.stopped == 0  # the call ran to its end; its result was dropped
+
+
+def test_engine_never_claims_a_job_cancelled_while_pending(engines):
+    transport = GatedTransport(json_response(200, openai_completion()))
+    transport.release.set()
+    engine = start(engines, transport)
+    cancelled = AsyncJobFactory(request={"prompt": "cancelled"})
+    cancel(cancelled)
+    later = AsyncJobFactory()
+
+    engine.wake()
+    wait_for(lambda: status_of(later) == JobStatus.COMPLETED)
+
+    assert len(transport.urls) == 1
+    cancelled.refresh_from_db()
+    assert (cancelled.status, cancelled.attempts, cancelled.claimed_by) == ("cancelled", 0, "")
+
+
+def test_shutdown_never_gives_a_cancelled_job_back_to_the_queue(dispatched, monkeypatch):
+    monkeypatch.setattr("jobs.engine.CANCEL_CHECK_SECONDS", 3600.0)
+    transport = GatedTransport(json_response(200, openai_completion()))
+    engine = JobEngine(transport=transport, worker_id="test-worker").start()
+    job = AsyncJobFactory()
+    engine.wake()
+    wait_for(lambda: transport.in_flight == 1)
+    cancel(job)
+
+    engine.shutdown(grace=0.2)
+
+    assert status_of(job) == JobStatus.CANCELLED
