@@ -93,3 +93,17 @@ def test_without_the_header_the_submit_makes_no_webhook_query(key_client, dispat
     assert not [q for q in queries.captured_queries if "webhook" in q["sql"]]
     assert any(q["sql"].startswith("INSERT") for q in queries.captured_queries)
     assert not WebhookDelivery.objects.exists()
+
+
+def test_every_submit_operation_documents_the_header(api_client):
+    document = api_client.get("/openapi.json").json()
+    submits = [
+        operations["post"]
+        for path, operations in document["paths"].items()
+        if "post" in operations and path.startswith("/v1/async/")
+    ]
+    assert len(submits) == len(KINDS)
+    for operation in submits:
+        [header] = [p for p in operation["parameters"] if p["name"] == "x-bf-async-webhook"]
+        assert header["in"] == "header"
+        assert "400" in header["description"] and "400" in operation["responses"]
