@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "gateway.access",
     "providers",
     "jobs",
+    "jobs.webhooks",
 ]
 
 # Every request passes through all of these. Sessions, auth and messages are the admin's and act

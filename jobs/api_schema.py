@@ -19,6 +19,7 @@ from jobs.models import JobStatus, RequestType
 from jobs.request_types import RequestKind
 from jobs.serializers import AsyncJobSerializer, JobListSerializer
 from jobs.ttl import TTL_HEADER
+from jobs.webhooks.header import WEBHOOK_HEADER
 
 ERRORS = {
     code: OpenApiResponse(ErrorSerializer, description=text)
@@ -147,6 +148,17 @@ class JobOperationSchema(AutoSchema):
                     "and runs nothing; another request with the key is a 422, and a key whose "
                     "job has expired a 410. Keys are per virtual key (all admin tokens share "
                     "one scope)."
+                ),
+            ),
+            OpenApiParameter(
+                WEBHOOK_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description=(
+                    "The name of a webhook endpoint an admin registered: when the job ends it "
+                    "receives a signed POST (Standard Webhooks) with the job as a poll answers "
+                    "it. An unknown or inactive endpoint, or one bound to another virtual key, "
+                    "is a 400."
                 ),
             ),
         ]

@@ -35,6 +35,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from jobs import outcomes, services
 from jobs.models import AsyncJob
 from jobs.request_types import BY_TYPE
+from jobs.webhooks.deliverer import WebhookDeliverer
 from providers import registry
 from providers.base import Adapter, Credentials, Target
 from providers.routing import RetryPolicy, route_request
@@ -298,6 +299,7 @@ class JobEngine:
             self._loop.create_task(self._finish_forever()),
             self._loop.create_task(self._poll_forever()),
             self._loop.create_task(self._stop_cancelled_forever()),
+            self._loop.create_task(WebhookDeliverer(self._db_call).run_forever()),
         ]
         self._claim_wakeup.set()  # pending jobs may have waited for a worker
 

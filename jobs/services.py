@@ -27,6 +27,8 @@ from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit
 from jobs.models import ACTIVE_STATUSES, AsyncJob, IdempotencyKey, JobStatus
 from jobs.selectors import get_visible_job
 from jobs.sql import PolledJob
+from jobs.webhooks.models import WebhookEndpoint
+from jobs.webhooks.services import add_delivery, enqueue_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +43,11 @@ def submit_job(
     request: dict[str, Any],
     result_ttl: int,
     idempotency: IdempotentSubmit | None = None,
+    webhook: WebhookEndpoint | None = None,
 ) -> AsyncJob:
     """Write a new job; with ``idempotency``, its key in the same transaction, or
-    IdempotencyKeyTaken (and no job) when another submit holds the key."""
+    IdempotencyKeyTaken (and no job) when another submit holds the key; with ``webhook``, its
+    delivery (waiting for the job to end) in the same transaction."""
     # One INSERT: in autocommit it is committed when it returns, before the client hears 202,
     # and on_commit then rings at once (inside a caller's transaction, after its commit).
     job = AsyncJob(
@@ -56,10 +60,14 @@ def submit_job(
         result_ttl=result_ttl,
         dispatched_at=timezone.now(),
     )
-    if idempotency is None:
-        sql.insert_job(job)  # AsyncJob.objects.create's work, written out: see jobs/sql.py
+    if idempotency is not None:
+        _insert_with_key(job, idempotency, webhook)
+    elif webhook is not None:
+        with transaction.atomic(using=router.db_for_write(AsyncJob)):
+            sql.insert_job(job)
+            add_delivery(job, webhook)
     else:
-        _insert_with_key(job, idempotency)
+        sql.insert_job(job)  # AsyncJob.objects.create's work, written out: see jobs/sql.py
     transaction.on_commit(dispatch_soon, using=job._state.db)
     return job
 
@@ -72,7 +80,9 @@ class IdempotencyKeyTaken(Exception):
         self.idempotency = idempotency
 
 
-def _insert_with_key(job: AsyncJob, idempotency: IdempotentSubmit) -> None:
+def _insert_with_key(
+    job: AsyncJob, idempotency: IdempotentSubmit, webhook: WebhookEndpoint | None
+) -> None:
     """The job and its key in one transaction, so neither is ever written without the other.
 
     The key's unique constraint decides a race: on Postgres the second INSERT waits for the
@@ -89,6 +99,8 @@ def _insert_with_key(job: AsyncJob, idempotency: IdempotentSubmit) -> None:
             IdempotencyKey.objects.create(
                 **scope, fingerprint=idempotency.fingerprint, job=job, created_at=now
             )
+            if webhook is not None:
+                add_delivery(job, webhook)
     except IntegrityError as exc:
         raise IdempotencyKeyTaken(idempotency) from exc
 
@@ -124,7 +136,8 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
     """Write terminal states, once each: only the worker holding a job may, only while it does.
 
     One transaction for the batch, one prepared UPDATE per job; the answer says which were
-    written (False: the job is no longer this worker's).
+    written (False: the job is no longer this worker's). The webhook deliveries of the jobs
+    written are made due in the same transaction.
     """
     if not finishes:
         return []
@@ -143,7 +156,10 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
         )
         for finish in finishes
     ]
-    return sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
+    with transaction.atomic(using=router.db_for_write(AsyncJob)):
+        written = sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
+        enqueue_deliveries(row[0] for row, ok in zip(rows, written, strict=True) if ok)
+    return written
 
 
 class JobNotCancellable(GatewayError):
@@ -166,14 +182,17 @@ def cancel_job(job_id: str, principal: Principal, request_type: str) -> PolledJo
     now = timezone.now()
     # The TTL never changes after submit, so reading it first cannot race the UPDATE.
     ttl = AsyncJob.objects.filter(pk=job.id).values_list("result_ttl", flat=True).first()
-    cancelled = ttl is not None and AsyncJob.objects.filter(
-        pk=job.id, status__in=ACTIVE_STATUSES
-    ).update(
-        status=JobStatus.CANCELLED,
-        completed_at=now,
-        expires_at=now + timedelta(seconds=ttl),
-        lease_expires_at=None,
-    )
+    with transaction.atomic(using=router.db_for_write(AsyncJob)):
+        cancelled = ttl is not None and AsyncJob.objects.filter(
+            pk=job.id, status__in=ACTIVE_STATUSES
+        ).update(
+            status=JobStatus.CANCELLED,
+            completed_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            lease_expires_at=None,
+        )
+        if cancelled:
+            enqueue_deliveries([job.id])  # its webhook notice, committed with the state
     job = get_visible_job(job_id, principal, request_type)
     if not cancelled:
         raise _not_cancellable(job)  # it ended (or was cancelled) between the read and the UPDATE
@@ -251,16 +270,19 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
     )
     for job in stale:
         if job.attempts >= settings.GATEWAY_JOB_MAX_ATTEMPTS:
-            failed = AsyncJob.objects.filter(
-                pk=job.pk, status=JobStatus.PROCESSING, lease_expires_at__lt=now
-            ).update(
-                status=JobStatus.FAILED,
-                completed_at=now,
-                expires_at=now + timedelta(seconds=job.result_ttl),
-                status_code=500,
-                error=abandoned_error(job),
-                lease_expires_at=None,
-            )
+            with transaction.atomic(using=router.db_for_write(AsyncJob)):
+                failed = AsyncJob.objects.filter(
+                    pk=job.pk, status=JobStatus.PROCESSING, lease_expires_at__lt=now
+                ).update(
+                    status=JobStatus.FAILED,
+                    completed_at=now,
+                    expires_at=now + timedelta(seconds=job.result_ttl),
+                    status_code=500,
+                    error=abandoned_error(job),
+                    lease_expires_at=None,
+                )
+                if failed:
+                    enqueue_deliveries([job.pk])
             counts["failed"] += failed
         elif AsyncJob.objects.filter(
             pk=job.pk, status=JobStatus.PROCESSING, lease_expires_at__lt=now

@@ -256,7 +256,8 @@ def finish(
     conn = _writer()
     sql = _finish_sql(conn)
     written: list[bool] = []
-    with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+    # No savepoint when the caller's transaction holds this one (services.finish_jobs).
+    with transaction.atomic(using=conn.alias, savepoint=False), conn.cursor() as cursor:
         for job_id, values in rows:
             params = [_value(conn, name, values[name]) for name in FINISH_FIELDS]
             params += [_value(conn, "id", job_id), processing, worker_id]

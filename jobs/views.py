@@ -26,6 +26,7 @@ from jobs.serializers import AsyncJobSerializer, JobListSerializer
 from jobs.sql import PolledJob
 from jobs.submission import read_submission
 from jobs.ttl import result_ttl_from
+from jobs.webhooks.header import webhook_from
 
 
 def poll_location(request: HttpRequest, kind: RequestKind, job_id: UUID) -> str:
@@ -67,6 +68,7 @@ class SubmitJobView(JobView):
         if once is not None and (earlier := earlier_job(once)) is not None:
             return self._accepted(request, earlier, replayed=True)
         submission = read_submission(self.kind, data, principal)
+        webhook = webhook_from(request, principal)
         try:
             job = services.submit_job(
                 principal=principal,
@@ -77,6 +79,7 @@ class SubmitJobView(JobView):
                 request=submission.params,
                 result_ttl=result_ttl,
                 idempotency=once,
+                webhook=webhook,
             )
         except services.IdempotencyKeyTaken as taken:
             return self._accepted(request, replayed_job(taken.idempotency), replayed=True)
