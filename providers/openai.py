@@ -7,17 +7,14 @@ job's result always parses as the official SDK's ``Completion``.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from providers.errors import invalid_reply
 from providers.openai_protocol import (
     OpenAIEndpoint,
-    completion_usage,
+    choices_reply,
     integer,
-    non_empty_str,
     one_of,
-    timestamp,
 )
 
 FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
@@ -25,23 +22,9 @@ FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
 
 def normalise_completion(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
     """A ``text_completion`` dict the SDK accepts, filling what lenient servers leave out."""
-    choices = payload.get("choices")
-    if not isinstance(choices, list):
-        raise invalid_reply("upstream reply has no 'choices' list")
-    result: dict[str, Any] = {
-        "id": non_empty_str(payload.get("id")) or f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": timestamp(payload.get("created")),
-        "model": non_empty_str(payload.get("model")) or requested_model,
-        "choices": [_choice(choice, position) for position, choice in enumerate(choices)],
-    }
-    usage = completion_usage(payload.get("usage"))
-    if usage is not None:
-        result["usage"] = usage
-    fingerprint = non_empty_str(payload.get("system_fingerprint"))
-    if fingerprint is not None:
-        result["system_fingerprint"] = fingerprint
-    return result
+    return choices_reply(
+        payload, requested_model, kind="text_completion", id_prefix="cmpl", choice=_choice
+    )
 
 
 def finish_reason(value: object) -> str:

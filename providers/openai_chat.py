@@ -15,12 +15,11 @@ from typing import Any
 from providers.errors import invalid_reply
 from providers.openai_protocol import (
     OpenAIEndpoint,
-    completion_usage,
+    choices_reply,
     has_fields,
     integer,
     non_empty_str,
     one_of,
-    timestamp,
 )
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -29,22 +28,9 @@ SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority"})
 
 def normalise_chat_completion(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
     """A ``chat.completion`` dict the SDK accepts, filling what lenient servers leave out."""
-    choices = payload.get("choices")
-    if not isinstance(choices, list):
-        raise invalid_reply("upstream reply has no 'choices' list")
-    result: dict[str, Any] = {
-        "id": non_empty_str(payload.get("id")) or f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": timestamp(payload.get("created")),
-        "model": non_empty_str(payload.get("model")) or requested_model,
-        "choices": [_choice(choice, position) for position, choice in enumerate(choices)],
-    }
-    usage = completion_usage(payload.get("usage"))
-    if usage is not None:
-        result["usage"] = usage
-    fingerprint = non_empty_str(payload.get("system_fingerprint"))
-    if fingerprint is not None:
-        result["system_fingerprint"] = fingerprint
+    result = choices_reply(
+        payload, requested_model, kind="chat.completion", id_prefix="chatcmpl", choice=_choice
+    )
     tier = payload.get("service_tier")
     if isinstance(tier, str) and tier in SERVICE_TIERS:
         result["service_tier"] = tier

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection
+import uuid
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar, TypeGuard
 
 from providers.base import Credentials, ProviderError
-from providers.errors import error_from_transport, json_object_from_reply
+from providers.errors import error_from_transport, invalid_reply, json_object_from_reply
 from providers.transport import Timeouts, Transport, TransportError
 
 # Gateway-level fields that must never reach a provider: fallbacks are ours, and the reply is
@@ -70,6 +71,36 @@ class OpenAIEndpoint:
     @staticmethod
     def normalise(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def choices_reply(
+    payload: dict[str, Any],
+    requested_model: str,
+    *,
+    kind: str,
+    id_prefix: str,
+    choice: Callable[[object, int], dict[str, Any]],
+) -> dict[str, Any]:
+    """The envelope completions and chat completions share, as the SDK accepts it: an id, the
+    ``object`` kind, a timestamp and the model where a lenient server left them out, the
+    choices read by ``choice(value, position)``, usage and system fingerprint when given."""
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        raise invalid_reply("upstream reply has no 'choices' list")
+    result: dict[str, Any] = {
+        "id": non_empty_str(payload.get("id")) or f"{id_prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": timestamp(payload.get("created")),
+        "model": non_empty_str(payload.get("model")) or requested_model,
+        "choices": [choice(value, position) for position, value in enumerate(choices)],
+    }
+    usage = completion_usage(payload.get("usage"))
+    if usage is not None:
+        result["usage"] = usage
+    fingerprint = non_empty_str(payload.get("system_fingerprint"))
+    if fingerprint is not None:
+        result["system_fingerprint"] = fingerprint
+    return result
 
 
 def request_headers(credentials: Credentials) -> dict[str, str]:
