@@ -84,12 +84,16 @@ async def post(receiver: WebhookReceiver, body: bytes, headers: dict[str, str]) 
         return response.status
 
 
+async def until_held(receiver: WebhookReceiver) -> None:
+    while not receiver.held():
+        await asyncio.sleep(0.01)
+
+
 def test_the_receiver_holds_a_verified_notice_until_released_then_answers_200():
     async def scenario() -> tuple[list[str], int, list[str], Arrivals]:
         async with WebhookReceiver(SECRET, free_port()) as receiver:
             sending = asyncio.create_task(post(receiver, *signed("msg_1", "job-1")))
-            while not receiver.held():
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(until_held(receiver), timeout=5)
             await asyncio.sleep(0.2)
             held = receiver.held()
             assert not sending.done()
