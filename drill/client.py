@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -72,13 +72,20 @@ class DrillClient:
             ),
         )
 
-    async def submit_count(self, ledger: Ledger, prefix: str, model: str, count: int) -> None:
-        """Submit ``count`` jobs at once (64 at a time)."""
+    async def submit_count(
+        self,
+        ledger: Ledger,
+        prefix: str,
+        model: str,
+        count: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Submit ``count`` jobs at once (64 at a time), with ``headers`` beside the key's."""
         markers = self._markers(ledger, prefix, count)
         await closed_loop(
             self.url,
             body=lambda n: submit_body(markers[n], model),
-            headers=self.headers,
+            headers={**self.headers, **(headers or {})},
             total=count,
             on_response=lambda n, status, body: ledger.answered(
                 markers[n], status, body, time.monotonic()

@@ -106,6 +106,23 @@ def _worker_without_broker(s7: dict[str, Any]) -> str:
     )
 
 
+def _webhooks_through_worker_kill(s8: dict[str, Any]) -> str:
+    hooks = s8["webhooks"]
+    failed = [name.replace("_", " ") for name, ok in s8["checks"].items() if not ok]
+    return (
+        f"- 8: at the kill the receiver held {s8['held_at_kill']} notices unanswered (delivery "
+        f"rows by status: {_counts(s8['deliveries_at_kill'])}); {hooks['jobs_notified']:,} of "
+        f"{s8['accepted']:,} jobs' notices arrived with a valid signature, "
+        f"{hooks['unnotified']} never did; {hooks['received']:,} POSTs in all, "
+        f"{hooks['duplicates']:,} duplicates ({hooks['jobs_notified_more_than_once']:,} jobs "
+        f"notified more than once), {hooks['invalid_signatures']} invalid signatures; "
+        f"{s8['held_arrived_again']} of the {s8['held_at_kill']} held notices arrived again; "
+        f"{s8['all_delivered_after_kill_s']} s after the kill the rows were "
+        f"{_counts(s8['deliveries_at_end'])} (by attempts: {_counts(s8['delivery_attempts'])})."
+        + (f" Failed checks: {', '.join(failed)}." if failed else "")
+    )
+
+
 def _details(results: dict[str, Any]) -> list[str]:
     """The figures behind each row that the table has no column for."""
     scenarios = results["scenarios"]
@@ -159,6 +176,8 @@ def _details(results: dict[str, Any]) -> list[str]:
         )
     if (s7 := scenarios.get("7")) and "checks" in s7:
         lines.append(_worker_without_broker(s7))
+    if (s8 := scenarios.get("8")) and "webhooks" in s8:
+        lines.append(_webhooks_through_worker_kill(s8))
     errors = {n: data.get("postgres_errors") for n, data in scenarios.items()}
     lines.append(
         "- ERROR lines in the drill's Postgres log, by scenario: "

@@ -1,4 +1,4 @@
-"""The drill's scenarios 1-7: one fault each, with every accepted job accounted for.
+"""The drill's scenarios 1-8: one fault each, with every accepted job accounted for.
 
 Each returns the ledger's counts (``drill.ledger``), its own figures, and ``passed``: 0 lost,
 0 duplicated and the scenario's own condition (``extra_condition``).
@@ -17,8 +17,10 @@ from drill.client import SUBMIT_PATH, DrillClient, submit_body
 from drill.ledger import Ledger
 from drill.logs import LogWindow, WorkerSaid, bells_not_rung
 from drill.observe import MODEL, Drill, at, observe, verdict
+from drill.webhooks import PATH, WebhookReceiver
 from harness.load import closed_loop
 from harness.load import run as run_async
+from harness.procs import free_port
 from harness.stack import JOBS_TABLE, WORKER_STOP_SECONDS
 from harness.upstream import FAULTS
 
@@ -467,6 +469,125 @@ def worker_without_broker_checks(
     }
 
 
+# --- 8 ------------------------------------------------------------------------------------------
+HOOKED_JOBS = 100
+WEBHOOK_HEADER = "x-bf-async-webhook"
+DELIVERIES_TABLE = "webhooks_webhookdelivery"
+HOLD_QUIET_SECONDS = 1.5  # no new POST this long: the worker's loop is waiting on what it sent
+HOLD_DEADLINE = 30.0  # for the first notices to reach the receiver
+# A notice in flight in a killed worker is sent again once its claim lapses (the deliveries'
+# lease, 60 s, is not shortened for the drill), by the worker started in its place.
+HOOK_DEADLINE = 150.0
+
+
+def _register_endpoint(drill: Drill, url: str) -> tuple[str, str]:
+    """A webhook endpoint made with the gateway's own command: (its name, its secret)."""
+    name = drill.marker("s8-hooks")
+    out = drill.stack.manage("create_webhook_endpoint", "--name", name, "--url", url)
+    return name, out.strip().splitlines()[-1]
+
+
+def _deliveries(drill: Drill) -> dict[str, int]:
+    """Delivery rows by status."""
+    sql = f"SELECT status, count(*) FROM {DELIVERIES_TABLE} GROUP BY 1 ORDER BY 1"  # noqa: S608
+    return {str(status): int(n) for status, n in drill.stack.query(sql, quiet=True)}
+
+
+def _delivery_attempts(drill: Drill) -> dict[str, int]:
+    """Delivery rows by how many times a worker claimed them."""
+    sql = f"SELECT attempts, count(*) FROM {DELIVERIES_TABLE} GROUP BY 1 ORDER BY 1"  # noqa: S608
+    return {str(attempts): int(n) for attempts, n in drill.stack.query(sql)}
+
+
+async def _hold_until_quiet(receiver: WebhookReceiver) -> list[str]:
+    """Wait until the receiver holds notices and no new one came for a while; their ids."""
+    deadline = time.monotonic() + HOLD_DEADLINE
+    count, since = 0, time.monotonic()
+    while time.monotonic() < deadline:
+        if len(receiver.arrivals.arrivals) != count:
+            count, since = len(receiver.arrivals.arrivals), time.monotonic()
+        elif count and time.monotonic() - since >= HOLD_QUIET_SECONDS:
+            break
+        await asyncio.sleep(0.1)
+    return receiver.held()
+
+
+def s8_webhooks_through_worker_kill(drill: Drill, sizes: Sizes) -> dict[str, Any]:
+    """100 jobs naming a webhook endpoint; the receiver holds its answers; kill -9 the one worker
+    with notices in flight and more due; a new worker sends them all, at least once each."""
+    stack, jobs = drill.stack, HOOKED_JOBS
+    stack.procs.stop("worker-1")  # one worker left, so it holds every notice when it dies
+    _prepare(drill, 0)
+    stack.query(f"TRUNCATE {DELIVERIES_TABLE}")
+    port = free_port()
+    name, secret = _register_endpoint(drill, f"http://127.0.0.1:{port}{PATH}")
+    receiver = WebhookReceiver(secret, port)
+    figures: dict[str, Any] = {}
+
+    async def load(client: DrillClient, ledger: Ledger) -> None:
+        hook = {WEBHOOK_HEADER: name}
+        await client.submit_count(ledger, drill.marker("s8"), MODEL, jobs, headers=hook)
+        held = await _hold_until_quiet(receiver)
+        figures["deliveries_at_kill"] = await asyncio.to_thread(_deliveries, drill)
+        drill.log(f"  fault: kill -9 worker-0 with {len(held)} notices held by the receiver")
+        await asyncio.to_thread(stack.kill_worker, 0)
+        killed_at = time.monotonic()
+        receiver.release()
+        await asyncio.to_thread(stack.start_worker, 0)
+        deadline = killed_at + HOOK_DEADLINE
+        while time.monotonic() < deadline:
+            rows = await asyncio.to_thread(_deliveries, drill)
+            done = rows == {"delivered": jobs}
+            if done and not receiver.arrivals.unnotified(ledger.accepted_ids()):
+                break
+            await asyncio.sleep(1.0)
+        figures["all_delivered_after_kill_s"] = round(time.monotonic() - killed_at, 1)
+        figures["held_at_kill"] = len(held)
+        figures["held_arrived_again"] = receiver.arrivals.arrived_again(held, killed_at)
+
+    async def observed() -> Ledger:
+        async with receiver:
+            return await observe(drill, "s8", load, DEADLINE)
+
+    try:
+        ledger = run_async(observed())
+    finally:
+        stack.start_worker(1)
+    summary = ledger.summary()
+    notices = receiver.arrivals.summary(ledger.accepted_ids())
+    figures["deliveries_at_end"] = _deliveries(drill)
+    figures["delivery_attempts"] = _delivery_attempts(drill)
+    checks = webhook_checks(summary, notices, figures)
+    extra = (
+        f"all {jobs} jobs ended; each one's notice arrived with a valid signature at least once "
+        "(duplicates allowed), under one webhook-id; the notices held when the worker died "
+        "arrived again; every delivery row delivered"
+    )
+    return verdict(summary, all(checks.values()), extra) | {
+        **figures,
+        "webhooks": notices,
+        "checks": checks,
+    }
+
+
+def webhook_checks(
+    summary: dict[str, Any], notices: dict[str, Any], figures: dict[str, Any]
+) -> dict[str, bool]:
+    """Scenario 8's own conditions, each by name: from the ledger, the receiver and the table."""
+    jobs = HOOKED_JOBS
+    return {
+        "every_job_ended": summary["accepted"] == jobs
+        and summary["completed"] + sum(summary["failed"].values()) == jobs,
+        "notices_in_flight_at_kill": figures["held_at_kill"] > 0,
+        "every_job_notified": notices["jobs_notified"] == jobs and notices["unnotified"] == 0,
+        "every_signature_valid": notices["invalid_signatures"] == 0,
+        "one_webhook_id_per_job": notices["jobs_with_several_webhook_ids"] == 0,
+        "no_notice_of_another_job": notices["notices_of_unknown_jobs"] == 0,
+        "held_notices_sent_again": figures["held_arrived_again"] == figures["held_at_kill"],
+        "every_delivery_row_delivered": figures["deliveries_at_end"] == {"delivered": jobs},
+    }
+
+
 Scenario = Callable[[Drill, Sizes], dict[str, Any]]
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "1": ("kill -9 a worker with 200 jobs in flight", s1_worker_killed),
@@ -476,4 +597,5 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "5": ("misbehaving upstreams", s5_bad_upstreams),
     "6": ("soak at half the maximum submit rate", s6_soak),
     "7": ("a worker started while Redis is down runs the pending jobs", s7_worker_without_broker),
+    "8": ("kill -9 a worker with webhook notices in flight", s8_webhooks_through_worker_kill),
 }

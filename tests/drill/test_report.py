@@ -166,3 +166,49 @@ def test_the_worker_started_without_a_broker_names_its_failed_checks_and_missed_
     assert "it had not completed them by the deadline" in text
     assert "no 'ready.' by the deadline after Redis was back" in text
     assert "Failed checks: still pending after wait." in text
+
+
+def webhooks_through_worker_kill(**overrides: object) -> dict:
+    return (
+        scenario(
+            submitted=100,
+            accepted=100,
+            completed=100,
+            refused={},
+            held_at_kill=50,
+            held_arrived_again=50,
+            deliveries_at_kill={"pending": 50, "sending": 50},
+            deliveries_at_end={"delivered": 100},
+            delivery_attempts={"1": 50, "2": 50},
+            all_delivered_after_kill_s=63.2,
+            webhooks={
+                "received": 150,
+                "invalid_signatures": 0,
+                "jobs_notified": 100,
+                "unnotified": 0,
+                "duplicates": 50,
+                "jobs_notified_more_than_once": 50,
+            },
+            checks={"every_job_notified": True, "held_notices_sent_again": True},
+        )
+        | overrides
+    )
+
+
+def test_the_webhook_scenario_shows_notices_held_delivered_and_duplicated():
+    text = report.render({**RESULTS, "scenarios": {"8": webhooks_through_worker_kill()}}, TITLES)
+    line = next(line for line in text.splitlines() if line.startswith("- 8:"))
+    assert "held 50 notices unanswered (delivery rows by status: pending: 50, sending: 50)" in line
+    assert "100 of 100 jobs' notices arrived with a valid signature, 0 never did" in line
+    assert "150 POSTs in all, 50 duplicates (50 jobs notified more than once)" in line
+    assert "50 of the 50 held notices arrived again" in line
+    assert "63.2 s after the kill the rows were delivered: 100 (by attempts: 1: 50, 2: 50)" in line
+    assert "Failed checks" not in line
+
+
+def test_the_webhook_scenario_names_its_failed_checks():
+    s8 = webhooks_through_worker_kill(
+        checks={"every_job_notified": False, "held_notices_sent_again": True}, passed=False
+    )
+    text = report.render({**RESULTS, "scenarios": {"8": s8}}, TITLES)
+    assert "Failed checks: every job notified." in text
