@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-TERMINAL = ("completed", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
 ERROR_SHAPE_KEYS = {"event_id", "type", "is_bifrost_error", "status_code", "error", "extra_fields"}
 ERROR_KEYS = {"type", "code", "message", "param", "event_id"}
 

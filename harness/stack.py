@@ -31,7 +31,7 @@ from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, contro
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 JOBS_TABLE = "jobs_asyncjob"
-TERMINAL = ("completed", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
 # What configures a gateway, or a provider it would call: never inherited from the shell.
 GATEWAY_VARIABLE = re.compile(
     r"(GATEWAY|CELERY|DJANGO|DB)_\w+|\w+_(API_KEY|BASE_URL)|DATABASE_URL|SECRET_KEY|ALLOWED_HOSTS"
