@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from typing import Any, ClassVar, TypeGuard
 
@@ -47,7 +48,7 @@ async def post_json(
     return json_object_from_reply(response, credentials)
 
 
-class OpenAIEndpoint:
+class OpenAIEndpoint(ABC):
     """An adapter for a request type the OpenAI protocol carries as it is: the params go whole to
     ``{base_url}/{path}``, and the reply is normalised so the SDK's type of the result accepts
     it. A subclass names its ``path`` and its ``normalise(payload, requested_model)``."""
@@ -69,8 +70,9 @@ class OpenAIEndpoint:
         return self.normalise(payload, model)
 
     @staticmethod
+    @abstractmethod
     def normalise(payload: dict[str, Any], requested_model: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The reply as the SDK's type of this request's result accepts it."""
 
 
 def choices_reply(
