@@ -6,9 +6,10 @@ PYTHON := $(VENV)/bin/python
 .PHONY: bench bench-quick bench-install fuzz fuzz-install lock lock-upgrade
 
 # Every install goes through the lock files: requirements.txt (what the gateway runs on) and
-# requirements-dev.txt (that, plus the test and benchmark extras, at the same versions).
+# requirements-dev.txt (that, plus the test and benchmark extras and the client's dependencies,
+# at the same versions). The client (client/) is a distribution of its own, installed beside.
 INSTALL_DEV = python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -r requirements-dev.txt \
-	&& $(VENV)/bin/pip install -q --no-deps -e .
+	&& $(VENV)/bin/pip install -q --no-deps -e . && $(VENV)/bin/pip install -q --no-deps -e ./client
 
 bench-install:
 	$(INSTALL_DEV)
@@ -30,7 +31,8 @@ fuzz-install:
 fuzz: fuzz-install
 	$(PYTHON) -m fuzz.run $(ARGS)
 
-# Refresh the lock files from pyproject.toml (needs the package index). `lock` keeps every pin
+# Refresh the lock files from pyproject.toml, and the dev lock from the client's
+# client/pyproject.toml too (needs the package index). `lock` keeps every pin
 # that still satisfies pyproject.toml and adds what is new; `lock-upgrade` moves every package
 # to its newest allowed release. Review the diff, run the tests, commit both files.
 UV = $(VENV)/bin/uv
@@ -40,7 +42,8 @@ COMPILE = $(UV) pip compile pyproject.toml --quiet --universal --python-version 
 lock:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv
 	$(COMPILE) $(UPGRADE) -o requirements.txt
-	$(COMPILE) $(UPGRADE) --extra test --extra bench -c requirements.txt -o requirements-dev.txt
+	$(COMPILE) $(UPGRADE) client/pyproject.toml --extra test --extra bench -c requirements.txt \
+		-o requirements-dev.txt
 
 lock-upgrade:
 	$(MAKE) lock UPGRADE=--upgrade

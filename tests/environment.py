@@ -1,7 +1,10 @@
-"""Which environment variables the gateway's code reads, found in its source.
+"""Which environment variables the code reads, found in its source.
 
-The README's Configuration table and docker-compose.yml are checked against this list, so a
-setting added to the code cannot be left out of either.
+Two programs read the environment: the gateway (``gateway/``, ``jobs/``, ``providers/``), whose
+settings the README's Configuration table and docker-compose.yml are checked against, and the
+client (``client/gateway_client``, a distribution of its own), whose variables belong to whoever
+runs the client and are checked against the README's Client section instead. So a setting added
+to either cannot be left out of its documentation.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from pathlib import Path
 from providers import registry
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("gateway", "jobs", "providers")
+PACKAGES = ("gateway", "jobs", "providers")  # the gateway's code
+CLIENT_PACKAGE = ROOT / "client" / "gateway_client"
 READERS = {"env_str", "env_int", "env_bool", "env_float", "env_list", "env_choice", "env_url"}
 
 
@@ -33,13 +37,24 @@ def _name_read_by(call: ast.Call) -> str | None:
     return None
 
 
-def variables_read_by_the_code() -> set[str]:
+def _variables_read_under(folder: Path) -> set[str]:
+    names: set[str] = set()
+    for source in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Call) and (name := _name_read_by(node)):
+                names.add(name)
+    return names
+
+
+def variables_read_by_the_client() -> set[str]:
+    return _variables_read_under(CLIENT_PACKAGE)
+
+
+def variables_read_by_the_gateway() -> set[str]:
+    """The gateway's settings."""
     names: set[str] = set()
     for package in PACKAGES:
-        for source in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(source.read_text())):
-                if isinstance(node, ast.Call) and (name := _name_read_by(node)):
-                    names.add(name)
+        names |= _variables_read_under(ROOT / package)
     for provider in registry.ENV_PROVIDERS:
         names |= {f"{provider.upper()}_API_KEY", f"{provider.upper()}_BASE_URL"}
     return names

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from gateway.celery import app as celery_app
-from tests.environment import variables_read_by_the_code
+from tests.environment import variables_read_by_the_gateway
 
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 
@@ -62,7 +62,7 @@ def test_every_variable_in_dot_env_reaches_the_gateways_containers():
 def test_compose_sets_only_variables_the_code_reads():
     # .env carries every other one (and a new one without an edit here); a name set in the
     # file but read by nothing would be a typo that silently leaves a default in place.
-    read = variables_read_by_the_code()
+    read = variables_read_by_the_gateway()
     for name in GATEWAY_SERVICES:
         assert set(load()["services"][name]["environment"]) <= read, name
 

@@ -1,4 +1,5 @@
-"""Who imports whom in the product: no import cycle between modules; providers stand alone.
+"""Who imports whom in the product: no import cycle between modules; providers stand alone; the
+client (client/gateway_client) imports nothing of the gateway's, nor Django.
 
 Imports are read from the source, including those inside functions (a cycle hidden in a
 function is still a cycle); imports under ``if TYPE_CHECKING:`` are left out, as they never run.
@@ -7,6 +8,9 @@ function is still a cycle); imports under ``if TYPE_CHECKING:`` are left out, as
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,5 +213,49 @@ def test_only_the_benchmarks_tests_import_the_benchmark():
         for path in (ROOT / "tests").rglob("*.py")
         if "bench" not in path.relative_to(ROOT / "tests").parts[:1]
         and any(name.split(".")[0] == "bench" for name in _imported_names(path))
+    }
+    assert reaching == set()
+
+
+CLIENT = ROOT / "client" / "gateway_client"
+NOT_FOR_THE_CLIENT = {*PACKAGES, *TOOLS, "django", "rest_framework", "celery", "kombu"}
+
+
+def test_the_client_imports_nothing_of_the_gateway_nor_django():
+    reaching = {
+        (str(path.relative_to(ROOT)), name)
+        for path in CLIENT.rglob("*.py")
+        for name in _imported_names(path)
+        if name.split(".")[0] in NOT_FOR_THE_CLIENT
+    }
+    assert reaching == set()
+    assert "httpx" in _imported_names(CLIENT / "client.py")  # the reader sees the client's imports
+
+
+def test_the_installed_client_loads_without_the_gateway_or_django(tmp_path: Path):
+    # Away from the checkout, so only what is installed can be imported.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, gateway_client, gateway_client.cli; "
+            "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    top_level = set(json.loads(loaded.stdout))
+    assert "gateway_client" in top_level
+    assert top_level & NOT_FOR_THE_CLIENT == set()
+
+
+def test_the_gateway_never_imports_the_client():
+    reaching = {
+        (module, name)
+        for module, path in MODULES.items()
+        for name in _imported_names(path)
+        if name.split(".")[0] == "gateway_client"
     }
     assert reaching == set()

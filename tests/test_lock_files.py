@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+CLIENT_PYPROJECT = tomllib.loads((REPO / "client" / "pyproject.toml").read_text())
 
 
 def pins(lock: str) -> dict[str, str]:
@@ -58,6 +59,15 @@ def test_dev_lock_pins_every_extra(group: str) -> None:
         assert requirement.specifier.contains(locked[name], prereleases=True)
 
 
+def test_dev_lock_pins_every_dependency_of_the_client() -> None:
+    locked = pins("requirements-dev.txt")
+    for item in CLIENT_PYPROJECT["project"]["dependencies"]:
+        requirement = Requirement(item)
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} (client) is not in requirements-dev.txt: run make lock"
+        assert requirement.specifier.contains(locked[name], prereleases=True)
+
+
 def test_dev_lock_runs_the_runtime_packages_at_the_same_versions() -> None:
     runtime, dev = pins("requirements.txt"), pins("requirements-dev.txt")
     assert {name: dev.get(name) for name in runtime} == runtime
@@ -88,6 +98,15 @@ def test_readme_commands_install_from_the_lock_files() -> None:
     assert ".venv/bin/pip install -q -r requirements.txt && " in readme
     assert ".venv/bin/pip install -q -r requirements-dev.txt && " in readme
     assert "pip install --require-hashes -r requirements.txt" in readme
+
+
+def test_ci_runs_the_readmes_test_command_word_for_word() -> None:
+    readme = (REPO / "README.md").read_text()
+    command = next(
+        line for line in readme.splitlines() if "requirements-dev.txt" in line and "pytest" in line
+    )
+    assert "--no-deps -e ./client" in command  # the client's tests need it installed
+    assert command in (REPO / ".ci" / "run").read_text().splitlines()
 
 
 def test_installed_packages_carry_every_file_beside_their_code() -> None:
