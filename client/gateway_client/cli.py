@@ -44,10 +44,10 @@ def parser() -> argparse.ArgumentParser:
         default="chat",
         help="the request type (default: chat)",
     )
-    connection.add_argument(
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument(
         "--json", action="store_true", help="print the whole result object as JSON"
     )
-    waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument(
         "--timeout",
         type=float,
