@@ -85,6 +85,12 @@ def id_prefix_range(term: str) -> Q | None:
     return Q(pk__gte=uuid.UUID(digits.ljust(32, "0")), pk__lte=uuid.UUID(digits.ljust(32, "f")))
 
 
+def _moment(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 def _error_summary(error: Any) -> str:
     if not error:
         return "-"
@@ -193,9 +199,9 @@ class AsyncJobAdmin(admin.ModelAdmin):
                     outcome["status_code"] or "-",
                     _error_summary(outcome["error"]),
                     outcome["attempts"],
-                    outcome["started_at"] or "-",
-                    outcome["completed_at"] or "-",
-                    outcome["retried_at"] or "-",
+                    _moment(outcome["started_at"]),
+                    _moment(outcome["completed_at"]),
+                    _moment(outcome["retried_at"]),
                 )
                 for number, outcome in enumerate(outcomes, start=1)
             ),
