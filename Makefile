@@ -31,6 +31,11 @@ fuzz-install:
 fuzz: fuzz-install
 	$(PYTHON) -m fuzz.run $(ARGS)
 
+# The admin's pictures in docs/screenshots, taken by its browser test (needs Debian's chromium).
+.PHONY: screenshots
+screenshots: bench-install
+	$(VENV)/bin/pytest -q tests/browser --screenshots docs/screenshots
+
 # Refresh the lock files from pyproject.toml, and the dev lock from the client's
 # client/pyproject.toml too (needs the package index). `lock` keeps every pin
 # that still satisfies pyproject.toml and adds what is new; `lock-upgrade` moves every package

@@ -67,6 +67,11 @@ class AsyncJob(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
+    tries = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Earlier tries' outcomes, oldest first: each retry keeps the one it ends.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

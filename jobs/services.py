@@ -305,23 +305,51 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
 
 
 def retry_job(job: AsyncJob) -> bool:
-    """Run a failed job again from the start (admin action)."""
-    reset = AsyncJob.objects.filter(pk=job.pk, status=JobStatus.FAILED).update(
-        status=JobStatus.PENDING,
-        attempts=0,
-        claimed_by="",
-        lease_expires_at=None,
-        started_at=None,
-        completed_at=None,
-        expires_at=None,
-        status_code=None,
-        result=None,
-        error=None,
-        dispatched_at=timezone.now(),
-    )
+    """Run a failed job again from the start (admin action), keeping the failed try's outcome.
+
+    The try's status, code, error and times are appended to ``tries`` in the same UPDATE that
+    resets the job, so the worker's finish (the hot path) never touches the history.
+    """
+    now = timezone.now()
+    failed = AsyncJob.objects.filter(pk=job.pk, status=JobStatus.FAILED)
+    with transaction.atomic():
+        current = failed.select_for_update().defer("request", "result").first()
+        if current is None:
+            return False
+        reset = failed.update(
+            status=JobStatus.PENDING,
+            attempts=0,
+            claimed_by="",
+            lease_expires_at=None,
+            started_at=None,
+            completed_at=None,
+            expires_at=None,
+            status_code=None,
+            result=None,
+            error=None,
+            dispatched_at=now,
+            tries=[*current.tries, try_outcome(current, retried_at=now)],
+        )
     if reset:
         transaction.on_commit(lambda: dispatch(1))
     return bool(reset)
+
+
+def try_outcome(job: AsyncJob, *, retried_at: datetime | None = None) -> dict[str, Any]:
+    """One try's outcome as ``AsyncJob.tries`` keeps it (times in ISO 8601)."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment is not None else None
+
+    return {
+        "status": job.status,
+        "status_code": job.status_code,
+        "error": job.error,
+        "attempts": job.attempts,
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
+        "retried_at": iso(retried_at),
+    }
 
 
 # A purge statement slower than this halves the next batch; faster than half of it doubles the

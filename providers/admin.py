@@ -9,16 +9,18 @@ an environment provider's name must be confirmed as such.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django import forms
 from django.contrib import admin, messages
 from django.forms.models import BaseModelFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from providers import services
 from providers.models import ProviderConfig, ProviderKey
-from providers.registry import ENV_PROVIDERS
+from providers.registry import ENV_PROVIDERS, environment_providers
 
 MANAGE_PERMISSION = "providers.manage_provider_credentials"
 
@@ -75,6 +77,53 @@ class ProviderKeyInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return can_manage_credentials(request)
+
+
+MASK = "••••••••"
+
+
+def masked_url(url: str) -> str:
+    """The URL without what may be a credential: user info and the query's values."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{pair.partition('=')[0]}={MASK}" if "=" in pair else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+@dataclass(frozen=True)
+class EnvironmentProviderRow:
+    """An environment provider as the providers page shows it: never its key."""
+
+    name: str
+    protocol: str
+    base_url: str
+    has_key: bool
+    overridden: bool  # an active admin provider of the same name takes its traffic
+
+
+def environment_provider_rows() -> list[EnvironmentProviderRow]:
+    entries = environment_providers()
+    overridden = set(
+        ProviderConfig.objects.filter(name__in=entries, is_active=True).values_list(
+            "name", flat=True
+        )
+    )
+    return [
+        EnvironmentProviderRow(
+            name=entry.name,
+            protocol=entry.protocol,
+            base_url=masked_url(entry.base_url),
+            has_key=bool(entry.keys),
+            overridden=entry.name in overridden,
+        )
+        for entry in sorted(entries.values(), key=lambda entry: entry.name)
+    ]
 
 
 def _environment_names() -> str:
@@ -150,6 +199,18 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     list_filter = ["protocol", "is_active"]
     search_fields = ["name"]
     inlines = [ProviderKeyInline]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Beside the admin's providers, those the environment configures (read-only here).
+        context = {
+            **(extra_context or {}),
+            "environment_providers": environment_provider_rows(),
+            "environment_names": sorted(ENV_PROVIDERS),
+            "mask": MASK,
+        }
+        return super().changelist_view(request, context)
 
     @admin.display(description="keys")
     def key_count(self, obj: ProviderConfig) -> int:

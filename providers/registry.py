@@ -63,6 +63,11 @@ class ProviderEntry:
         return tuple(key for key, _ in self.keys if key)
 
 
+def environment_providers() -> dict[str, ProviderEntry]:
+    """The providers the environment configures, read now (an admin provider may override one)."""
+    return _from_environment()
+
+
 def _from_environment() -> dict[str, ProviderEntry]:
     entries = {}
     for name, spec in ENV_PROVIDERS.items():

@@ -14,6 +14,16 @@ from tests.helpers import Bells
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-signing"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        default=None,
+        help="where tests/browser saves its screenshots of the admin (default: a temporary "
+        "directory; `make screenshots` writes docs/screenshots)",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _gateway_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test sees the same providers and JWT settings, whatever the shell exported."""

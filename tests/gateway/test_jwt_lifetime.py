@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -19,13 +20,15 @@ pytestmark = pytest.mark.django_db
 
 VK_BOUND = 86400
 ADMIN_BOUND = 3600
-NOW = int(time.time())
+NOW = int(time.time())  # set again as each test starts: PyJWT checks exp against the real clock
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """The gateway's idea of now stands still, so "one second past the bound" is exact."""
-    monkeypatch.setattr(tokens, "clock", lambda: float(NOW))
+    now = int(time.time())
+    monkeypatch.setattr(sys.modules[__name__], "NOW", now)
+    monkeypatch.setattr(tokens, "clock", lambda: float(now))
 
 
 @pytest.fixture(params=[ROLE_VIRTUAL_KEY, ROLE_ADMIN])

@@ -270,6 +270,36 @@ def test_retry_resets_a_failed_job(django_capture_on_commit_callbacks, dispatche
     assert dispatched.rung == 1
 
 
+def test_retry_keeps_the_failed_trys_outcome(django_capture_on_commit_callbacks, dispatched):
+    started, ended = timezone.now() - timedelta(seconds=5), timezone.now()
+    error = {"status_code": 502, "error": {"code": "bad_gateway", "message": "upstream down"}}
+    earlier = {"status": "failed", "status_code": 429, "error": {"x": 0}, "attempts": 1}
+    job = AsyncJobFactory(
+        status=JobStatus.FAILED,
+        attempts=2,
+        status_code=502,
+        error=error,
+        started_at=started,
+        completed_at=ended,
+        tries=[earlier],
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.retry_job(job)
+    job.refresh_from_db()
+    assert job.tries[0] == earlier
+    kept = job.tries[1]
+    assert kept == {
+        "status": "failed",
+        "status_code": 502,
+        "error": error,
+        "attempts": 2,
+        "started_at": started.isoformat(),
+        "completed_at": ended.isoformat(),
+        "retried_at": kept["retried_at"],
+    }
+    assert job.dispatched_at.isoformat() == kept["retried_at"]
+
+
 def test_retry_leaves_a_completed_job_alone(dispatched):
     job = AsyncJobFactory(status=JobStatus.COMPLETED, result={"ok": 1})
     assert not services.retry_job(job)

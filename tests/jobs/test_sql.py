@@ -46,6 +46,7 @@ def every_field_set() -> AsyncJob:
         status_code=502,
         result={"partial": True},
         error={"type": "api_error", "code": "upstream_error"},
+        tries=[{"status": "failed", "status_code": 429, "retried_at": now.isoformat()}],
     )
 
 

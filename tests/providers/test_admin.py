@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from providers import registry
 from providers.models import ProviderConfig, ProviderKey
@@ -368,3 +369,53 @@ def test_saving_a_provider_key_with_empty_api_key_keeps_the_current_key(admin_cl
     assert response.status_code == 302, response.content
     stored.refresh_from_db()
     assert (stored.get_key(), stored.weight) == (raw, 5)
+
+
+# --- Environment providers, shown read-only ------------------------------------------------------
+
+
+def test_providers_page_shows_the_environment_providers_without_their_keys(admin_client):
+    response = admin_client.get(reverse("admin:providers_providerconfig_changelist"))
+    assert response.status_code == 200
+    rows = {row.name: row for row in response.context["environment_providers"]}
+    assert set(rows) == {"openai", "anthropic"}  # what tests/conftest.py exports
+    assert rows["openai"].base_url == "http://127.0.0.1:9/v1" and rows["openai"].has_key
+    html = response.content.decode()
+    assert "From the environment (read-only)" in html
+    assert "<td><code>http://127.0.0.1:9/v1</code></td>" in html
+    assert "sk-upstream-openai-secret" not in html
+    assert "sk-ant-upstream-secret" not in html
+    assert html.count("<td>••••••••</td>") == 2
+
+
+def test_environment_provider_without_a_key_says_so(admin_client, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    html = admin_client.get(reverse("admin:providers_providerconfig_changelist")).content.decode()
+    assert "<td>anthropic</td>" in html
+    assert "<td>none</td>" in html
+
+
+def test_environment_provider_base_url_hides_credentials_in_it(admin_client, monkeypatch):
+    monkeypatch.setenv("VLLM_BASE_URL", "http://user:pa55word@127.0.0.1:8000/v1?api-key=s3cret&x")
+    html = admin_client.get(reverse("admin:providers_providerconfig_changelist")).content.decode()
+    assert "pa55word" not in html and "s3cret" not in html
+    assert escape("http://••••••••@127.0.0.1:8000/v1?api-key=••••••••&x") in html
+
+
+def test_environment_provider_overridden_by_an_active_admin_provider_says_so(admin_client):
+    ProviderConfig.objects.create(name="openai", base_url="http://127.0.0.1:9/v2")
+    ProviderConfig.objects.create(name="anthropic", base_url="http://127.0.0.1:9", is_active=False)
+    response = admin_client.get(reverse("admin:providers_providerconfig_changelist"))
+    rows = {row.name: row.overridden for row in response.context["environment_providers"]}
+    assert rows == {"openai": True, "anthropic": False}
+    assert "no: the admin provider of this name overrides it" in response.content.decode()
+
+
+def test_environment_providers_are_shown_to_staff_who_may_only_look():
+    client = staff_client("view_providerconfig")
+    response = client.get(reverse("admin:providers_providerconfig_changelist"))
+    assert response.status_code == 200
+    assert {row.name for row in response.context["environment_providers"]} == {
+        "openai",
+        "anthropic",
+    }
