@@ -186,7 +186,10 @@ def read_polled_job(pk: uuid.UUID) -> PolledJob | None:
 
 # Jobs without a virtual key (an admin JWT's) are one group, numbered 0: key ids start at 1.
 NO_KEY_GROUP = 0
-# Candidates read per group: twice the claim's limit, so an engine claiming beside another, which
+# Jobs processing counted per key, at most: keys with more are equally busy to the claim, which
+# then gives them turns, one job each, instead of reading every row they have in flight.
+BUSY_COUNTED = 1000
+# Candidates read per key: twice the claim's limit, so an engine claiming beside another, which
 # skips the rows the other is locking, still finds as many as it has room for.
 CANDIDATES_PER_LIMIT = 2
 
@@ -205,15 +208,15 @@ def _claim_sql(conn: BaseDatabaseWrapper) -> str:
 
     Jobs are grouped by key (``job_pending_group_idx`` and ``job_processing_group_idx``, on
     ``COALESCE(virtual_key_id, 0)``). ``queued`` finds the keys with pending jobs by a loose
-    index scan: one index probe per key, however many jobs each has queued. ``share`` counts each
-    key's jobs processing, through the partial index of processing jobs; with one key pending
-    there is nothing to share and it counts nothing. ``ranked`` takes each key's oldest pending
-    jobs (a few index entries per key) and gives each the number of its key's jobs that would be
-    processing once it is claimed; the claim takes the lowest such numbers first, the oldest job
-    among equals. So the key with the fewest jobs processing is served first, two backlogged keys
-    take turns, and a key with thousands queued and in flight never delays another key's new
-    job by more than the next free slot. When every key is equal this is the old order: oldest
-    first.
+    index scan: one index probe per key, however many jobs each has queued. ``share`` counts
+    each key's jobs processing (up to ``BUSY_COUNTED``) through the partial index of processing
+    jobs; with one key pending there is nothing to share and it counts nothing. ``ranked``
+    takes each key's oldest pending jobs (a few index entries per key) and gives each the number
+    of its key's jobs that would be processing once it is claimed; the claim takes the lowest
+    such numbers first, the oldest job among equals. So the key with the fewest jobs processing
+    is served first, two backlogged keys take turns, and a key with thousands queued and in
+    flight never delays another key's new job by more than the next free slot. When every key
+    is equal this is the old order: oldest first.
 
     Postgres: each candidate, in that order, is locked with ``FOR UPDATE SKIP LOCKED`` until the
     limit is reached, so engines claiming at once never wait for each other nor take a row
@@ -252,7 +255,8 @@ def _claim_sql(conn: BaseDatabaseWrapper) -> str:
         f"FROM queued WHERE queued.grp IS NOT NULL), "
         f"share AS {'MATERIALIZED ' if postgres else ''}("
         f"SELECT grp, CASE WHEN count(*) OVER () > 1 THEN "
-        f"(SELECT count(*) FROM {table} WHERE {processing} AND {group} = queued.grp) "
+        f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {processing} "
+        f"AND {group} = queued.grp LIMIT {BUSY_COUNTED}) AS busy) "
         f"ELSE 0 END AS busy FROM queued WHERE grp IS NOT NULL), "
         f"ranked AS (SELECT c.{job_id} AS id, c.{created} AS created, "
         f"share.busy + row_number() OVER (PARTITION BY share.grp ORDER BY c.{created}) AS place "
