@@ -5,7 +5,8 @@ else; a second key submits 10 jobs per second through the API, at 1 s upstream l
 figure is, for the second key's jobs, ``completed_at - created_at`` from the job table. The
 workers run with room for fewer calls than usual (``IN_FLIGHT`` each), so the backlog outlasts
 the second key's submits (the figure counts only if backlog jobs were still pending when the
-second key's last job ended), and the workers are full without being short of CPU.
+second key's last job ended), and the figure measures the claim's order rather than how many
+calls a second the machine can turn over.
 """
 
 from __future__ import annotations
