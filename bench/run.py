@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import report, scenarios
+from bench import fairness, report, scenarios
 from bench.scenarios import BenchStack, Log, Sizes
 from harness import runs
 from harness.procs import Procs, free_port
@@ -27,6 +27,7 @@ SCENARIOS: dict[str, Callable[[BenchStack, Sizes, Log], dict[str, Any]]] = {
     "s5": scenarios.s5_memory,
     "s6": scenarios.s6_purge,
     "s7": scenarios.s7_peer,
+    "s8": fairness.s8_fair_share,
 }
 
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             # S1 measures the web path alone, like the reference: no workers running.
             if name in ("s1", "s1chat"):
                 stack.stop_workers()
-            elif not stack.worker_pids():
+            elif name != "s8" and not stack.worker_pids():  # S8 starts its own, fewer slots
                 stack.start_workers(ready_with=scenarios.BENCH_MODEL)
             return SCENARIOS[name](stack, sizes, log)
 

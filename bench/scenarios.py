@@ -1,5 +1,5 @@
-"""The benchmark's scenarios S1-S7 (S1 and S4 also for chat completions). Each returns its raw
-figures as a dict for the report.
+"""The benchmark's scenarios S1-S7 (S1 and S4 also for chat completions; S8 is in
+``bench/fairness.py``). Each returns its raw figures as a dict for the report.
 
 Every figure that is compared is measured in the same run as what it is compared with (this
 machine is shared and noisy), so the targets are ratios or pairs.
@@ -119,7 +119,7 @@ class Sizes:
     seconds: float  # each closed-loop measurement (S1, S4, S7)
     warmup: float
     drain_jobs: int  # S2
-    steady_seconds: float  # S3
+    steady_seconds: float  # S3, and S8's submits
     steady_latency_ms: float
     inflight_jobs: int  # S5
     purge_rows: int  # S6

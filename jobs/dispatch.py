@@ -4,13 +4,13 @@ The job row is already committed when this runs; if the broker is down the job s
 ``pending``, every engine finds it on its next look (GATEWAY_WORKER_POLL_SECONDS), and the beat
 task ``redispatch_stale_jobs`` rings for it again.
 
-A bell carries no job ids. Engines claim pending rows oldest first, as many as they have room
-for, whichever rows a bell was rung for: a bell only says "jobs are waiting". What the number of
-bells does say is how many: one bell per GATEWAY_DISPATCH_BATCH jobs, so a burst of submits
-wakes several workers, not one. Submits hand their job to this process's ``Publisher``, a
-background thread that rings for whatever queued while it was ringing the last time: one bell
-per job when traffic is light (no added wait), one per batch when it is heavy, so neither the
-web process nor the worker pays a broker round trip per job.
+A bell carries no job ids. Engines claim pending rows (a fair share per key, each key's oldest
+first), as many as they have room for, whichever rows a bell was rung for: a bell only says "jobs
+are waiting". What the number of bells does say is how many: one bell per GATEWAY_DISPATCH_BATCH
+jobs, so a burst of submits wakes several workers, not one. Submits hand their job to this
+process's ``Publisher``, a background thread that rings for whatever queued while it was ringing
+the last time: one bell per job when traffic is light (no added wait), one per batch when it is
+heavy, so neither the web process nor the worker pays a broker round trip per job.
 
 This module publishes the bell by its task name, so it imports no task: ``jobs.tasks`` imports
 the services, and the services import this module, never the other way round.

@@ -1,7 +1,8 @@
 """The worker's engine: one asyncio loop per worker process keeping many provider calls in flight.
 
-The job rows are the queue. The engine claims pending jobs itself, oldest first, in batches of
-up to its free capacity (one conditional UPDATE per batch; ``FOR UPDATE SKIP LOCKED`` on
+The job rows are the queue. The engine claims pending jobs itself, a fair share per key (the
+keys with the fewest jobs processing first, each key's oldest first), in batches of up to its
+free capacity, never more (one conditional UPDATE per batch; ``FOR UPDATE SKIP LOCKED`` on
 Postgres, so engines on many machines never wait for each other). Broker messages are bells:
 ``wake()`` makes the engine claim at once; without one it still looks every
 GATEWAY_WORKER_POLL_SECONDS, so a lost or mis-delivered bell delays a job, never loses it.
@@ -212,8 +213,10 @@ class JobEngine:
                     continue
                 for item in claimed:
                     self._start(item)
-                if len(claimed) < limit:
-                    self._maybe_more = False  # the queue was empty a moment ago
+                if not claimed:
+                    # Only an empty claim says the queue was empty a moment ago: a short one
+                    # may have skipped candidates another engine was claiming at that moment.
+                    self._maybe_more = False
 
     def _start(self, item: Claimed) -> None:
         job_id = str(item.job.pk)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from gateway.access.models import VirtualKey
@@ -26,6 +28,10 @@ class RequestType(models.TextChoices):
     CHAT_COMPLETION = "chat_completion"
     RESPONSES = "responses"
     EMBEDDING = "embedding"
+
+
+# The claim's groups (jobs/sql.py: claim_pending): a job's key, or 0 for jobs without one.
+KEY_GROUP = Coalesce("virtual_key", Value(0), output_field=models.BigIntegerField())
 
 
 class AsyncJob(models.Model):
@@ -83,11 +89,16 @@ class AsyncJob(models.Model):
             # the id breaking ties so that the ``after`` cursor is a position in one order.
             models.Index(fields=["virtual_key", "-created_at", "-id"], name="job_key_list_idx"),
             models.Index(fields=["-created_at", "-id"], name="job_list_idx"),
-            # The engines' queue: pending jobs, oldest first.
+            # The engines' queue (jobs/sql.py: claim_pending): pending jobs per key, oldest
+            # first, and the jobs each key has processing. Jobs without a key are group 0.
             models.Index(
-                fields=["created_at"],
+                KEY_GROUP,
+                F("created_at"),
                 condition=models.Q(status="pending"),
-                name="job_pending_created_idx",
+                name="job_pending_group_idx",
+            ),
+            models.Index(
+                KEY_GROUP, condition=models.Q(status="processing"), name="job_processing_group_idx"
             ),
         ]
 

@@ -106,13 +106,13 @@ def _insert_with_key(
 
 
 def claim_pending_jobs(limit: int, worker_id: str) -> list[AsyncJob]:
-    """Claim up to ``limit`` pending jobs, oldest first: pending -> processing under a lease."""
+    """Claim up to ``limit`` pending jobs: pending -> processing under a lease. The keys with the
+    fewest jobs processing go first, each key's oldest job first (``sql.claim_pending``), so one
+    key's backlog never holds back another key's jobs."""
     now = timezone.now()
     ids = sql.claim_pending(
         limit=limit,
         worker_id=worker_id,
-        pending=JobStatus.PENDING.value,
-        processing=JobStatus.PROCESSING.value,
         now=now,
         lease=now + timedelta(seconds=settings.GATEWAY_JOB_LEASE_SECONDS),
     )

@@ -10,8 +10,9 @@ cost was measured and found to matter (docs/measurements.md, "The ORM on the req
 
 Two say what the ORM has no words for:
 
-- ``claim_pending``: pending -> processing for the oldest jobs, skipping rows another engine is
-  claiming (``FOR UPDATE SKIP LOCKED`` in a materialized CTE).
+- ``claim_pending``: pending -> processing, a fair share per key (the oldest jobs of the keys
+  with the fewest processing), skipping rows another engine is claiming (``FOR UPDATE SKIP
+  LOCKED``).
 - ``purge_batch``: delete expired rows by physical address, oldest expiry first.
 
 Every table and column name comes from AsyncJob's fields, the values written are prepared by
@@ -34,7 +35,7 @@ from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
-from jobs.models import AsyncJob
+from jobs.models import AsyncJob, JobStatus
 
 
 def _field(name: str) -> Field[Any, Any]:
@@ -183,50 +184,116 @@ def read_polled_job(pk: uuid.UUID) -> PolledJob | None:
 
 # --- the engines' claim -------------------------------------------------------------------------
 
+# Jobs without a virtual key (an admin JWT's) are one group, numbered 0: key ids start at 1.
+NO_KEY_GROUP = 0
+# Jobs processing counted per key, at most: keys with more are equally busy to the claim, which
+# then gives them turns, one job each, instead of reading every row they have in flight.
+BUSY_COUNTED = 1000
+# Candidates read per key: twice the claim's limit, so an engine claiming beside another, which
+# skips the rows the other is locking, still finds as many as it has room for.
+CANDIDATES_PER_LIMIT = 2
+
+
+def _literal(value: str) -> str:
+    """A status value written into the statement: the partial indexes' predicates name it, and
+    a planner only uses a partial index whose predicate it can prove from the query's text."""
+    assert value.isidentifier(), value
+    return f"'{value}'"
+
 
 def _claim_sql(conn: BaseDatabaseWrapper) -> str:
+    """The claim, a fair share per key. Parameters, in order: candidates per key, the limit
+    and the assignments on Postgres; candidates per key, the assignments and the limit on
+    SQLite.
+
+    Jobs are grouped by key (``job_pending_group_idx`` and ``job_processing_group_idx``, on
+    ``COALESCE(virtual_key_id, 0)``). ``queued`` finds the keys with pending jobs by a loose
+    index scan: one index probe per key, however many jobs each has queued. ``share`` counts
+    each key's jobs processing (up to ``BUSY_COUNTED``) through the partial index of processing
+    jobs; with one key pending there is nothing to share and it counts nothing. ``ranked``
+    takes each key's oldest pending jobs (a few index entries per key) and gives each the number
+    of its key's jobs that would be processing once it is claimed; the claim takes the lowest
+    such numbers first, the oldest job among equals. So the key with the fewest jobs processing
+    is served first, two backlogged keys take turns, and a key with thousands queued and in
+    flight never delays another key's new job by more than the next free slot. When every key
+    is equal this is the old order: oldest first.
+
+    Postgres: each candidate, in that order, is locked with ``FOR UPDATE SKIP LOCKED`` until the
+    limit is reached, so engines claiming at once never wait for each other nor take a row
+    twice (a row another engine claimed meanwhile fails the recheck of ``status``). The
+    candidates are locked one by one in a LATERAL join rather than in a join with the job
+    table, which the planner would run as a hash join over every pending row. The pick is a
+    materialized CTE so it runs once.
+    SQLite has one writer at a time, so the plain statement is already exclusive; it has no
+    LATERAL, so each key's candidates are the ids IN its own ordered subquery.
+    """
     table = _table(conn)
     columns = ("id", "status", "claimed_by", "lease_expires_at", "started_at", "attempts")
     job_id, status, claimed_by, lease, started, attempts = _names(conn, *columns)
-    (created,) = _names(conn, "created_at")
+    created, key = _names(conn, "created_at", "virtual_key")
+    pending = f"{status} = {_literal(JobStatus.PENDING.value)}"
+    processing = f"{status} = {_literal(JobStatus.PROCESSING.value)}"
+    group = f"COALESCE({key}, {NO_KEY_GROUP})"
     assignments = (
         f"{status} = %s, {claimed_by} = %s, {lease} = %s, {started} = %s, "
         f"{attempts} = {attempts} + 1"
     )
-    oldest = f"SELECT {job_id} FROM {table} WHERE {status} = %s ORDER BY {created}"  # noqa: S608 (names from the model)
-    if conn.features.has_select_for_update_skip_locked:
-        # Postgres: rows another engine is claiming right now are skipped, not waited for. The
-        # pick is a materialized CTE so it runs once: as an IN (...) subquery the planner may
-        # run it again, and each run would skip the rows the last one locked and take more.
+    first = f"SELECT {group} FROM {table} WHERE {pending}"  # noqa: S608 (names from the model)
+    oldest = (
+        f"SELECT {job_id}, {created} FROM {table} "  # noqa: S608 (names from the model)
+        f"WHERE {pending} AND {group} = share.grp ORDER BY {created} LIMIT %s"
+    )
+    postgres = conn.features.has_select_for_update_skip_locked
+    if postgres:
+        candidates = f"share CROSS JOIN LATERAL ({oldest}) AS c"
+    else:
+        candidates = f"share JOIN {table} AS c ON c.{job_id} IN (SELECT {job_id} FROM ({oldest}))"  # noqa: S608
+    shared = (
+        f"WITH RECURSIVE queued(grp) AS ("  # noqa: S608 (names from the model)
+        f"SELECT ({first} ORDER BY {group} LIMIT 1) "
+        f"UNION ALL SELECT ({first} AND {group} > queued.grp ORDER BY {group} LIMIT 1) "
+        f"FROM queued WHERE queued.grp IS NOT NULL), "
+        f"share AS {'MATERIALIZED ' if postgres else ''}("
+        f"SELECT grp, CASE WHEN count(*) OVER () > 1 THEN "
+        f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {processing} "
+        f"AND {group} = queued.grp LIMIT {BUSY_COUNTED}) AS busy) "
+        f"ELSE 0 END AS busy FROM queued WHERE grp IS NOT NULL), "
+        f"ranked AS (SELECT c.{job_id} AS id, c.{created} AS created, "
+        f"share.busy + row_number() OVER (PARTITION BY share.grp ORDER BY c.{created}) AS place "
+        f"FROM {candidates})"
+    )
+    if postgres:
         return (
-            f"WITH picked AS MATERIALIZED ({oldest} LIMIT %s FOR UPDATE SKIP LOCKED) "  # noqa: S608
+            f"{shared}, picked AS MATERIALIZED (SELECT locked.{job_id} FROM "  # noqa: S608
+            f"(SELECT id FROM ranked ORDER BY place, created) AS r CROSS JOIN LATERAL "
+            f"(SELECT {job_id} FROM {table} WHERE {job_id} = r.id AND {pending} "
+            f"FOR UPDATE SKIP LOCKED) AS locked LIMIT %s) "
             f"UPDATE {table} SET {assignments} FROM picked "
             f"WHERE {table}.{job_id} = picked.{job_id} RETURNING {table}.{job_id}"
         )
-    # SQLite has one writer at a time, so the plain statement is already exclusive.
     return (
-        f"UPDATE {table} SET {assignments} "  # noqa: S608 (names from the model)
-        f"WHERE {job_id} IN ({oldest} LIMIT %s) RETURNING {job_id}"
+        f"{shared} UPDATE {table} SET {assignments} "  # noqa: S608 (names from the model)
+        f"WHERE {job_id} IN (SELECT id FROM ranked ORDER BY place, created LIMIT %s) "
+        f"RETURNING {job_id}"
     )
 
 
-def claim_pending(
-    *, limit: int, worker_id: str, pending: str, processing: str, now: datetime, lease: datetime
-) -> list[Any]:
-    """Ids of up to ``limit`` jobs moved from ``pending`` to ``processing``, oldest first, each
-    claimed by ``worker_id`` under a lease until ``lease``; ``attempts`` counts the claim."""
+def claim_pending(*, limit: int, worker_id: str, now: datetime, lease: datetime) -> list[Any]:
+    """Ids of up to ``limit`` jobs moved from pending to processing, each claimed by
+    ``worker_id`` under a lease until ``lease``; ``attempts`` counts the claim. Which jobs: the
+    oldest of the keys with the fewest jobs processing (``_claim_sql``)."""
     conn = _writer()
     assignments = [
-        processing,
+        JobStatus.PROCESSING.value,
         worker_id,
         _value(conn, "lease_expires_at", lease),
         _value(conn, "started_at", now),
     ]
-    pick: list[Any] = [pending, limit]
+    candidates = limit * CANDIDATES_PER_LIMIT
     if conn.features.has_select_for_update_skip_locked:
-        params = pick + assignments  # the CTE comes first
+        params = [candidates, limit, *assignments]
     else:
-        params = assignments + pick
+        params = [candidates, *assignments, limit]
     with conn.cursor() as cursor:
         cursor.execute(_claim_sql(conn), params)
         return [_read(conn, "id", row[0]) for row in cursor.fetchall()]

@@ -27,7 +27,7 @@ from jobs.engine import shutdown_engine, start_engine, wake_engine
 
 @shared_task(name=BELL, ignore_result=True)
 def run_jobs(*_args: Any, **_kwargs: Any) -> None:
-    """A bell: pending jobs are waiting; this process's engine claims what fits, oldest first.
+    """A bell: pending jobs are waiting; this process's engine claims what fits, fairly per key.
 
     A bell names no job (``jobs.dispatch`` says why). Bells queued by older web processes carry
     ``job_ids``: they mean the same and are accepted. A bell that reaches a worker shutting down

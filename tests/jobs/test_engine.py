@@ -349,3 +349,23 @@ def test_shutdown_never_gives_a_cancelled_job_back_to_the_queue(dispatched, monk
     engine.shutdown(grace=0.2)
 
     assert status_of(job) == JobStatus.CANCELLED
+
+
+def test_a_short_claim_is_followed_by_another_look_without_a_bell(engines, settings, monkeypatch):
+    """A claim may come back short because another engine was locking some of its candidates;
+    only an empty claim means the queue is empty."""
+    settings.GATEWAY_WORKER_POLL_SECONDS = 60.0
+    real_claim = services.claim_pending_jobs
+    limits: list[int] = []
+
+    def first_claim_short(limit: int, worker_id: str) -> list[AsyncJob]:
+        limits.append(limit)
+        return real_claim(1 if len(limits) == 1 else limit, worker_id)
+
+    monkeypatch.setattr(services, "claim_pending_jobs", first_claim_short)
+    jobs = [AsyncJobFactory() for _ in range(3)]
+    transport = GatedTransport(json_response(200, openai_completion()))
+    transport.release.set()
+    start(engines, transport, max_in_flight=10)
+
+    wait_for(lambda: all(status_of(job) == JobStatus.COMPLETED for job in jobs), timeout=5)

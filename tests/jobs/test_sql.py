@@ -139,9 +139,7 @@ def test_a_claim_takes_the_oldest_pending_jobs_and_writes_what_the_model_reads_b
     now = timezone.now()
     lease = now + timedelta(seconds=60)
 
-    ids = sql.claim_pending(
-        limit=1, worker_id="w", pending=PENDING, processing=PROCESSING, now=now, lease=lease
-    )
+    ids = sql.claim_pending(limit=1, worker_id="w", now=now, lease=lease)
 
     assert ids == [older.pk]
     stored = AsyncJob.objects.get(pk=older.pk)
@@ -235,9 +233,7 @@ def test_every_statement_asks_the_router_for_its_database(settings: Any):
     sql.read_polled_job(job.pk)
     assert RecordingRouter.asked == [("write", AsyncJob), ("read", AsyncJob)]
     RecordingRouter.asked.clear()
-    sql.claim_pending(
-        limit=1, worker_id="w", pending=PENDING, processing=PROCESSING, now=now, lease=now
-    )
+    sql.claim_pending(limit=1, worker_id="w", now=now, lease=now)
     sql.finish([], processing=PROCESSING, worker_id="w")
     sql.purge_batch(now, None, 1)
     assert RecordingRouter.asked == [("write", AsyncJob)] * 3
