@@ -48,7 +48,8 @@ def submit_job(
 ) -> AsyncJob:
     """Write a new job; with ``idempotency``, its key in the same transaction, or
     IdempotencyKeyTaken (and no job) when another submit holds the key; with ``webhook``, its
-    delivery (waiting for the job to end) in the same transaction."""
+    delivery (waiting for the job to end) in the same transaction. A key with limits that it
+    has reached gets TooManyRequests (429), and nothing is written (jobs/limits.py)."""
     # One INSERT: in autocommit it is committed when it returns, before the client hears 202,
     # and on_commit then rings at once (inside a caller's transaction, after its commit).
     # A key with limits makes it one gated INSERT (jobs/limits.py).
