@@ -69,8 +69,9 @@ def _check_job_bounds(body: RequestBody, adapters: list[Adapter]) -> None:
     """What one job may cost upstream at most (GATEWAY_MAX_TOKENS_PER_JOB, and
     GATEWAY_MAX_UPSTREAM_CALLS_PER_JOB over every target's tries); over it, a 400 naming the
     param."""
+    fields = type(body).model_fields  # a miss on the model itself raises, which costs more
     for name in TOKEN_PARAMS:
-        asked = getattr(body, name, None)
+        asked = getattr(body, name) if name in fields else None
         if isinstance(asked, int) and asked > settings.GATEWAY_MAX_TOKENS_PER_JOB:
             raise InvalidRequest(
                 f"{name} is {asked}; this gateway accepts at most "
