@@ -33,12 +33,13 @@ KEYS_TABLE = "gateway_virtualkey"  # VirtualKey (gateway/access/models.py); no D
 _BACKLOG_SQL = f"""
 INSERT INTO {JOBS_TABLE} (
     id, request_type, virtual_key_id, status, provider, model, fallbacks, request, result_ttl,
-    attempts, claimed_by, lease_expires_at, tries, dispatched_at, created_at, started_at, completed_at,
+    attempts, claimed_by, lease_expires_at, tries, counted, dispatched_at, created_at, started_at,
+    completed_at,
     expires_at, status_code, result, error
 )
 SELECT gen_random_uuid(), 'text_completion', %(key)s, 'pending', 'openai', 'gpt-bench', '[]',
        jsonb_build_object('prompt', 'Backlog job ' || i, 'max_tokens', 16), 3600,
-       0, '', NULL, '[]', now(), now() - interval '60 s' + i * interval '1 ms', NULL, NULL,
+       0, '', NULL, '[]', false, now(), now() - interval '60 s' + i * interval '1 ms', NULL, NULL,
        NULL, NULL, NULL, NULL
 FROM generate_series(1, %(rows)s) AS i
 """  # noqa: S608 (constants only; the values are bound parameters)

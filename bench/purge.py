@@ -23,7 +23,8 @@ SEED_CHUNK = 100_000
 _SEED_SQL = f"""
 INSERT INTO {TABLE} (
     id, request_type, virtual_key_id, status, provider, model, fallbacks, request, result_ttl,
-    attempts, claimed_by, lease_expires_at, tries, dispatched_at, created_at, started_at, completed_at,
+    attempts, claimed_by, lease_expires_at, tries, counted, dispatched_at, created_at, started_at,
+    completed_at,
     expires_at, status_code, result, error
 )
 SELECT
@@ -31,7 +32,7 @@ SELECT
     '["anthropic/claude-bench"]'::jsonb,
     jsonb_build_object('prompt', 'Say hello to job ' || s.i, 'max_tokens', 16,
                        'temperature', 0.7),
-    3600, 1, 'bench-worker-' || (s.i %% 8), NULL, '[]'::jsonb,
+    3600, 1, 'bench-worker-' || (s.i %% 8), NULL, '[]'::jsonb, false,
     s.done - interval '1500 ms', s.done - interval '1500 ms', s.done - interval '1200 ms',
     s.done, s.done + interval '3600 s',
     CASE WHEN s.status = 'failed' THEN 502 ELSE 200 END,

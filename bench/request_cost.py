@@ -5,7 +5,9 @@
 
 Both call the gateway's WSGI application directly, as a web server thread would, on the bench
 database (Postgres on 127.0.0.1, as ``make bench`` uses), with a valid key: a submit of a small
-valid body and a poll of a completed job, for completions and for chat completions. The broker is
+valid body and a poll of a completed job, for completions and for chat completions, and a
+completions submit with a key that has every limit set (README, "Limits"), high enough never to
+refuse. The broker is
 left out: submits hand their job id to a stub instead of the background publisher, whose cost is
 shared by every submit it batches.
 
@@ -33,7 +35,9 @@ from bench.scenarios import BENCH_MODEL, CHAT, bench_config
 from harness.stack import REPO, ensure_database
 
 WARMUP = 50
-KINDS = ("submit", "poll", "chat_submit", "chat_poll")
+KINDS = ("submit", "poll", "chat_submit", "chat_poll", "limited_submit")
+# Limits no measured run reaches: the checks run, and every submit passes.
+UNREACHED = 1_000_000_000
 
 
 def _requests() -> dict[str, Callable[[], bytes]]:
@@ -51,6 +55,12 @@ def _requests() -> dict[str, Callable[[], bytes]]:
 
     services.dispatch_soon = lambda: None
     key, raw = VirtualKey.create_with_key(name=f"request-cost-{time.time_ns()}")
+    _, limited_raw = VirtualKey.create_with_key(
+        name=f"request-cost-limited-{time.time_ns()}",
+        requests_per_minute=UNREACHED,
+        tokens_per_minute=UNREACHED,
+        max_pending=UNREACHED,
+    )
     job = AsyncJob.objects.create(
         request_type="text_completion",
         virtual_key=key,
@@ -95,7 +105,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     body = json.dumps({"model": BENCH_MODEL, "prompt": "Say hi", "max_tokens": 16}).encode()
     chat_body = CHAT.body(0)
 
-    def send(method: str, path: str, payload: bytes, expected: str) -> bytes:
+    def send(method: str, path: str, payload: bytes, expected: str, token: str = raw) -> bytes:
         environ = {
             "REQUEST_METHOD": method,
             "PATH_INFO": path,
@@ -105,7 +115,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
             "SERVER_PORT": "8000",
             "SERVER_PROTOCOL": "HTTP/1.1",
             "HTTP_HOST": "127.0.0.1:8000",
-            "HTTP_AUTHORIZATION": f"Bearer {raw}",
+            "HTTP_AUTHORIZATION": f"Bearer {token}",
             "CONTENT_TYPE": "application/json",
             "CONTENT_LENGTH": str(len(payload)),
             "wsgi.input": io.BytesIO(payload),
@@ -135,6 +145,9 @@ def _requests() -> dict[str, Callable[[], bytes]]:
         "poll": lambda: send("GET", f"/v1/async/completions/{job.id}", b"", "200"),
         "chat_submit": lambda: send("POST", CHAT.path, chat_body, "202"),
         "chat_poll": lambda: send("GET", f"{CHAT.path}/{chat_job.id}", b"", "200"),
+        "limited_submit": lambda: send(
+            "POST", "/v1/async/completions", body, "202", token=limited_raw
+        ),
     }
 
 

@@ -241,6 +241,10 @@ GATEWAY_MAX_PROMPTS = env_int("GATEWAY_MAX_PROMPTS", 128, minimum=1)
 GATEWAY_MAX_PROMPT_CHARS = env_int("GATEWAY_MAX_PROMPT_CHARS", 400_000, minimum=1)
 GATEWAY_MAX_CHOICES = env_int("GATEWAY_MAX_CHOICES", 256, minimum=1)
 GATEWAY_MAX_FALLBACKS = env_int("GATEWAY_MAX_FALLBACKS", 5, minimum=0)
+# Per job: upstream calls at worst (each target's calls per try, times its tries), and the
+# max_tokens (max_completion_tokens, max_output_tokens) one answer may ask for.
+GATEWAY_MAX_UPSTREAM_CALLS_PER_JOB = env_int("GATEWAY_MAX_UPSTREAM_CALLS_PER_JOB", 1024, minimum=1)
+GATEWAY_MAX_TOKENS_PER_JOB = env_int("GATEWAY_MAX_TOKENS_PER_JOB", 262_144, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
 
 # Worker engine

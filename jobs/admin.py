@@ -134,6 +134,7 @@ class AsyncJobAdmin(admin.ModelAdmin):
         "fallbacks",
         "result_ttl",
         "attempts",
+        "counted",
         "claimed_by",
         "lease_expires_at",
         "dispatched_at",
@@ -238,6 +239,12 @@ class AsyncJobAdmin(admin.ModelAdmin):
         return queryset.filter(matches), False
 
     @admin.action(description="Retry selected failed jobs", permissions=["change"])
+    def delete_model(self, request: HttpRequest, obj: AsyncJob) -> None:
+        services.delete_jobs(AsyncJob.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AsyncJob]) -> None:
+        services.delete_jobs(queryset)
+
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[AsyncJob]) -> None:
         retried = sum(services.retry_job(job) for job in queryset.filter(status=JobStatus.FAILED))
         self.message_user(request, f"{retried} failed job(s) sent back to the queue.")

@@ -44,6 +44,12 @@ SUBMIT_ERRORS = {
         ErrorSerializer,
         description=f"This {IDEMPOTENCY_HEADER} was used with another request in the last 24 h",
     ),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="A limit of the key is reached (rate_limit_exceeded, "
+        "token_rate_limit_exceeded, too_many_pending_jobs); Retry-After gives the seconds to "
+        "wait",
+    ),
 }
 POLL_ERRORS = {code: answer for code, answer in ERRORS.items() if code in (401, 404, 406, 503)}
 CANCEL_ERRORS = {

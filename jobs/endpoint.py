@@ -91,7 +91,7 @@ class JobEndpoint(APIView):
             if error is None:
                 raise  # a bug: Django's 500 handler answers
             body, status = error
-            answer = Answer(body, status, error_headers(status))
+            answer = Answer(body, status, error_headers(status, exc))
         response = HttpResponse(
             self._renderer.render(answer.body, None if media_type == JSON else media_type),
             status=answer.status,

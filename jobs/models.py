@@ -61,6 +61,11 @@ class AsyncJob(models.Model):
     result_ttl = models.PositiveIntegerField()
 
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker claimed it.")
+    counted = models.BooleanField(
+        default=False,
+        help_text="Submitted under its key's limits: holds one of the key's pending slots while "
+        "pending or processing, and its tokens count toward the key's minute when it finishes.",
+    )
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
@@ -166,3 +171,32 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency key for job {self.job_id}"
+
+
+class KeyCounters(models.Model):
+    """What a virtual key's limits are checked against (jobs/limits.py): one row per key, made
+    by its first submit under limits.
+
+    ``pending``: the key's counted jobs (``AsyncJob.counted``) now pending or processing.
+    ``requests``: submits accepted in the clock minute ``request_minute`` (minutes since the
+    Unix epoch, UTC). ``tokens``: tokens (prompt + completion) used by jobs that finished in the
+    minute ``token_minute``. A counter whose minute has passed counts as zero.
+
+    Plain integers, not positive ones: a check constraint here could refuse a finish's
+    transaction, and a job must always be able to end.
+    """
+
+    virtual_key = models.OneToOneField(
+        VirtualKey, primary_key=True, on_delete=models.CASCADE, related_name="counters"
+    )
+    pending = models.IntegerField(default=0)
+    request_minute = models.BigIntegerField(default=0)
+    requests = models.IntegerField(default=0)
+    token_minute = models.BigIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "key counters"
+
+    def __str__(self) -> str:
+        return f"counters of key {self.virtual_key_id}"

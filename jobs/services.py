@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,12 +17,12 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, router, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from gateway.access.principals import Principal
 from gateway.http.errors import GatewayError, error_body
-from jobs import sql
+from jobs import limits, sql
 from jobs.dispatch import dispatch, dispatch_soon
 from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit
 from jobs.models import ACTIVE_STATUSES, AsyncJob, IdempotencyKey, JobStatus
@@ -47,9 +48,13 @@ def submit_job(
 ) -> AsyncJob:
     """Write a new job; with ``idempotency``, its key in the same transaction, or
     IdempotencyKeyTaken (and no job) when another submit holds the key; with ``webhook``, its
-    delivery (waiting for the job to end) in the same transaction."""
+    delivery (waiting for the job to end) in the same transaction. A key with limits that it
+    has reached gets TooManyRequests (429), and nothing is written (jobs/limits.py)."""
     # One INSERT: in autocommit it is committed when it returns, before the client hears 202,
     # and on_commit then rings at once (inside a caller's transaction, after its commit).
+    # A key with limits makes it one gated INSERT (jobs/limits.py).
+    now = timezone.now()
+    gate = limits.gate_for(principal.virtual_key, now)
     job = AsyncJob(
         request_type=request_type,
         virtual_key=principal.virtual_key,
@@ -58,18 +63,43 @@ def submit_job(
         fallbacks=fallbacks,
         request=request,
         result_ttl=result_ttl,
-        dispatched_at=timezone.now(),
+        dispatched_at=now,
+        counted=gate is not None,
     )
-    if idempotency is not None:
-        _insert_with_key(job, idempotency, webhook)
-    elif webhook is not None:
-        with transaction.atomic(using=router.db_for_write(AsyncJob)):
-            sql.insert_job(job)
-            add_delivery(job, webhook)
+    # A key's first submit under limits makes its counters row, then tries again; a retry may
+    # also find the room a refusal saw taken already.
+    for _ in range(_GATE_TRIES):
+        try:
+            if idempotency is not None:
+                _insert_with_key(job, idempotency, webhook, gate)
+            elif webhook is not None:
+                with transaction.atomic(using=router.db_for_write(AsyncJob)):
+                    _insert(job, gate)
+                    add_delivery(job, webhook)
+            else:
+                _insert(job, gate)
+            break
+        except limits.LimitReached:
+            assert gate is not None
+            refused = limits.refusal(gate, now)
+            if refused is not None:
+                raise refused from None
     else:
-        sql.insert_job(job)  # AsyncJob.objects.create's work, written out: see jobs/sql.py
+        raise limits.busy()
     transaction.on_commit(dispatch_soon, using=job._state.db)
     return job
+
+
+_GATE_TRIES = 3
+
+
+def _insert(job: AsyncJob, gate: sql.KeyGate | None) -> None:
+    """AsyncJob.objects.create's work, written out (jobs/sql.py); under the key's limits when
+    it has any, or LimitReached and nothing written."""
+    if gate is None:
+        sql.insert_job(job)
+    elif not sql.insert_counted_job(job, gate):
+        raise limits.LimitReached
 
 
 class IdempotencyKeyTaken(Exception):
@@ -81,7 +111,10 @@ class IdempotencyKeyTaken(Exception):
 
 
 def _insert_with_key(
-    job: AsyncJob, idempotency: IdempotentSubmit, webhook: WebhookEndpoint | None
+    job: AsyncJob,
+    idempotency: IdempotentSubmit,
+    webhook: WebhookEndpoint | None,
+    gate: sql.KeyGate | None,
 ) -> None:
     """The job and its key in one transaction, so neither is ever written without the other.
 
@@ -95,7 +128,7 @@ def _insert_with_key(
             # A key whose window has passed but which the purge has not reached yet is free.
             stale = now - IDEMPOTENCY_WINDOW
             IdempotencyKey.objects.filter(**scope, created_at__lte=stale).delete()
-            sql.insert_job(job)
+            _insert(job, gate)
             IdempotencyKey.objects.create(
                 **scope, fingerprint=idempotency.fingerprint, job=job, created_at=now
             )
@@ -159,6 +192,8 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
     with transaction.atomic(using=router.db_for_write(AsyncJob)):
         written = sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
         enqueue_deliveries(row[0] for row, ok in zip(rows, written, strict=True) if ok)
+        ended = [f for f, ok in zip(finishes, written, strict=True) if ok]
+        limits.count_finished({f.job_id: limits.tokens_used(f.result) for f in ended}, now)
     return written
 
 
@@ -181,7 +216,10 @@ def cancel_job(job_id: str, principal: Principal, request_type: str) -> PolledJo
         raise _not_cancellable(job)
     now = timezone.now()
     # The TTL never changes after submit, so reading it first cannot race the UPDATE.
-    ttl = AsyncJob.objects.filter(pk=job.id).values_list("result_ttl", flat=True).first()
+    # Nor whether the job is counted under its key's limits.
+    ttl, counted = AsyncJob.objects.filter(pk=job.id).values_list(
+        "result_ttl", "counted"
+    ).first() or (None, False)
     with transaction.atomic(using=router.db_for_write(AsyncJob)):
         cancelled = ttl is not None and AsyncJob.objects.filter(
             pk=job.id, status__in=ACTIVE_STATUSES
@@ -193,6 +231,8 @@ def cancel_job(job_id: str, principal: Principal, request_type: str) -> PolledJo
         )
         if cancelled:
             enqueue_deliveries([job.id])  # its webhook notice, committed with the state
+            if counted:
+                limits.count_ended(job.virtual_key_id, now)
     job = get_visible_job(job_id, principal, request_type)
     if not cancelled:
         raise _not_cancellable(job)  # it ended (or was cancelled) between the read and the UPDATE
@@ -265,7 +305,15 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
     counts = {"failed": 0, "requeued": 0, "redispatched": 0}
     stale = list(
         AsyncJob.objects.filter(status=JobStatus.PROCESSING, lease_expires_at__lt=now).only(
-            "id", "attempts", "provider", "model", "request_type", "result_ttl", "claimed_by"
+            "id",
+            "attempts",
+            "provider",
+            "model",
+            "request_type",
+            "result_ttl",
+            "claimed_by",
+            "counted",
+            "virtual_key_id",
         )[:limit]
     )
     for job in stale:
@@ -283,6 +331,8 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
                 )
                 if failed:
                     enqueue_deliveries([job.pk])
+                    if job.counted:
+                        limits.count_ended(job.virtual_key_id, now)
             counts["failed"] += failed
         elif AsyncJob.objects.filter(
             pk=job.pk, status=JobStatus.PROCESSING, lease_expires_at__lt=now
@@ -308,11 +358,12 @@ def retry_job(job: AsyncJob) -> bool:
     """Run a failed job again from the start (admin action), keeping the failed try's outcome.
 
     The try's status, code, error and times are appended to ``tries`` in the same UPDATE that
-    resets the job, so the worker's finish (the hot path) never touches the history.
+    resets the job, so the worker's finish (the hot path) never touches the history. A job that
+    counts against its key's limits takes a pending slot again.
     """
     now = timezone.now()
     failed = AsyncJob.objects.filter(pk=job.pk, status=JobStatus.FAILED)
-    with transaction.atomic():
+    with transaction.atomic(using=router.db_for_write(AsyncJob)):
         current = failed.select_for_update().defer("request", "result").first()
         if current is None:
             return False
@@ -330,9 +381,26 @@ def retry_job(job: AsyncJob) -> bool:
             dispatched_at=now,
             tries=[*current.tries, try_outcome(current, retried_at=now)],
         )
+        if reset and current.counted:
+            limits.count_restarted(current.virtual_key_id)
     if reset:
         transaction.on_commit(lambda: dispatch(1))
     return bool(reset)
+
+
+def delete_jobs(jobs: QuerySet[AsyncJob]) -> None:
+    """Delete jobs (admin); the counted ones still pending or processing free their key's slot
+    in the same transaction."""
+    with transaction.atomic(using=router.db_for_write(AsyncJob)):
+        active = (
+            jobs.select_for_update()
+            .filter(status__in=ACTIVE_STATUSES, counted=True, virtual_key__isnull=False)
+            .values_list("virtual_key_id", flat=True)
+        )
+        now = timezone.now()
+        for key_id, count in sorted(Counter(active).items()):
+            limits.count_ended(key_id, now, jobs=count)
+        jobs.delete()
 
 
 def try_outcome(job: AsyncJob, *, retried_at: datetime | None = None) -> dict[str, Any]:

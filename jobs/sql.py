@@ -4,6 +4,9 @@ Building a query costs the ORM more CPU than running it, and on the paths that r
 cost was measured and found to matter (docs/measurements.md, "The ORM on the request path"):
 
 - ``insert_job``: the submit's INSERT, instead of ``AsyncJob.objects.create``.
+- ``insert_counted_job``: the same INSERT for a key with limits, only if the key's counters row
+  (KeyCounters) admits it, which it updates: on Postgres one statement, so a key with limits
+  pays no extra round trip and no transaction.
 - ``read_polled_job``: the poll's SELECT by primary key, instead of ``only(...).get(pk=...)``.
 - ``finish``: the engine's batch of terminal states in one transaction, one prepared UPDATE per
   job, instead of ``filter(...).update(...)`` for each.
@@ -15,9 +18,10 @@ Two say what the ORM has no words for:
   LOCKED``).
 - ``purge_batch``: delete expired rows by physical address, oldest expiry first.
 
-Every table and column name comes from AsyncJob's fields, the values written are prepared by
-their fields as the ORM prepares them, the values read pass through the converters the ORM
-applies, and each statement runs on the database the router names for AsyncJob.
+Every table and column name comes from AsyncJob's (and KeyCounters') fields, the values
+written are prepared by their fields as the ORM prepares them, the values read pass through the
+converters the ORM applies, and each statement runs on the database the router names for
+AsyncJob.
 tests/jobs/test_sql.py runs each one on the migrated table and fails when a field changes
 under it.
 """
@@ -35,7 +39,7 @@ from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
-from jobs.models import AsyncJob, JobStatus
+from jobs.models import AsyncJob, JobStatus, KeyCounters
 
 
 def _field(name: str) -> Field[Any, Any]:
@@ -102,6 +106,122 @@ def insert_job(job: AsyncJob) -> None:
         cursor.execute(_insert_sql(alias), values)
     job._state.adding = False
     job._state.db = alias
+
+
+# --- the submit's INSERT under the key's limits -------------------------------------------------
+
+
+class KeyGate(NamedTuple):
+    """What a submit with a key that has limits must pass (jobs/limits.py), at clock minute
+    ``minute`` (minutes since the Unix epoch); a limit of None is not checked."""
+
+    key_id: int
+    minute: int
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_pending: int | None
+
+
+def _counter_names(conn: BaseDatabaseWrapper, *fields: str) -> list[str]:
+    """Quoted column names of KeyCounters' ``fields``."""
+    names = []
+    for name in fields:
+        field = KeyCounters._meta.get_field(name)
+        assert isinstance(field, Field)
+        names.append(conn.ops.quote_name(field.column))
+    return names
+
+
+@functools.cache
+def _gate_sql(alias: str, requests: bool, tokens: bool, pending: bool) -> str:
+    """The counters' conditional UPDATE. Parameters: the minute (twice), the key's id, then, for
+    each limit checked, in this order: max_pending; the minute and requests_per_minute; the
+    minute and tokens_per_minute.
+
+    Every right-hand side reads the row as it was, so a new minute restarts ``requests`` at 1.
+    On Postgres a concurrent submit's UPDATE waits for this one's row lock, then checks the WHERE
+    again on the row as committed: the last slot goes to exactly one of them.
+    """
+    conn = connections[alias]
+    key, pending_n, request_minute, requests_n, token_minute, tokens_n = _counter_names(
+        conn, "virtual_key", "pending", "request_minute", "requests", "token_minute", "tokens"
+    )
+    checks = [f"{key} = %s"]
+    if pending:
+        checks.append(f"{pending_n} < %s")
+    if requests:
+        checks.append(f"({request_minute} <> %s OR {requests_n} < %s)")
+    if tokens:
+        checks.append(f"({token_minute} <> %s OR {tokens_n} < %s)")
+    return (
+        f"UPDATE {conn.ops.quote_name(KeyCounters._meta.db_table)} SET "  # noqa: S608 (names from the model)
+        f"{pending_n} = {pending_n} + 1, "
+        f"{requests_n} = CASE WHEN {request_minute} = %s THEN {requests_n} + 1 ELSE 1 END, "
+        f"{request_minute} = %s "
+        f"WHERE {' AND '.join(checks)}"
+    )
+
+
+def _gate_params(gate: KeyGate) -> list[Any]:
+    params: list[Any] = [gate.minute, gate.minute, gate.key_id]
+    if gate.max_pending is not None:
+        params.append(gate.max_pending)
+    if gate.requests_per_minute is not None:
+        params += [gate.minute, gate.requests_per_minute]
+    if gate.tokens_per_minute is not None:
+        params += [gate.minute, gate.tokens_per_minute]
+    return params
+
+
+@functools.cache
+def _gated_insert_sql(alias: str, requests: bool, tokens: bool, pending: bool) -> str:
+    """Postgres: the gate and the INSERT in one statement; the job is inserted only if the gate
+    updated the key's row. Each value is cast to its column's type, as a VALUES list would
+    infer it."""
+    conn = connections[alias]
+    fields = AsyncJob._meta.concrete_fields
+    columns = ", ".join(conn.ops.quote_name(field.column) for field in fields)
+    values = ", ".join(f"CAST(%s AS {field.cast_db_type(conn)})" for field in fields)  # type: ignore[attr-defined]
+    gate = _gate_sql(alias, requests, tokens, pending)
+    return (
+        f"WITH gate AS ({gate} RETURNING 1) "  # noqa: S608 (names from the model)
+        f"INSERT INTO {_table(conn)} ({columns}) SELECT {values} FROM gate"
+    )
+
+
+def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
+    """Insert ``job`` as ``insert_job`` does, only if the key's counters admit it (and then
+    counted in them); False, and nothing written, when a limit is reached or the key has no
+    counters row yet.
+
+    Postgres: one statement. SQLite has one writer at a time: the UPDATE, then the INSERT, in one
+    transaction (the caller's, when it has one).
+    """
+    alias = router.db_for_write(AsyncJob, instance=job)
+    conn = connections[alias]
+    values = [
+        field.get_db_prep_save(field.pre_save(job, add=True), conn)
+        for field in AsyncJob._meta.concrete_fields
+    ]
+    which = (
+        gate.requests_per_minute is not None,
+        gate.tokens_per_minute is not None,
+        gate.max_pending is not None,
+    )
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute(_gated_insert_sql(alias, *which), _gate_params(gate) + values)
+            admitted = cursor.rowcount == 1
+    else:
+        with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
+            cursor.execute(_gate_sql(alias, *which), _gate_params(gate))
+            admitted = cursor.rowcount == 1
+            if admitted:
+                cursor.execute(_insert_sql(alias), values)
+    if admitted:
+        job._state.adding = False
+        job._state.db = alias
+    return admitted
 
 
 # --- the poll's SELECT --------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from django.conf import settings
 from gateway.access.principals import Principal
 from gateway.http.errors import Forbidden, InvalidRequest
 from jobs.request_types import RequestKind
-from jobs.schemas.base import GATEWAY_FIELDS, parse_request
+from jobs.schemas.base import GATEWAY_FIELDS, RequestBody, parse_request
 from providers import registry
-from providers.base import Target
+from providers.base import Adapter, Target
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,47 @@ def read_submission(kind: RequestKind, data: Any, principal: Principal) -> Submi
     named = [(body.model, "model")] + [
         (value, f"fallbacks[{position}]") for position, value in enumerate(fallbacks)
     ]
-    targets = [_target(kind, value, param, principal, params) for value, param in named]
+    resolved = [_target(kind, value, param, principal, params) for value, param in named]
+    _check_job_bounds(body, [adapter for _, adapter in resolved])
+    targets = [target for target, _ in resolved]
     return Submission(targets[0], [str(target) for target in targets[1:]], params)
+
+
+# The parameters that bound one answer's tokens, in each request type's schema.
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def _check_job_bounds(body: RequestBody, adapters: list[Adapter]) -> None:
+    """What one job may cost upstream at most (GATEWAY_MAX_TOKENS_PER_JOB, and
+    GATEWAY_MAX_UPSTREAM_CALLS_PER_JOB over every target's tries); over it, a 400 naming the
+    param."""
+    fields = type(body).model_fields  # a miss on the model itself raises, which costs more
+    for name in TOKEN_PARAMS:
+        asked = getattr(body, name) if name in fields else None
+        if isinstance(asked, int) and asked > settings.GATEWAY_MAX_TOKENS_PER_JOB:
+            raise InvalidRequest(
+                f"{name} is {asked}; this gateway accepts at most "
+                f"{settings.GATEWAY_MAX_TOKENS_PER_JOB} tokens per answer.",
+                param=name,
+                code="max_tokens_too_large",
+            )
+    choices = body.upstream_calls()
+    tries = 1 + settings.GATEWAY_RETRIES
+    calls = sum((choices if adapter.fans_out else 1) * tries for adapter in adapters)
+    if calls > settings.GATEWAY_MAX_UPSTREAM_CALLS_PER_JOB:
+        fans_out = choices > 1 and any(adapter.fans_out for adapter in adapters)
+        raise InvalidRequest(
+            f"This job could make {calls} upstream calls ({tries} tries per target, one call "
+            "per prompt and choice on providers that take one per call); at most "
+            f"{settings.GATEWAY_MAX_UPSTREAM_CALLS_PER_JOB} are accepted.",
+            param="n" if fans_out else "fallbacks",
+            code="too_many_upstream_calls",
+        )
 
 
 def _target(
     kind: RequestKind, value: str, param: str, principal: Principal, params: dict[str, Any]
-) -> Target:
+) -> tuple[Target, Adapter]:
     target = Target.parse(value)
     if not target.provider or not target.model:
         raise InvalidRequest(
@@ -91,4 +125,4 @@ def _target(
         raise InvalidRequest(
             f"{target}: {refusal.message}", param=refusal.param or param, code=refusal.code
         )
-    return target
+    return target, adapter

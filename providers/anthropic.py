@@ -42,6 +42,8 @@ class _Reply:
 class AnthropicCompletions:
     """``POST {base_url}/v1/messages``; ``base_url`` is the host, e.g. ``https://api.anthropic.com``."""
 
+    fans_out = True  # one Messages call per prompt and per choice
+
     def refusal(self, params: dict[str, Any]) -> ProviderError | None:
         # Anthropic cannot return token log probabilities, and a caller who asked for them would
         # otherwise get a result silently missing them.

@@ -110,6 +110,8 @@ class _Reply:
 class AnthropicChatCompletions:
     """``POST {base_url}/v1/messages``; ``base_url`` is the host, e.g. ``https://api.anthropic.com``."""
 
+    fans_out = True  # one Messages call per prompt and per choice
+
     def refusal(self, params: dict[str, Any]) -> ProviderError | None:
         """The first parameter Anthropic cannot honour faithfully, as a permanent error."""
         found = next(_unfaithful(params), None)

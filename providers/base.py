@@ -73,7 +73,11 @@ class Adapter(Protocol):
     ``refusal`` runs at submit, before the job is accepted, so a request this provider cannot
     carry is a 400 to the caller rather than a failed job later; it is pure and does no I/O.
     ``serve`` makes the call and returns the OpenAI result object of the type as a dict.
+    ``fans_out`` tells the submit's bound on a job's upstream calls how many one try makes.
     """
+
+    # True when one try makes a call per choice (each prompt times ``n``) rather than one call.
+    fans_out: bool
 
     def refusal(self, params: dict[str, Any]) -> ProviderError | None: ...
 

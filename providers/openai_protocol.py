@@ -54,6 +54,7 @@ class OpenAIEndpoint(ABC):
     it. A subclass names its ``path`` and its ``normalise(payload, requested_model)``."""
 
     path: ClassVar[str]
+    fans_out = False  # every prompt and choice travel in one call
 
     def refusal(self, params: dict[str, Any]) -> ProviderError | None:
         return None  # the request is written in this protocol: anything it says can be sent

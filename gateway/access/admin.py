@@ -35,7 +35,15 @@ class VirtualKeyForm(forms.ModelForm):
 
     class Meta:
         model = VirtualKey
-        fields = ["name", "allowed_models", "is_active", "expires_at"]
+        fields = [
+            "name",
+            "allowed_models",
+            "is_active",
+            "expires_at",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "max_pending",
+        ]
 
     def clean_allowed_models(self) -> list[str]:
         value = self.cleaned_data.get("allowed_models") or []
@@ -47,7 +55,16 @@ class VirtualKeyForm(forms.ModelForm):
 @admin.register(VirtualKey)
 class VirtualKeyAdmin(admin.ModelAdmin):
     form = VirtualKeyForm
-    list_display = ["name", "prefix", "is_active", "expires_at", "created_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "is_active",
+        "expires_at",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "max_pending",
+        "created_at",
+    ]
     list_filter = ["is_active"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -25,6 +26,27 @@ class VirtualKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Checked at submit (jobs/limits.py); empty: no limit.
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Submits accepted per clock minute (UTC). Empty: no limit.",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Tokens (prompt + completion) the key's finished jobs may use per clock "
+        "minute before submits are refused until the next minute. Empty: no limit.",
+    )
+    max_pending = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Jobs the key may have pending or processing at once. Empty: no limit.",
+    )
+
     class Meta:
         ordering = ["name"]
 
@@ -46,6 +68,15 @@ class VirtualKey(models.Model):
         if not self.allowed_models:
             return True
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
+
+    @property
+    def has_limits(self) -> bool:
+        """Whether submits with this key are counted and checked (jobs/limits.py)."""
+        return (
+            self.requests_per_minute is not None
+            or self.tokens_per_minute is not None
+            or self.max_pending is not None
+        )
 
 
 class RevokedToken(models.Model):

@@ -81,6 +81,11 @@ class GatewayError(Exception):
         self.model_requested = model_requested
         self.request_type = request_type
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the error's response carries besides the body."""
+        return {}
+
     def body(self) -> dict[str, Any]:
         return error_body(
             status_code=self.status_code,
@@ -120,6 +125,22 @@ class PayloadTooLarge(GatewayError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class TooManyRequests(GatewayError):
+    """429: a limit of the caller's; ``retry_after`` whole seconds until a retry may pass."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(GatewayError):
@@ -167,7 +188,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if answer is None:
         return None
     body, status_code = answer
-    return Response(body, status=status_code, headers=error_headers(status_code))
+    return Response(body, status=status_code, headers=error_headers(status_code, exc))
 
 
 def error_answer(exc: Exception, view: Any = None) -> tuple[dict[str, Any], int] | None:
@@ -179,8 +200,11 @@ def error_answer(exc: Exception, view: Any = None) -> tuple[dict[str, Any], int]
     return answer
 
 
-def error_headers(status_code: int) -> dict[str, str]:
-    return {"WWW-Authenticate": WWW_AUTHENTICATE} if status_code == 401 else {}
+def error_headers(status_code: int, exc: Exception | None = None) -> dict[str, str]:
+    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if status_code == 401 else {}
+    if isinstance(exc, GatewayError):
+        headers.update(exc.headers)
+    return headers
 
 
 def _describe_request(extra_fields: dict[str, Any], view: Any) -> None:

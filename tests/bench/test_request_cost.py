@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ from django.db import close_old_connections
 
 from bench import request_cost
 from jobs import services
-from jobs.models import AsyncJob
+from jobs.models import AsyncJob, KeyCounters
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,11 @@ def _keep_the_test_connection(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 def test_the_requests_it_measures_are_an_accepted_submit_and_a_completed_poll():
     requests = request_cost._requests()
-    for submit, poll in [("submit", "poll"), ("chat_submit", "chat_poll")]:
+    for submit, poll in [
+        ("submit", "poll"),
+        ("chat_submit", "chat_poll"),
+        ("limited_submit", "poll"),
+    ]:
         before = AsyncJob.objects.count()
         submitted = requests[submit]()
         polled = requests[poll]()
@@ -41,9 +46,17 @@ def test_the_requests_it_measures_are_an_accepted_submit_and_a_completed_poll():
         assert AsyncJob.objects.count() == before + 1
 
 
+def test_the_limited_submit_is_counted_under_its_keys_limits():
+    submitted = request_cost._requests()["limited_submit"]()
+    job = AsyncJob.objects.get(pk=json.loads(submitted)["id"])
+    assert job.counted and job.virtual_key is not None
+    assert job.virtual_key.has_limits
+    assert KeyCounters.objects.get(pk=job.virtual_key_id).pending == 1
+
+
 def test_cpu_times_gives_one_positive_figure_per_round():
     figures = request_cost.cpu_times(count=3, rounds=2)
-    assert set(figures) == {"submit", "poll", "chat_submit", "chat_poll"}
+    assert set(figures) == {"submit", "poll", "chat_submit", "chat_poll", "limited_submit"}
     assert all(len(values) == 2 and all(v > 0 for v in values) for values in figures.values())
 
 

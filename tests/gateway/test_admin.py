@@ -332,3 +332,40 @@ def test_retry_failed_action_leaves_other_jobs_alone(
     assert completed.status == JobStatus.COMPLETED
     assert completed.result == {"choices": []}
     assert dispatched.rung == 0
+
+
+def test_admin_add_form_takes_the_keys_limits(admin_client):
+    limits = {"requests_per_minute": "60", "tokens_per_minute": "90000", "max_pending": "5"}
+    response = create_key_through_admin(admin_client, **limits)
+    assert response.status_code == 200
+    key = VirtualKey.objects.get(name="from-admin")
+    assert (key.requests_per_minute, key.tokens_per_minute, key.max_pending) == (60, 90000, 5)
+
+
+def test_admin_edits_the_limits_of_an_existing_key(admin_client, key):
+    url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
+    page = admin_client.get(url).content.decode()
+    for field in ("requests_per_minute", "tokens_per_minute", "max_pending"):
+        assert f'name="{field}"' in page
+    data = {
+        "name": key.name,
+        "allowed_models": "[]",
+        "is_active": "on",
+        "expires_at_0": "",
+        "expires_at_1": "",
+        "requests_per_minute": "10",
+        "tokens_per_minute": "",
+        "max_pending": "3",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content
+    key.refresh_from_db()
+    assert (key.requests_per_minute, key.tokens_per_minute, key.max_pending) == (10, None, 3)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_admin_refuses_a_limit_that_is_not_a_positive_integer(admin_client, value):
+    response = create_key_through_admin(admin_client, max_pending=value)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["max_pending"]
+    assert not VirtualKey.objects.exists()

@@ -81,6 +81,30 @@ def test_allow_model_without_provider_is_refused():
     assert not VirtualKey.objects.exists()
 
 
+def test_created_key_without_limit_flags_has_no_limits():
+    run("create_virtual_key", "--name", "x")
+    key = VirtualKey.objects.get(name="x")
+    assert (key.requests_per_minute, key.tokens_per_minute, key.max_pending) == (None, None, None)
+    assert not key.has_limits
+
+
+def test_limit_flags_are_stored_and_the_key_stays_on_the_last_line():
+    flags = ["--requests-per-minute", "60", "--tokens-per-minute", "90000", "--max-pending", "5"]
+    raw, _ = run("create_virtual_key", "--name", "x", *flags)
+    key = VirtualKey.objects.get(name="x")
+    assert key.key_hash == hash_key(raw)
+    assert (key.requests_per_minute, key.tokens_per_minute, key.max_pending) == (60, 90000, 5)
+    assert key.has_limits
+
+
+@pytest.mark.parametrize("flag", ["--requests-per-minute", "--tokens-per-minute", "--max-pending"])
+@pytest.mark.parametrize("value", ["0", "-3", "1.5", "many", "2147483648"])
+def test_a_limit_flag_that_is_not_a_positive_integer_is_refused(flag, value):
+    with pytest.raises(CommandError, match=f"{flag}: must be"):
+        run("create_virtual_key", "--name", "x", flag, value)
+    assert not VirtualKey.objects.exists()
+
+
 def test_expires_in_days_is_stored():
     before = timezone.now()
     run("create_virtual_key", "--name", "x", "--expires-in-days", "7")

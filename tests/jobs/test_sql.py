@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs import sql
-from jobs.models import AsyncJob, JobStatus, RequestType
+from jobs.models import AsyncJob, JobStatus, KeyCounters, RequestType
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +37,7 @@ def every_field_set() -> AsyncJob:
         request={"prompt": ["a", "é\u2028"], "max_tokens": 5, "logit_bias": {"50256": -100}},
         result_ttl=600,
         attempts=2,
+        counted=True,
         claimed_by="worker-a",
         lease_expires_at=now + timedelta(seconds=30),
         dispatched_at=now - timedelta(seconds=3),
@@ -210,6 +211,78 @@ def test_the_statements_name_only_the_models_table_and_columns():
         assert quoted <= names, statement
 
 
+@pytest.mark.parametrize("limits", [(True, True, True), (True, False, False), (False, False, True)])
+def test_the_gate_names_only_the_counters_and_jobs_tables_and_columns(limits):
+    names = {AsyncJob._meta.db_table} | {f.column for f in AsyncJob._meta.concrete_fields}
+    names |= {KeyCounters._meta.db_table} | {f.column for f in KeyCounters._meta.concrete_fields}
+    for statement in (sql._gate_sql("default", *limits), sql._gated_insert_sql("default", *limits)):
+        quoted = set(QUOTED.findall(statement))
+        assert KeyCounters._meta.db_table in quoted, statement
+        assert quoted <= names, statement
+
+
+def gate_of(job: AsyncJob, **limits: int | None) -> sql.KeyGate:
+    values = {"requests_per_minute": None, "tokens_per_minute": None, "max_pending": None}
+    return sql.KeyGate(key_id=job.virtual_key_id, minute=1000, **(values | limits))  # type: ignore[arg-type]
+
+
+def test_the_gated_insert_writes_every_field_as_the_model_reads_it_back():
+    job = every_field_set()
+    KeyCounters.objects.create(virtual_key=job.virtual_key)
+
+    assert sql.insert_counted_job(job, gate_of(job, requests_per_minute=5, max_pending=5))
+
+    stored = AsyncJob.objects.get(pk=job.pk)
+    for field in AsyncJob._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
+    assert not job._state.adding and job._state.db == "default"
+    counters = KeyCounters.objects.get(pk=job.virtual_key_id)
+    assert (counters.pending, counters.requests, counters.request_minute) == (1, 1, 1000)
+
+
+def test_the_gated_insert_writes_nothing_without_a_counters_row():
+    job = every_field_set()
+    assert not sql.insert_counted_job(job, gate_of(job, max_pending=5))
+    assert not AsyncJob.objects.exists()
+    assert job._state.adding
+
+
+def test_the_gate_counts_each_limit_against_its_own_column():
+    job = every_field_set()
+    key = job.virtual_key
+    KeyCounters.objects.create(
+        virtual_key=key, pending=2, request_minute=1000, requests=3, token_minute=1000, tokens=50
+    )
+    refused = [
+        gate_of(job, max_pending=2),
+        gate_of(job, requests_per_minute=3),
+        gate_of(job, tokens_per_minute=50),
+    ]
+    for gate in refused:
+        assert not sql.insert_counted_job(every_field_set_for(key), gate), gate
+    admitted = gate_of(job, max_pending=3, requests_per_minute=4, tokens_per_minute=51)
+    assert sql.insert_counted_job(every_field_set_for(key), admitted)
+    counters = KeyCounters.objects.get(pk=key.pk)
+    assert (counters.pending, counters.requests, counters.tokens) == (3, 4, 50)
+
+
+def test_a_new_minute_restarts_the_request_count_and_ignores_old_tokens():
+    job = every_field_set()
+    KeyCounters.objects.create(
+        virtual_key=job.virtual_key, request_minute=999, requests=3, token_minute=999, tokens=50
+    )
+    gate = gate_of(job, requests_per_minute=3, tokens_per_minute=50)
+    assert sql.insert_counted_job(job, gate)
+    counters = KeyCounters.objects.get(pk=job.virtual_key_id)
+    assert (counters.requests, counters.request_minute) == (1, 1000)
+
+
+def every_field_set_for(key: Any) -> AsyncJob:
+    job = every_field_set()
+    job.virtual_key = key
+    return job
+
+
 class RecordingRouter:
     """Sends everything to the default database and records what was asked."""
 
@@ -232,6 +305,12 @@ def test_every_statement_asks_the_router_for_its_database(settings: Any):
     sql.insert_job(job)
     sql.read_polled_job(job.pk)
     assert RecordingRouter.asked == [("write", AsyncJob), ("read", AsyncJob)]
+    RecordingRouter.asked.clear()
+    other = every_field_set()
+    KeyCounters.objects.create(virtual_key=other.virtual_key)
+    RecordingRouter.asked.clear()
+    assert sql.insert_counted_job(other, gate_of(other, max_pending=1))
+    assert RecordingRouter.asked[0] == ("write", AsyncJob)
     RecordingRouter.asked.clear()
     sql.claim_pending(limit=1, worker_id="w", now=now, lease=now)
     sql.finish([], processing=PROCESSING, worker_id="w")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -8,6 +9,30 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gateway.access.models import VirtualKey
+
+# The key's limits (README, "Limits"); without a flag, no limit of that kind.
+_LIMITS = {
+    "--requests-per-minute": "Accept at most N submits per clock minute (429 beyond).",
+    "--tokens-per-minute": "Refuse submits (429) while the key's jobs that finished this clock "
+    "minute used N tokens or more.",
+    "--max-pending": "Accept a submit only while fewer than N of the key's jobs are pending "
+    "or processing (429 beyond).",
+}
+
+
+_MAX_LIMIT = 2_147_483_647  # what the columns hold
+
+
+def _positive_integer(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    if number > _MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be at most {_MAX_LIMIT}, got {value!r}")
+    return number
 
 
 class Command(BaseCommand):
@@ -24,6 +49,8 @@ class Command(BaseCommand):
             help='A provider/model pattern the key may use (repeatable), e.g. "openai/*". '
             "Without it the key may use any model.",
         )
+        for flag, what in _LIMITS.items():
+            parser.add_argument(flag, type=_positive_integer, metavar="N", help=what)
         expiry = parser.add_mutually_exclusive_group()
         expiry.add_argument("--expires-in-days", type=int, help="Expire the key after N days.")
         expiry.add_argument("--expires-at", help="Expire the key at this ISO 8601 time.")
@@ -49,7 +76,12 @@ class Command(BaseCommand):
             if "/" not in pattern:
                 raise CommandError(f"--allow-model {pattern!r} must look like provider/model")
         key, raw = VirtualKey.create_with_key(
-            name=name, allowed_models=options["allowed_models"], expires_at=expires_at
+            name=name,
+            allowed_models=options["allowed_models"],
+            expires_at=expires_at,
+            requests_per_minute=options["requests_per_minute"],
+            tokens_per_minute=options["tokens_per_minute"],
+            max_pending=options["max_pending"],
         )
         self.stderr.write(
             f"Created virtual key {key.name!r} ({key.prefix}…). "
