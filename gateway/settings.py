@@ -75,10 +75,10 @@ if env_bool("GATEWAY_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Clients reach the gateway over HTTPS (through the proxy, or granian's own TLS): plain HTTP is
 # redirected, browsers are told to stay on HTTPS, and the admin's cookies never travel in clear.
-# The health check is exempt: container health probes speak plain HTTP to the process itself.
+# The health and readiness checks are exempt: probes speak plain HTTP to the process itself.
 if env_bool("GATEWAY_TLS", False):
     SECURE_SSL_REDIRECT = True
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_REDIRECT_EXEMPT = [r"^(health|ready)$"]
     SECURE_HSTS_SECONDS = env_int("GATEWAY_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -255,6 +255,9 @@ GATEWAY_REDISPATCH_AFTER = env_int("GATEWAY_REDISPATCH_AFTER", 60, minimum=1)
 GATEWAY_DISPATCH_BATCH = env_int("GATEWAY_DISPATCH_BATCH", 100, minimum=1)
 GATEWAY_DISPATCH_IN_BACKGROUND = env_bool("GATEWAY_DISPATCH_IN_BACKGROUND", True)
 GATEWAY_PURGE_BATCH_SIZE = env_int("GATEWAY_PURGE_BATCH_SIZE", 10_000, minimum=1)
+# /ready answers 503 unless a worker's engine was seen within this many seconds (engines write
+# a heartbeat every 5 s).
+GATEWAY_READY_WORKER_SECONDS = env_int("GATEWAY_READY_WORKER_SECONDS", 30, minimum=10)
 
 # Upstream calls and routing
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 120.0, minimum=0.1)

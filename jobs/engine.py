@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
-from jobs import outcomes, services
+from jobs import heartbeats, outcomes, services
 from jobs.models import AsyncJob
 from jobs.request_types import BY_TYPE
 from jobs.webhooks.deliverer import WebhookDeliverer
@@ -299,6 +299,7 @@ class JobEngine:
             self._loop.create_task(self._finish_forever()),
             self._loop.create_task(self._poll_forever()),
             self._loop.create_task(self._stop_cancelled_forever()),
+            self._loop.create_task(self._heartbeat_forever()),
             self._loop.create_task(WebhookDeliverer(self._db_call).run_forever()),
         ]
         self._claim_wakeup.set()  # pending jobs may have waited for a worker
@@ -315,6 +316,15 @@ class JobEngine:
                     await self._db_call(services.renew_leases, self.worker_id, job_ids)
             except DatabaseError as exc:
                 logger.warning("lease renewal failed: %s", type(exc).__name__)
+
+    async def _heartbeat_forever(self) -> None:
+        """Say this engine runs (``/ready`` reads it), now and every HEARTBEAT_SECONDS."""
+        while True:
+            try:
+                await self._db_call(heartbeats.beat, self.worker_id)
+            except DatabaseError as exc:
+                logger.warning("heartbeat failed: %s", type(exc).__name__)
+            await asyncio.sleep(heartbeats.HEARTBEAT_SECONDS)
 
     async def _stop_cancelled_forever(self) -> None:
         """Stop the calls of jobs cancelled while in flight. A cancelled task writes nothing;
@@ -351,6 +361,8 @@ class JobEngine:
             logger.info("gave %d unfinished jobs back to the queue", released)
         for batcher in self._batchers:
             batcher.cancel()
+        with contextlib.suppress(DatabaseError):
+            await self._db_call(heartbeats.stop, self.worker_id)
         await self._transport.close()
 
 
