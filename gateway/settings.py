@@ -23,6 +23,7 @@ from gateway.env import (
     env_str,
     env_url,
 )
+from gateway.logconfig import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
@@ -111,6 +112,7 @@ INSTALLED_APPS = [
 # authenticates with tokens, not cookies, and every admin view that takes a form enforces CSRF
 # itself (csrf_protect), so a global check would only cost the API's requests.
 MIDDLEWARE = [
+    "gateway.request_id.RequestIdMiddleware",  # first: every line a request logs carries its id
     "django.middleware.security.SecurityMiddleware",
     "gateway.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # serves the admin's static files
@@ -267,6 +269,16 @@ GATEWAY_RETRY_BASE_DELAY = env_float("GATEWAY_RETRY_BASE_DELAY", 0.5, minimum=0.
 GATEWAY_RETRY_MAX_DELAY = env_float("GATEWAY_RETRY_MAX_DELAY", 20.0, minimum=0.0)
 GATEWAY_PROVIDER_CACHE_SECONDS = env_float("GATEWAY_PROVIDER_CACHE_SECONDS", 5.0, minimum=0.0)
 
+# Metrics (GET /metrics): every process writes its samples to files in this directory, which
+# prometheus-client's multiprocess mode reads through PROMETHEUS_MULTIPROC_DIR, and /metrics
+# sums. The web, worker and beat processes of one host (or containers sharing a volume) must
+# name the same directory; launchers empty it at start (gateway/metrics_dir.py).
+GATEWAY_METRICS_DIR = Path(env_str("GATEWAY_METRICS_DIR", str(VAR_DIR / "metrics")))
+GATEWAY_METRICS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(GATEWAY_METRICS_DIR)
+# A bearer token that may read /metrics besides admin JWTs (a scraper's); none when unset.
+GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")
+
 # Credentials stored in the admin are encrypted with this key (derived from SECRET_KEY if unset).
 GATEWAY_ENCRYPTION_KEY = env_str("GATEWAY_ENCRYPTION_KEY")
 
@@ -324,15 +336,8 @@ STORAGES = {
 LOG_LEVEL = env_choice(
     "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, normalize=str.upper
 )
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # axes announces itself at every start: noise before a command's own output.
-    "loggers": {"django.db.backends": {"level": "INFO"}, "axes.apps": {"level": "WARNING"}},
-}
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", {"json", "plain"}, normalize=str.lower)
+LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT)
 
 # --- Admin login throttling (django-axes) ------------------------------------------------------
 # Failed admin logins are counted per username and client address; at the limit that pair is

@@ -71,6 +71,10 @@ class JobView(JobEndpoint):
         assert self.kind is not None
         return self.kind.request_type.value
 
+    @property
+    def metric_request_type(self) -> str:  # type: ignore[override]
+        return self.request_type
+
 
 class SubmitJobView(JobView):
     operation = "submit"
