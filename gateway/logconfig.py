@@ -15,11 +15,21 @@ import structlog
 
 FORMATS = ("json", "plain")
 
+
+def _without_formatted_copies(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Another handler's formatter may have left its output on the record, where ExtraAdder
+    would take it for an extra field."""
+    event.pop("message", None)
+    event.pop("asctime", None)
+    return event
+
+
 _PRE_CHAIN: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.stdlib.ExtraAdder(),
+    _without_formatted_copies,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
 

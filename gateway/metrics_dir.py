@@ -14,3 +14,17 @@ def reset_metrics_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     for leftover in path.glob("*.db"):
         leftover.unlink(missing_ok=True)
+
+
+def main() -> None:
+    """``python -m gateway.metrics_dir``: empty the configured GATEWAY_METRICS_DIR."""
+    from gateway.startup import load_settings
+
+    load_settings()
+    from django.conf import settings
+
+    reset_metrics_dir(settings.GATEWAY_METRICS_DIR)
+
+
+if __name__ == "__main__":
+    main()
