@@ -42,6 +42,7 @@ from jobs.request_types import BY_TYPE
 from jobs.webhooks.deliverer import WebhookDeliverer
 from providers import registry
 from providers.base import Adapter, Credentials, Target
+from providers.logsafe import logsafe
 from providers.routing import RetryPolicy, RoutingOutcome, route_request
 from providers.transport import AiohttpTransport, Timeouts, Transport
 
@@ -323,8 +324,9 @@ class JobEngine:
             "job finished",
             extra={
                 "request_type": job.request_type,
-                "provider": provider,
-                "model": model,
+                # The model is the caller's text.
+                "provider": logsafe(provider),
+                "model": logsafe(model),
                 "status": status,
                 "status_code": terminal.status_code,
                 "queue_wait_s": round(queued.total_seconds(), 3),
