@@ -22,9 +22,21 @@ from prometheus_client import Counter, Gauge, Histogram, multiprocess, values
 _HOST = socket.gethostname().replace("_", "-")  # the collector splits file names on "_"
 
 
+def _name_this_process() -> None:
+    global _process_id
+    _process_id = f"{_HOST}-{os.getpid()}"
+
+
+_process_id = ""
+_name_this_process()
+# prometheus-client asks for the process's identifier on every sample update, to notice a
+# fork; kept here and renamed in a forked child, it costs no system call per update.
+os.register_at_fork(after_in_child=_name_this_process)
+
+
 def process_id() -> str:
     """This process in the metric files' names, and in the in-flight gauge's ``pid`` label."""
-    return f"{_HOST}-{os.getpid()}"
+    return _process_id
 
 
 if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
