@@ -1,7 +1,8 @@
 """Operations through a real web server and worker: /metrics, JSON logs, /ready, Retry-After.
 
 A stack of its own, with ``LOG_FORMAT=json``, a metrics token and a JWT secret, so its logs can
-be parsed line by line and its worker stopped without taking the shared stack's with it.
+be parsed line by line, and a database of its own (on the configured server, or SQLite), so its
+metrics count its jobs alone and no other stack's worker keeps it ready once its own stops.
 """
 
 from __future__ import annotations
@@ -9,35 +10,60 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from django.conf import settings
 from django.test import override_settings
 
 from harness.procs import Procs
-from harness.stack import Stack, StackConfig
+from harness.stack import Stack, StackConfig, ensure_database
 from harness.upstream import FakeUpstream
-from tests.e2e.conftest import COMPLETIONS_PATH, Database, _database_url
+from tests.e2e.conftest import COMPLETIONS_PATH, JOB_TIMEOUT, Database, _database_url
 
 METRICS_TOKEN = "scraper-token-0123456789abcdef"
 JWT_SECRET = "operations-e2e-jwt-secret-0123456789abcdef"
 MODEL = "openai/gpt-3.5-turbo-instruct"
 
 
+KEY_NAME = "ops-metrics-key"
+
+
+def _own_database(root: Path) -> str:
+    """Beside the test database: another database on its server, or a SQLite file."""
+    from django.db import connection
+
+    url = _database_url(connection.settings_dict)
+    if url.startswith("sqlite"):
+        return f"sqlite:///{root / 'ops.sqlite3'}"
+    server, _, name = url.rpartition("/")
+    return f"{server}/{name}_ops"
+
+
+def _drop(database_url: str) -> None:
+    if database_url.startswith("postgres"):
+        server, _, name = database_url.rpartition("/")
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def ops(
     e2e_db: Database, upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    from django.db import connection
-
     root = tmp_path_factory.mktemp("ops")
+    database_url = _own_database(root)
+    if database_url.startswith("postgres"):
+        _drop(database_url)
+        ensure_database(database_url)
     config = StackConfig(
-        database_url=_database_url(connection.settings_dict),
+        database_url=database_url,
         var_dir=root / "var",
         queue=f"ops-{uuid.uuid4().hex}",
         broker_url=os.environ.get("CELERY_BROKER_URL", ""),
@@ -55,6 +81,7 @@ def ops(
     with Procs(root / "logs") as procs:
         stack = Stack(procs, config)
         try:
+            stack.prepare(KEY_NAME)
             stack.start_workers()
             stack.start_web()
             procs.wait_for_line("worker-0", r"@\S+ ready\.")
@@ -65,6 +92,8 @@ def ops(
         finally:
             stack.stop_workers()
             stack.forget_queue()
+            procs.stop_all()
+            _drop(database_url)
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +102,20 @@ def http(ops: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
+def _wait_done(http: httpx.Client, auth: dict[str, str], job_id: str) -> httpx.Response:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while True:
+        response = http.get(f"{COMPLETIONS_PATH}/{job_id}", headers=auth)
+        if response.status_code != 202:
+            return response
+        assert time.monotonic() < deadline, f"job {job_id} not finished"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
-def finished(ops: Stack, http: httpx.Client, e2e_db: Database) -> dict[str, Any]:
+def finished(ops: Stack, http: httpx.Client) -> dict[str, Any]:
     """Two jobs run to the end by the worker: one completed, one failed upstream."""
-    key = e2e_db.create_key(name="ops-metrics-key")
+    key = ops.key
     auth = {"Authorization": f"Bearer {key}"}
     request_id = "ops-e2e-request.1"
     sent = {"model": MODEL, "prompt": "Say hi", "max_tokens": 3}
@@ -87,8 +126,8 @@ def finished(ops: Stack, http: httpx.Client, e2e_db: Database) -> dict[str, Any]
     failing = {"model": "openai/bad-400", "prompt": "Say hi", "max_tokens": 3}
     failed_id = http.post(COMPLETIONS_PATH, json=failing, headers=auth).json()["id"]
     first_poll = http.get(f"{COMPLETIONS_PATH}/{done_id}", headers=auth)
-    e2e_db.wait_for_jobs([done_id, failed_id])
-    last_poll = http.get(f"{COMPLETIONS_PATH}/{done_id}", headers=auth)
+    last_poll = _wait_done(http, auth, done_id)
+    assert _wait_done(http, auth, failed_id).json()["status"] == "failed"
     missing = http.get(f"{COMPLETIONS_PATH}/{uuid.uuid4()}", headers=auth)
     return {
         "key": key,
@@ -133,19 +172,19 @@ def test_metrics_name_the_jobs_calls_tokens_and_answers_of_the_web_and_the_worke
     text = _metrics(http)
     model = MODEL.split("/", 1)[1]
     completed = {"status": "completed", "provider": "openai", "model": model}
-    assert _sample(text, "gateway_jobs_finished_total", **completed) >= 1
+    assert _sample(text, "gateway_jobs_finished_total", **completed) == 1
     failed = {"status": "failed", "provider": "openai", "model": "bad-400"}
-    assert _sample(text, "gateway_jobs_finished_total", **failed) >= 1
+    assert _sample(text, "gateway_jobs_finished_total", **failed) == 1
     ok_calls = {"provider": "openai", "model": model, "outcome": "ok"}
-    assert _sample(text, "gateway_upstream_call_seconds_count", **ok_calls) >= 1
+    assert _sample(text, "gateway_upstream_call_seconds_count", **ok_calls) == 1
     bad_calls = {"provider": "openai", "model": "bad-400", "outcome": "permanent_error"}
-    assert _sample(text, "gateway_upstream_call_seconds_count", **bad_calls) >= 1
-    tokens = {"key": "ops-metrics-key", "model": model, "direction": "completion"}
+    assert _sample(text, "gateway_upstream_call_seconds_count", **bad_calls) == 1
+    tokens = {"key": KEY_NAME, "model": model, "direction": "completion"}
     assert _sample(text, "gateway_tokens_total", **tokens) >= 1
     submits = {"operation": "submit", "request_type": "text_completion", "status_code": "202"}
-    assert _sample(text, "gateway_api_requests_total", **submits) >= 2
+    assert _sample(text, "gateway_api_requests_total", **submits) == 2
     polls = {"operation": "poll", "request_type": "text_completion", "status_code": "200"}
-    assert _sample(text, "gateway_api_requests_total", **polls) >= 1
+    assert _sample(text, "gateway_api_requests_total", **polls) >= 2
     not_found = {"operation": "poll", "request_type": "text_completion", "status_code": "404"}
     assert _sample(text, "gateway_api_requests_total", **not_found) == 1
     assert _sample(text, "gateway_jobs_pending") == 0

@@ -92,3 +92,9 @@ def test_a_beat_moves_the_engines_row_forward():
     WorkerHeartbeat.objects.create(worker_id="w", seen_at=timezone.now() - timedelta(minutes=5))
     heartbeats.beat("w")
     assert heartbeats.last_seen() >= timezone.now() - timedelta(seconds=5)
+
+
+def test_ready_and_metrics_stay_outside_the_api_document(api_client):
+    paths = api_client.get("/openapi.json").json()["paths"]
+    assert "/health" in paths
+    assert "/ready" not in paths and "/metrics" not in paths
