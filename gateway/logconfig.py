@@ -62,6 +62,11 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
             "django.db.backends": {"level": "INFO"},
             # axes announces itself at every start: noise before a command's own output.
             "axes.apps": {"level": "WARNING"},
+            # Celery's line per task received and run, and beat's per task sent: beat's periodic
+            # tasks would make an idle worker and beat speak every 15 s. Failures still log.
+            "celery.worker.strategy": {"level": "WARNING"},
+            "celery.app.trace": {"level": "WARNING"},
+            "celery.beat": {"level": "WARNING"},
             # granian's own handlers would print its lines a second time, in its format.
             "_granian": {"handlers": [], "propagate": True},
             "granian.access": {"handlers": [], "propagate": True},

@@ -245,6 +245,9 @@ def test_log_lines_are_json_with_the_request_id_the_event_id_and_the_job_id(
     assert done["queue_wait_s"] >= 0 and done["run_time_s"] > 0
     assert done["completion_tokens"] >= 1
     assert by_job[finished["failed_id"]]["status"] == "failed"
+    # Bells were rung and run, and said nothing: only what happened to the jobs is told.
+    assert not [line for line in worker if line["logger"].startswith("celery.app.trace")]
+    assert not [line for line in worker if line["logger"] == "celery.worker.strategy"]
     all_text = ops.procs.log_path("web").read_text() + ops.procs.log_path("worker-0").read_text()
     assert finished["key"] not in all_text
 

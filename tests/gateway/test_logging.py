@@ -117,3 +117,9 @@ def test_the_logging_setting_sends_every_logger_through_one_formatter():
     config = logging_config("INFO", "json")
     assert config["root"] == {"handlers": ["console"], "level": "INFO"}
     assert config["handlers"]["console"]["formatter"] == "gateway"
+
+
+def test_celerys_per_task_lines_are_left_out_so_an_idle_worker_stays_quiet():
+    loggers = logging_config("INFO", "plain")["loggers"]
+    for name in ("celery.worker.strategy", "celery.app.trace", "celery.beat"):
+        assert loggers[name] == {"level": "WARNING"}
