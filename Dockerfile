@@ -10,8 +10,8 @@ COPY jobs jobs
 COPY providers providers
 COPY manage.py ./
 RUN pip install --no-cache-dir --no-deps . && pip check && useradd --create-home gateway \
-    && mkdir -m 700 -p var \
-    && chown gateway var
+    && mkdir -m 700 -p var var/metrics \
+    && chown gateway var var/metrics
 USER gateway
 EXPOSE 8000
 # The web process; docker-compose.yml runs the worker, beat and migrations from this image too.

@@ -23,6 +23,7 @@ from gateway.env import (
     env_str,
     env_url,
 )
+from gateway.logconfig import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
@@ -75,10 +76,10 @@ if env_bool("GATEWAY_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Clients reach the gateway over HTTPS (through the proxy, or granian's own TLS): plain HTTP is
 # redirected, browsers are told to stay on HTTPS, and the admin's cookies never travel in clear.
-# The health check is exempt: container health probes speak plain HTTP to the process itself.
+# The health and readiness checks are exempt: probes speak plain HTTP to the process itself.
 if env_bool("GATEWAY_TLS", False):
     SECURE_SSL_REDIRECT = True
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_REDIRECT_EXEMPT = [r"^(health|ready)$"]
     SECURE_HSTS_SECONDS = env_int("GATEWAY_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -111,6 +112,7 @@ INSTALLED_APPS = [
 # authenticates with tokens, not cookies, and every admin view that takes a form enforces CSRF
 # itself (csrf_protect), so a global check would only cost the API's requests.
 MIDDLEWARE = [
+    "gateway.request_id.RequestIdMiddleware",  # first: every line a request logs carries its id
     "django.middleware.security.SecurityMiddleware",
     "gateway.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # serves the admin's static files
@@ -259,6 +261,9 @@ GATEWAY_REDISPATCH_AFTER = env_int("GATEWAY_REDISPATCH_AFTER", 60, minimum=1)
 GATEWAY_DISPATCH_BATCH = env_int("GATEWAY_DISPATCH_BATCH", 100, minimum=1)
 GATEWAY_DISPATCH_IN_BACKGROUND = env_bool("GATEWAY_DISPATCH_IN_BACKGROUND", True)
 GATEWAY_PURGE_BATCH_SIZE = env_int("GATEWAY_PURGE_BATCH_SIZE", 10_000, minimum=1)
+# /ready answers 503 unless a worker's engine was seen within this many seconds (engines write
+# a heartbeat every 5 s).
+GATEWAY_READY_WORKER_SECONDS = env_int("GATEWAY_READY_WORKER_SECONDS", 30, minimum=10)
 
 # Upstream calls and routing
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 120.0, minimum=0.1)
@@ -267,6 +272,16 @@ GATEWAY_RETRIES = env_int("GATEWAY_RETRIES", 2, minimum=0)
 GATEWAY_RETRY_BASE_DELAY = env_float("GATEWAY_RETRY_BASE_DELAY", 0.5, minimum=0.0)
 GATEWAY_RETRY_MAX_DELAY = env_float("GATEWAY_RETRY_MAX_DELAY", 20.0, minimum=0.0)
 GATEWAY_PROVIDER_CACHE_SECONDS = env_float("GATEWAY_PROVIDER_CACHE_SECONDS", 5.0, minimum=0.0)
+
+# Metrics (GET /metrics): every process writes its samples to files in this directory, which
+# prometheus-client's multiprocess mode reads through PROMETHEUS_MULTIPROC_DIR, and /metrics
+# sums. The web, worker and beat processes of one host (or containers sharing a volume) must
+# name the same directory; launchers empty it at start (gateway/metrics_dir.py).
+GATEWAY_METRICS_DIR = Path(env_str("GATEWAY_METRICS_DIR", str(VAR_DIR / "metrics")))
+GATEWAY_METRICS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(GATEWAY_METRICS_DIR)
+# A bearer token that may read /metrics besides admin JWTs (a scraper's); none when unset.
+GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")
 
 # Credentials stored in the admin are encrypted with this key (derived from SECRET_KEY if unset).
 GATEWAY_ENCRYPTION_KEY = env_str("GATEWAY_ENCRYPTION_KEY")
@@ -325,15 +340,8 @@ STORAGES = {
 LOG_LEVEL = env_choice(
     "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, normalize=str.upper
 )
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # axes announces itself at every start: noise before a command's own output.
-    "loggers": {"django.db.backends": {"level": "INFO"}, "axes.apps": {"level": "WARNING"}},
-}
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", {"json", "plain"}, normalize=str.lower)
+LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT)
 
 # --- Admin login throttling (django-axes) ------------------------------------------------------
 # Failed admin logins are counted per username and client address; at the limit that pair is

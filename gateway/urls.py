@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView
 
-from gateway.health import HealthView
+from gateway.health import HealthView, ReadyView
+from gateway.metrics import metrics_view
 from gateway.middleware import ADMIN_PATH
 
 urlpatterns = [
     path("v1/", include("jobs.urls")),
     path("health", HealthView.as_view(), name="health"),
+    path("ready", ReadyView.as_view(), name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path(
         "docs/",

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from gateway.management.commands.rungateway import web_command
+from gateway.metrics_dir import reset_metrics_dir
 from harness.procs import Procs, free_port, wait_http
 from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, control
 
@@ -35,7 +36,7 @@ TERMINAL = ("completed", "failed", "cancelled")
 # What configures a gateway, or a provider it would call: never inherited from the shell.
 GATEWAY_VARIABLE = re.compile(
     r"(GATEWAY|CELERY|DJANGO|DB)_\w+|\w+_(API_KEY|BASE_URL)|DATABASE_URL|SECRET_KEY|ALLOWED_HOSTS"
-    r"|LOG_LEVEL|HOST|PORT|WEB_CONCURRENCY|WEB_THREADS"
+    r"|LOG_LEVEL|LOG_FORMAT|HOST|PORT|WEB_CONCURRENCY|WEB_THREADS|PROMETHEUS_MULTIPROC_DIR"
 )
 WORKER_STOP_SECONDS = 45.0  # a worker drains its calls in flight for up to 30 s on SIGTERM
 
@@ -55,6 +56,11 @@ class StackConfig:
     worker_log_level: str = "WARNING"  # Celery's: INFO logs each message, and the ready line
     settings: Mapping[str, str] = field(default_factory=dict)  # further GATEWAY_* settings
 
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every process of the stack writes its metric samples."""
+        return Path(self.settings.get("GATEWAY_METRICS_DIR", self.var_dir / "metrics"))
+
     def env(self) -> dict[str, str]:
         """The whole environment of every gateway process."""
         env = {k: v for k, v in os.environ.items() if not GATEWAY_VARIABLE.fullmatch(k)}
@@ -66,6 +72,7 @@ class StackConfig:
                 "DATABASE_URL": self.database_url,
                 "GATEWAY_VAR_DIR": str(self.var_dir),
                 "GATEWAY_QUEUE": self.queue,
+                "GATEWAY_METRICS_DIR": str(self.metrics_dir),
                 "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
                 "OPENAI_BASE_URL": f"{self.upstream_url}/v1",
                 "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
@@ -96,6 +103,7 @@ class Stack:
         self.procs = procs
         self.config = config
         config.var_dir.mkdir(parents=True, exist_ok=True)
+        reset_metrics_dir(config.metrics_dir)
         self.web_url = f"http://127.0.0.1:{free_port()}"
         self.key = ""
 

@@ -105,7 +105,9 @@ class JobOperationSchema(AutoSchema):
                 "its result TTL like any other). 409 when the job has already ended. No body."
             )
         return (
-            "202 while the job is pending or processing; 200 once it is completed (its result "
+            "202 while the job is pending or processing, with `Retry-After`: the seconds to wait "
+            "before polling again (1 while the job is younger than 10 s, then a tenth of its "
+            "age, at most 60); 200 once it is completed (its result "
             f"an OpenAI `{kind.result_type}`), failed (with status_code and error) or cancelled."
         )
 

@@ -39,6 +39,7 @@ from gateway.access.authentication import authenticate_request
 from gateway.http.errors import error_answer, error_headers
 from gateway.http.parsers import read_json_body
 from gateway.http.renderers import wants_plain_json
+from jobs.metrics import count_answer
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON = "application/json"
@@ -77,6 +78,9 @@ class JobEndpoint(APIView):
 
     _renderer = JSONRenderer()
     takes_body = True  # False: a POST's body, if any, is not read (a bare action, like a cancel)
+    # The answers' counter labels (gateway_api_requests_total): what the view does, to what.
+    operation = "list"
+    metric_request_type = "all"
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.request = request  # type: ignore[assignment]  # what error descriptions may read
@@ -100,6 +104,7 @@ class JobEndpoint(APIView):
         for name, value in answer.headers.items():
             response[name] = value
         response["Allow"] = ", ".join(self.allowed_methods)
+        count_answer(self.operation, self.metric_request_type, answer.status)
         return response
 
     def _answer(self, request: HttpRequest, kwargs: dict[str, Any]) -> Answer:

@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,14 +33,18 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
+from structlog.contextvars import bind_contextvars
 
-from jobs import outcomes, services
+from gateway.access.models import VirtualKey
+from jobs import heartbeats, metrics, outcomes, services
 from jobs.models import AsyncJob
 from jobs.request_types import BY_TYPE
 from jobs.webhooks.deliverer import WebhookDeliverer
 from providers import registry
 from providers.base import Adapter, Credentials, Target
-from providers.routing import RetryPolicy, route_request
+from providers.logsafe import logsafe
+from providers.routing import RetryPolicy, RoutingOutcome, route_request
 from providers.transport import AiohttpTransport, Timeouts, Transport
 
 logger = logging.getLogger(__name__)
@@ -63,13 +68,17 @@ def _in_db_thread(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     return call
 
 
+ADMIN_KEY_NAME = "admin-jwt"  # the metrics' ``key`` of jobs submitted with an admin JWT
+
+
 @dataclass
 class Claimed:
-    """A job this engine holds, with where to send it."""
+    """A job this engine holds, with where to send it and whose it is."""
 
     job: AsyncJob
     targets: list[Target]
     credentials: dict[str, Credentials | None]
+    key_name: str = ADMIN_KEY_NAME
 
 
 def _credentials_for(job: AsyncJob) -> tuple[list[Target], dict[str, Credentials | None]]:
@@ -89,13 +98,44 @@ def _adapters_for(job: AsyncJob) -> Mapping[str, Adapter]:
     return kind.adapters if kind is not None else {}
 
 
+# Virtual key names by id, for the token metrics: read once per key and process (a key
+# renamed later keeps its first name in this process's samples).
+_key_names: dict[int, str] = {}
+
+
+def _key_name(key_id: int | None) -> str:
+    if key_id is None:
+        return ADMIN_KEY_NAME
+    if key_id not in _key_names:
+        name = VirtualKey.objects.filter(pk=key_id).values_list("name", flat=True).first()
+        _key_names[key_id] = name or f"key-{key_id}"
+    return _key_names[key_id]
+
+
 def _claim_batch(limit: int, worker_id: str) -> list[Claimed]:
     """Claim up to ``limit`` pending jobs and resolve their targets, in one database-thread call."""
     claimed = []
     for job in services.claim_pending_jobs(limit, worker_id):
         targets, credentials = _credentials_for(job)
-        claimed.append(Claimed(job, targets, credentials))
+        claimed.append(Claimed(job, targets, credentials, _key_name(job.virtual_key_id)))
     return claimed
+
+
+def _count_calls(outcome: RoutingOutcome) -> None:
+    """Each upstream call's duration, the retries and the fallbacks tried, for the metrics."""
+    targets: list[tuple[str, str]] = []
+    for attempt in outcome.attempts:
+        target = (attempt.provider, attempt.model)
+        if target in targets:
+            metrics.RETRIES.labels(*target).inc()
+        else:
+            if targets:
+                metrics.FALLBACKS.labels(*target).inc()
+            targets.append(target)
+        if attempt.seconds is not None:
+            result = "ok" if attempt.status_code == 200 and attempt.code is None else None
+            kind = result or ("transient_error" if attempt.retryable else "permanent_error")
+            metrics.UPSTREAM_SECONDS.labels(*target, kind).observe(attempt.seconds)
 
 
 class JobEngine:
@@ -222,15 +262,21 @@ class JobEngine:
         job_id = str(item.job.pk)
         task = self._loop.create_task(self._execute(item), name=f"job-{job_id}")
         self._in_flight[job_id] = task
+        metrics.set_calls_in_flight(self.worker_id, len(self._in_flight))
         task.add_done_callback(lambda _: self._done(job_id))
 
     def _done(self, job_id: str) -> None:
         self._in_flight.pop(job_id, None)
+        metrics.set_calls_in_flight(self.worker_id, len(self._in_flight))
         if self._maybe_more and self._claim_wakeup is not None:
             self._claim_wakeup.set()
 
     async def _execute(self, claimed: Claimed) -> None:
         job = claimed.job
+        # The task runs in a copy of the loop's context: the id stays with this job's lines.
+        bind_contextvars(job_id=str(job.pk))
+        started = time.monotonic()
+        outcome: RoutingOutcome | None = None
         try:
             outcome = await asyncio.wait_for(
                 route_request(
@@ -247,6 +293,8 @@ class JobEngine:
             terminal = outcomes.from_outcome(job, outcome)
         except TimeoutError:
             terminal = outcomes.timed_out(job, settings.GATEWAY_JOB_TIMEOUT)
+        if outcome is not None:
+            _count_calls(outcome)
         finish = services.Finish(
             job.pk, job.result_ttl, terminal.status_code, terminal.result, terminal.error
         )
@@ -256,6 +304,41 @@ class JobEngine:
         self._finish_wakeup.set()
         if not await written:
             logger.warning("job %s: no longer held by this worker; result dropped", job.pk)
+            return
+        self._report(claimed, outcome, terminal, time.monotonic() - started)
+
+    @staticmethod
+    def _report(
+        claimed: Claimed,
+        outcome: RoutingOutcome | None,
+        terminal: outcomes.Terminal,
+        run_seconds: float,
+    ) -> None:
+        """The finished job's metrics and its one log line."""
+        job = claimed.job
+        served = outcome.served_by if outcome is not None else None
+        provider, model = (served.provider, served.model) if served else (job.provider, job.model)
+        status = "failed" if terminal.error is not None else "completed"
+        metrics.count_finished(status, job.request_type, provider, model)
+        used = metrics.tokens_used(terminal.result)
+        metrics.count_tokens(claimed.key_name, model, used)
+        queued = (job.started_at or timezone.now()) - job.created_at
+        logger.info(
+            "job finished",
+            extra={
+                "request_type": job.request_type,
+                # The model is the caller's text.
+                "provider": logsafe(provider),
+                "model": logsafe(model),
+                "status": status,
+                "status_code": terminal.status_code,
+                "queue_wait_s": round(queued.total_seconds(), 3),
+                "run_time_s": round(run_seconds, 3),
+                "tries": len(outcome.attempts) if outcome is not None else 0,
+                "prompt_tokens": used.get("prompt"),
+                "completion_tokens": used.get("completion"),
+            },
+        )
 
     async def _finish_forever(self) -> None:
         assert self._finish_wakeup is not None
@@ -302,6 +385,7 @@ class JobEngine:
             self._loop.create_task(self._finish_forever()),
             self._loop.create_task(self._poll_forever()),
             self._loop.create_task(self._stop_cancelled_forever()),
+            self._loop.create_task(self._heartbeat_forever()),
             self._loop.create_task(WebhookDeliverer(self._db_call).run_forever()),
         ]
         self._claim_wakeup.set()  # pending jobs may have waited for a worker
@@ -318,6 +402,15 @@ class JobEngine:
                     await self._db_call(services.renew_leases, self.worker_id, job_ids)
             except DatabaseError as exc:
                 logger.warning("lease renewal failed: %s", type(exc).__name__)
+
+    async def _heartbeat_forever(self) -> None:
+        """Say this engine runs (``/ready`` reads it), now and every HEARTBEAT_SECONDS."""
+        while True:
+            try:
+                await self._db_call(heartbeats.beat, self.worker_id)
+            except DatabaseError as exc:
+                logger.warning("heartbeat failed: %s", type(exc).__name__)
+            await asyncio.sleep(heartbeats.HEARTBEAT_SECONDS)
 
     async def _stop_cancelled_forever(self) -> None:
         """Stop the calls of jobs cancelled while in flight. A cancelled task writes nothing;
@@ -354,6 +447,9 @@ class JobEngine:
             logger.info("gave %d unfinished jobs back to the queue", released)
         for batcher in self._batchers:
             batcher.cancel()
+        with contextlib.suppress(DatabaseError):
+            await self._db_call(heartbeats.stop, self.worker_id)
+        metrics.forget_this_process()
         await self._transport.close()
 
 

@@ -200,3 +200,14 @@ class KeyCounters(models.Model):
 
     def __str__(self) -> str:
         return f"counters of key {self.virtual_key_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A running job engine, as last seen: each writes its row every few seconds while it runs
+    and deletes it when it stops; ``/ready`` asks whether any was seen lately."""
+
+    worker_id = models.CharField(max_length=200, primary_key=True)
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

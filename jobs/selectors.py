@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from gateway.access.models import VirtualKey
@@ -14,7 +15,7 @@ from gateway.access.principals import Principal
 from gateway.http.errors import InvalidRequest, NotFound
 from jobs import sql
 from jobs.listing import JobListQuery
-from jobs.models import AsyncJob
+from jobs.models import AsyncJob, JobStatus
 from jobs.sql import POLL_FIELDS, PolledJob
 
 
@@ -108,3 +109,12 @@ def _owned_by(principal: Principal, key_name: str | None) -> QuerySet[AsyncJob]:
             f"key: no virtual key named {key_name!r}.", param="key", code="invalid_parameter"
         )
     return jobs.filter(virtual_key_id=key_id)
+
+
+def pending_summary() -> tuple[int, datetime | None]:
+    """How many jobs are pending, and when the oldest of them was submitted (through the
+    engines' partial index of pending jobs, ``job_pending_created_idx``)."""
+    summary = AsyncJob.objects.filter(status=JobStatus.PENDING).aggregate(
+        count=Count("pk"), oldest=Min("created_at")
+    )
+    return summary["count"], summary["oldest"]

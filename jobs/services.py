@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from gateway.access.principals import Principal
 from gateway.http.errors import GatewayError, error_body
-from jobs import limits, sql
+from jobs import limits, metrics, sql
 from jobs.dispatch import dispatch, dispatch_soon
 from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit
 from jobs.models import ACTIVE_STATUSES, AsyncJob, IdempotencyKey, JobStatus
@@ -215,13 +215,13 @@ def cancel_job(job_id: str, principal: Principal, request_type: str) -> PolledJo
     if job.status not in ACTIVE_STATUSES:
         raise _not_cancellable(job)
     now = timezone.now()
-    # The TTL never changes after submit, so reading it first cannot race the UPDATE.
-    # Nor whether the job is counted under its key's limits.
-    ttl, counted = AsyncJob.objects.filter(pk=job.id).values_list(
-        "result_ttl", "counted"
-    ).first() or (None, False)
+    # These never change after submit, so reading them first cannot race the UPDATE.
+    fixed = AsyncJob.objects.filter(pk=job.id).values_list(
+        "result_ttl", "provider", "model", "counted"
+    )
+    ttl, provider, model, counted = fixed.first() or (0, "", "", False)
     with transaction.atomic(using=router.db_for_write(AsyncJob)):
-        cancelled = ttl is not None and AsyncJob.objects.filter(
+        cancelled = bool(ttl) and AsyncJob.objects.filter(
             pk=job.id, status__in=ACTIVE_STATUSES
         ).update(
             status=JobStatus.CANCELLED,
@@ -236,6 +236,7 @@ def cancel_job(job_id: str, principal: Principal, request_type: str) -> PolledJo
     job = get_visible_job(job_id, principal, request_type)
     if not cancelled:
         raise _not_cancellable(job)  # it ended (or was cancelled) between the read and the UPDATE
+    metrics.count_finished("cancelled", request_type, provider, model)
     return job
 
 
@@ -333,6 +334,8 @@ def redispatch_stale_jobs(limit: int = 1000) -> dict[str, int]:
                     enqueue_deliveries([job.pk])
                     if job.counted:
                         limits.count_ended(job.virtual_key_id, now)
+            if failed:
+                metrics.count_finished("failed", job.request_type, job.provider, job.model)
             counts["failed"] += failed
         elif AsyncJob.objects.filter(
             pk=job.pk, status=JobStatus.PROCESSING, lease_expires_at__lt=now

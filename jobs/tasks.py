@@ -20,7 +20,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from jobs import services
+from jobs import heartbeats, services
 from jobs.dispatch import BELL
 from jobs.engine import shutdown_engine, start_engine, wake_engine
 
@@ -38,9 +38,11 @@ def run_jobs(*_args: Any, **_kwargs: Any) -> None:
 
 @shared_task(name="jobs.purge_expired_jobs", ignore_result=True)
 def purge_expired_jobs() -> int:
-    """Expired jobs, then idempotency keys past their window; answers the jobs purged."""
+    """Expired jobs, then idempotency keys past their window and the heartbeats of engines
+    that died; answers the jobs purged."""
     purged = services.purge_expired_jobs()
     services.purge_expired_idempotency_keys(time_budget=5.0)
+    heartbeats.purge_stale()
     return purged
 
 

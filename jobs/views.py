@@ -7,11 +7,14 @@ Views only translate HTTP; the per-type ones are built once per request type by 
 from __future__ import annotations
 
 import functools
+import math
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
+from django.utils import timezone
 
 from gateway.access.principals import Principal
 from jobs import services
@@ -43,6 +46,20 @@ def _poll_path_prefix(script_prefix: str, url_name: str) -> str:
     return reverse(url_name, args=[placeholder]).removesuffix(placeholder)
 
 
+# A 202 poll's Retry-After: soon while a job is young (most finish within seconds), then a
+# tenth of its age, so a long job is not polled hundreds of times; never more than a minute.
+RETRY_AFTER_YOUNG_SECONDS = 10.0
+RETRY_AFTER_MAX_SECONDS = 60
+
+
+def retry_after(created_at: datetime, now: datetime) -> int:
+    """Seconds a client should wait before polling an unfinished job again (at least 1)."""
+    age = (now - created_at).total_seconds()
+    if age < RETRY_AFTER_YOUNG_SECONDS:
+        return 1
+    return min(math.ceil(age / 10), RETRY_AFTER_MAX_SECONDS)
+
+
 class JobView(JobEndpoint):
     kind: RequestKind | None = None  # set by as_view(kind=...)
     operation = ""  # what it does to a job of its kind, for the API document
@@ -53,6 +70,10 @@ class JobView(JobEndpoint):
         """Named in the errors' ``extra_fields``."""
         assert self.kind is not None
         return self.kind.request_type.value
+
+    @property
+    def metric_request_type(self) -> str:  # type: ignore[override]
+        return self.request_type
 
 
 class SubmitJobView(JobView):
@@ -101,8 +122,10 @@ class PollJobView(JobView):
 
     def get(self, request: HttpRequest, principal: Principal, data: Any, job_id: str) -> Answer:
         job = get_visible_job(job_id, principal, self.request_type)
-        done = job.status in TERMINAL_STATUSES
-        return Answer(AsyncJobSerializer.render(job), 200 if done else 202)
+        if job.status in TERMINAL_STATUSES:
+            return Answer(AsyncJobSerializer.render(job), 200)
+        wait = retry_after(job.created_at, timezone.now())
+        return Answer(AsyncJobSerializer.render(job), 202, {"Retry-After": str(wait)})
 
 
 class CancelJobView(JobView):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,16 +46,20 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One try of one target, as listed in a failed job's ``extra_fields``."""
+    """One try of one target, as listed in a failed job's ``extra_fields``; ``seconds`` is how
+    long the call took (None when no call was made), for the metrics, not the job's error."""
 
     provider: str
     model: str
     status_code: int | None
     code: str | None
     retryable: bool
+    seconds: float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        listed = asdict(self)
+        del listed["seconds"]
+        return listed
 
 
 @dataclass
@@ -137,15 +142,25 @@ async def _serve_from(
         return error
 
     for try_index in range(policy.retries + 1):
+        started = time.monotonic()
         try:
             result = await _serve(adapter, target, params, transport, credentials, timeouts)
         except ProviderError as exc:
             error = exc
         else:
-            attempts.append(Attempt(target.provider, target.model, 200, None, False))
+            took = time.monotonic() - started
+            attempts.append(Attempt(target.provider, target.model, 200, None, False, took))
             return result
+        took = time.monotonic() - started
         attempts.append(
-            Attempt(target.provider, target.model, error.status_code, error.code, error.transient)
+            Attempt(
+                target.provider,
+                target.model,
+                error.status_code,
+                error.code,
+                error.transient,
+                took,
+            )
         )
         # The target comes from the caller and the code from the provider's reply.
         logger.warning(

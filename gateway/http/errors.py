@@ -197,7 +197,18 @@ def error_answer(exc: Exception, view: Any = None) -> tuple[dict[str, Any], int]
     answer = _error_answer(exc)
     if answer is not None:
         _describe_request(answer[0]["extra_fields"], view)
+        log_error(*answer)
     return answer
+
+
+def log_error(body: dict[str, Any], status_code: int) -> None:
+    """One line per error answered, with the ``event_id`` the client was given."""
+    error = body["error"]
+    logger.log(
+        logging.WARNING if status_code >= 500 else logging.INFO,
+        "error answered",
+        extra={"status_code": status_code, "code": error["code"], "event_id": body["event_id"]},
+    )
 
 
 def error_headers(status_code: int, exc: Exception | None = None) -> dict[str, str]:
@@ -265,6 +276,7 @@ def json_error_page(
         else ("invalid_request_error" if status_code < 500 else "api_error")
     )
     body = error_body(status_code=status_code, error_type=error_type, code=code, message=message)
+    log_error(body, status_code)
     return JsonResponse(body, status=status_code)
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 from django.db import DatabaseError
 
+from jobs import metrics
 from jobs.webhooks import sending, services
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class WebhookDeliverer:
             return 0
         attempts = await sending.send_all(session, batch)
         for attempt in attempts:
+            outcome = "delivered" if attempt.delivered else "retry" if attempt.retry else "rejected"
+            metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
             if not attempt.delivered:
                 logger.info(
                     "webhook %s attempt %d: %s", attempt.delivery_id, attempt.attempt, attempt.error

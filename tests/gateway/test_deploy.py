@@ -123,7 +123,7 @@ def test_embedded_default_answers_on_loopback_names_only_and_trusts_no_forwarded
 def test_tls_turns_on_redirects_hsts_and_secure_cookies_but_not_for_health(tmp_path):
     values = settings_under(GATEWAY_VAR_DIR=str(tmp_path), GATEWAY_TLS="true")
     assert values["SECURE_SSL_REDIRECT"] is True
-    assert values["SECURE_REDIRECT_EXEMPT"] == ["^health$"]
+    assert values["SECURE_REDIRECT_EXEMPT"] == ["^(health|ready)$"]
     assert values["SECURE_HSTS_SECONDS"] == 365 * 24 * 3600
     assert values["SESSION_COOKIE_SECURE"] is True
     assert values["CSRF_COOKIE_SECURE"] is True
@@ -181,7 +181,7 @@ def test_forwarded_host_is_ignored_unless_the_gateway_is_behind_a_proxy(deployed
 @pytest.fixture
 def tls(deployed: Any) -> Any:
     deployed.SECURE_SSL_REDIRECT = True
-    deployed.SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    deployed.SECURE_REDIRECT_EXEMPT = [r"^(health|ready)$"]
     deployed.SECURE_HSTS_SECONDS = 3600
     return deployed
 

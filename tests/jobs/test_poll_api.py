@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs.models import JobStatus
+from jobs.models import AsyncJob, JobStatus
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
@@ -169,3 +169,31 @@ def test_polled_job_carries_every_field_of_the_answer(key, key_client):
         "result": {"object": "text_completion", "choices": []},
         "error": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("age_seconds", "expected"), [(0, "1"), (9, "1"), (25, "3"), (295, "30"), (86400, "60")]
+)
+def test_poll_of_an_unfinished_job_says_when_to_poll_again(key, key_client, age_seconds, expected):
+    job = AsyncJobFactory(virtual_key=key, status=JobStatus.PENDING)
+    AsyncJob.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - timedelta(seconds=age_seconds)
+    )
+    response = key_client.get(url(job.id))
+    assert response.status_code == 202
+    assert response["Retry-After"] == expected
+
+
+def test_poll_of_a_finished_job_sends_no_retry_after(key, key_client):
+    done = timezone.now()
+    job = AsyncJobFactory(
+        virtual_key=key,
+        status=JobStatus.COMPLETED,
+        completed_at=done,
+        expires_at=done + timedelta(seconds=3600),
+        status_code=200,
+        result={"id": "cmpl-1"},
+    )
+    response = key_client.get(url(job.id))
+    assert response.status_code == 200
+    assert "Retry-After" not in response

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from gateway.env import env_int, env_str
+from gateway.metrics_dir import reset_metrics_dir
 
 
 def web_command(python: str, *, host: str, port: int, workers: int, threads: int) -> list[str]:
@@ -67,6 +68,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        # The children inherit PROMETHEUS_MULTIPROC_DIR (the settings set it) and write there.
+        reset_metrics_dir(settings.GATEWAY_METRICS_DIR)
         python = sys.executable
         commands = {
             "web": web_command(
