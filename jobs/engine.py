@@ -245,7 +245,13 @@ class JobEngine:
         except TimeoutError:
             terminal = outcomes.timed_out(job, settings.GATEWAY_JOB_TIMEOUT)
         finish = services.Finish(
-            job.pk, job.result_ttl, terminal.status_code, terminal.result, terminal.error
+            job.pk,
+            job.result_ttl,
+            terminal.status_code,
+            terminal.result,
+            terminal.error,
+            served_by=terminal.served_by,
+            virtual_key_id=job.virtual_key_id,
         )
         written = self._loop.create_future()
         self._finishes.append((finish, written))

@@ -68,6 +68,18 @@ class AsyncJob(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
 
+    cost_usd = models.DecimalField(
+        max_digits=20,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="What the job was charged when it completed (jobs/charges.py); empty when it "
+        "was not charged (failed, cancelled, not finished).",
+    )
+    unpriced = models.BooleanField(
+        default=False, help_text="Charged 0: no price is known for the model that served it."
+    )
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

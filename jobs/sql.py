@@ -234,7 +234,16 @@ def claim_pending(
 
 # --- the engines' terminal writes ---------------------------------------------------------------
 
-FINISH_FIELDS = ("status", "completed_at", "expires_at", "status_code", "result", "error")
+FINISH_FIELDS = (
+    "status",
+    "completed_at",
+    "expires_at",
+    "status_code",
+    "result",
+    "error",
+    "cost_usd",
+    "unpriced",
+)
 
 
 def _finish_sql(conn: BaseDatabaseWrapper) -> str:

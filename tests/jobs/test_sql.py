@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -46,6 +47,8 @@ def every_field_set() -> AsyncJob:
         status_code=502,
         result={"partial": True},
         error={"type": "api_error", "code": "upstream_error"},
+        cost_usd=Decimal("0.0000123456"),
+        unpriced=True,
     )
 
 
@@ -160,6 +163,8 @@ def test_finish_writes_every_terminal_field_for_the_holder_only():
         "status_code": 502,
         "result": None,
         "error": {"type": "api_error", "message": "é\u2028"},
+        "cost_usd": Decimal("0.0123456789"),
+        "unpriced": True,
     }
     assert set(values) == set(sql.FINISH_FIELDS)
 
