@@ -49,7 +49,9 @@ class Command(BaseCommand):
                     f"--{side}-per-million must be a number of USD, 0 or more"
                 ) from None
         try:
-            ModelPrice(provider=provider, model=model, **prices).full_clean(validate_unique=False)
+            ModelPrice(provider=provider, model=model, **prices).full_clean(
+                validate_unique=False, validate_constraints=False
+            )
         except ValidationError as exc:
             field, errors = next(iter(exc.message_dict.items()))
             raise CommandError(f"{field.replace('_', '-')}: {' '.join(errors)}") from None
