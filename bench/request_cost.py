@@ -5,7 +5,8 @@
 
 Both call the gateway's WSGI application directly, as a web server thread would, on the bench
 database (Postgres on 127.0.0.1, as ``make bench`` uses), with a valid key: a submit of a small
-valid body and a poll of a completed job, for completions and for chat completions. The broker is
+valid body and a poll of a completed job, for completions and for chat completions, and a submit
+with a key that has a budget (which reads its spend first). The broker is
 left out: submits hand their job id to a stub instead of the background publisher, whose cost is
 shared by every submit it batches.
 
@@ -27,13 +28,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from bench.scenarios import BENCH_MODEL, CHAT, bench_config
 from harness.stack import REPO, ensure_database
 
 WARMUP = 50
-KINDS = ("submit", "poll", "chat_submit", "chat_poll")
+KINDS = ("submit", "poll", "chat_submit", "chat_poll", "budget_submit")
 
 
 def _requests() -> dict[str, Callable[[], bytes]]:
@@ -44,13 +47,29 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     from django.core.management import call_command
 
     call_command("migrate", "-v0")
+    from django.utils import timezone
+
     from gateway.access.models import VirtualKey
     from gateway.wsgi import application
     from jobs import services
+    from jobs.charges import Charge, record_charges
     from jobs.models import AsyncJob, JobStatus
 
     services.dispatch_soon = lambda: None
     key, raw = VirtualKey.create_with_key(name=f"request-cost-{time.time_ns()}")
+    # A key with a budget it never reaches, and a month of spend on two models in its ledger:
+    # its submits read what it spent this month before they write.
+    budget_key, budget_raw = VirtualKey.create_with_key(
+        name=f"request-cost-budget-{time.time_ns()}", budget_usd=10**9, budget_period="monthly"
+    )
+    for days_ago in range(31):
+        record_charges(
+            timezone.now() - timedelta(days=days_ago),
+            [
+                Charge(budget_key.pk, model, Decimal("0.001"), True, 30, 10)
+                for model in ("openai/gpt-4o", "openai/gpt-4o-mini")
+            ],
+        )
     job = AsyncJob.objects.create(
         request_type="text_completion",
         virtual_key=key,
@@ -95,7 +114,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     body = json.dumps({"model": BENCH_MODEL, "prompt": "Say hi", "max_tokens": 16}).encode()
     chat_body = CHAT.body(0)
 
-    def send(method: str, path: str, payload: bytes, expected: str) -> bytes:
+    def send(method: str, path: str, payload: bytes, expected: str, token: str = raw) -> bytes:
         environ = {
             "REQUEST_METHOD": method,
             "PATH_INFO": path,
@@ -105,7 +124,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
             "SERVER_PORT": "8000",
             "SERVER_PROTOCOL": "HTTP/1.1",
             "HTTP_HOST": "127.0.0.1:8000",
-            "HTTP_AUTHORIZATION": f"Bearer {raw}",
+            "HTTP_AUTHORIZATION": f"Bearer {token}",
             "CONTENT_TYPE": "application/json",
             "CONTENT_LENGTH": str(len(payload)),
             "wsgi.input": io.BytesIO(payload),
@@ -135,6 +154,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
         "poll": lambda: send("GET", f"/v1/async/completions/{job.id}", b"", "200"),
         "chat_submit": lambda: send("POST", CHAT.path, chat_body, "202"),
         "chat_poll": lambda: send("GET", f"{CHAT.path}/{chat_job.id}", b"", "200"),
+        "budget_submit": lambda: send("POST", "/v1/async/completions", body, "202", budget_raw),
     }
 
 

@@ -77,7 +77,9 @@ class AsyncJob(models.Model):
         "was not charged (failed, cancelled, not finished).",
     )
     unpriced = models.BooleanField(
-        default=False, help_text="Charged 0: no price is known for the model that served it."
+        default=False,
+        db_default=False,  # rows written by a version without this column stay valid
+        help_text="Charged 0: no price is known for the model that served it.",
     )
 
     class Meta:

@@ -19,10 +19,10 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from gateway.access.budgets import ensure_within_budget
 from gateway.access.principals import Principal
 from gateway.http.errors import GatewayError, error_body
 from jobs import sql
+from jobs.budget import ensure_within_budget
 from jobs.charges import charge_for, charged_fields, record_charges
 from jobs.dispatch import dispatch, dispatch_soon
 from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit

@@ -45,7 +45,10 @@ class VirtualKey(models.Model):
         "Empty: no budget.",
     )
     budget_period = models.CharField(
-        max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTHLY
+        max_length=8,
+        choices=BudgetPeriod.choices,
+        default=BudgetPeriod.MONTHLY,
+        db_default=BudgetPeriod.MONTHLY,  # keys written by a version without budgets stay valid
     )
 
     class Meta:

@@ -10,9 +10,10 @@ import pytest
 from django.utils import timezone
 
 from gateway.access import budgets
-from gateway.access.budgets import BudgetExceeded, ensure_within_budget, key_usage, period_start
+from gateway.access.budgets import BudgetExceeded, key_usage, period_start
 from gateway.access.models import BudgetPeriod, KeySpend
 from gateway.access.principals import Principal
+from jobs.budget import ensure_within_budget
 from jobs.charges import Charge, record_charges
 from tests.factories import VirtualKeyFactory
 
