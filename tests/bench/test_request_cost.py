@@ -41,9 +41,19 @@ def test_the_requests_it_measures_are_an_accepted_submit_and_a_completed_poll():
         assert AsyncJob.objects.count() == before + 1
 
 
+def test_the_budget_submit_is_accepted_for_a_key_with_a_budget_and_spend():
+    requests = request_cost._requests()
+    before = AsyncJob.objects.count()
+    assert b'"status":"pending"' in requests["budget_submit"]()
+    [job] = AsyncJob.objects.order_by("-created_at")[:1]
+    assert AsyncJob.objects.count() == before + 1
+    assert job.virtual_key is not None and job.virtual_key.budget_usd is not None
+    assert job.virtual_key.spend.count() == 62
+
+
 def test_cpu_times_gives_one_positive_figure_per_round():
     figures = request_cost.cpu_times(count=3, rounds=2)
-    assert set(figures) == {"submit", "poll", "chat_submit", "chat_poll"}
+    assert set(figures) == {"submit", "poll", "chat_submit", "chat_poll", "budget_submit"}
     assert all(len(values) == 2 and all(v > 0 for v in values) for values in figures.values())
 
 
