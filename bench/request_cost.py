@@ -5,9 +5,9 @@
 
 Both call the gateway's WSGI application directly, as a web server thread would, on the bench
 database (Postgres on 127.0.0.1, as ``make bench`` uses), with a valid key: a submit of a small
-valid body and a poll of a completed job, for completions and for chat completions, and a
+valid body and a poll of a completed job, for completions and for chat completions, a
 completions submit with a key that has every limit set (README, "Limits"), high enough never to
-refuse. The broker is
+refuse, and a submit with a key that has a budget (which reads its spend first). The broker is
 left out: submits hand their job id to a stub instead of the background publisher, whose cost is
 shared by every submit it batches.
 
@@ -29,13 +29,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from bench.scenarios import BENCH_MODEL, CHAT, bench_config
 from harness.stack import REPO, ensure_database
 
 WARMUP = 50
-KINDS = ("submit", "poll", "chat_submit", "chat_poll", "limited_submit")
+KINDS = ("submit", "poll", "chat_submit", "chat_poll", "limited_submit", "budget_submit")
 # Limits no measured run reaches: the checks run, and every submit passes.
 UNREACHED = 1_000_000_000
 
@@ -48,9 +50,12 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     from django.core.management import call_command
 
     call_command("migrate", "-v0")
+    from django.utils import timezone
+
     from gateway.access.models import VirtualKey
     from gateway.wsgi import application
     from jobs import services
+    from jobs.charges import Charge, record_charges
     from jobs.models import AsyncJob, JobStatus
 
     services.dispatch_soon = lambda: None
@@ -61,6 +66,19 @@ def _requests() -> dict[str, Callable[[], bytes]]:
         tokens_per_minute=UNREACHED,
         max_pending=UNREACHED,
     )
+    # A key with a budget it never reaches, and a month of spend on two models in its ledger:
+    # its submits read what it spent this month before they write.
+    budget_key, budget_raw = VirtualKey.create_with_key(
+        name=f"request-cost-budget-{time.time_ns()}", budget_usd=10**9, budget_period="monthly"
+    )
+    for days_ago in range(31):
+        record_charges(
+            timezone.now() - timedelta(days=days_ago),
+            [
+                Charge(budget_key.pk, model, Decimal("0.001"), True, 30, 10)
+                for model in ("openai/gpt-4o", "openai/gpt-4o-mini")
+            ],
+        )
     job = AsyncJob.objects.create(
         request_type="text_completion",
         virtual_key=key,
@@ -148,6 +166,7 @@ def _requests() -> dict[str, Callable[[], bytes]]:
         "limited_submit": lambda: send(
             "POST", "/v1/async/completions", body, "202", token=limited_raw
         ),
+        "budget_submit": lambda: send("POST", "/v1/async/completions", body, "202", budget_raw),
     }
 
 

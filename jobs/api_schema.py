@@ -19,6 +19,7 @@ from jobs.models import JobStatus, RequestType
 from jobs.request_types import RequestKind
 from jobs.serializers import AsyncJobSerializer, JobListSerializer
 from jobs.ttl import TTL_HEADER
+from jobs.usage import UsageSerializer
 from jobs.webhooks.header import WEBHOOK_HEADER
 
 ERRORS = {
@@ -36,6 +37,10 @@ ERRORS = {
 }
 SUBMIT_ERRORS = {
     **{code: answer for code, answer in ERRORS.items() if code != 404},
+    402: OpenApiResponse(
+        ErrorSerializer,
+        description="The key's budget for the period is spent (budget_exceeded); no job is made",
+    ),
     410: OpenApiResponse(
         ErrorSerializer,
         description=f"The job this {IDEMPOTENCY_HEADER} made has expired; use a new key",
@@ -59,6 +64,12 @@ CANCEL_ERRORS = {
     ),
 }
 LIST_ERRORS = {code: answer for code, answer in ERRORS.items() if code in (400, 401, 406, 503)}
+USAGE_ERRORS = {
+    **{code: answer for code, answer in ERRORS.items() if code in (400, 401, 406, 503)},
+    404: OpenApiResponse(
+        ErrorSerializer, description="No such key for this caller (another key's name, or none)"
+    ),
+}
 
 
 class JobOperationSchema(AutoSchema):
@@ -221,4 +232,43 @@ class JobListSchema(AutoSchema):
                 OpenApiParameter.QUERY,
                 description="Admin token only: one virtual key's jobs, by name.",
             ),
+        ]
+
+
+class UsageSchema(AutoSchema):
+    """``GET /v1/usage``: a key's spend and usage in its current budget period."""
+
+    def get_operation_id(self) -> str:
+        return "get_usage"
+
+    def get_summary(self) -> str:
+        return "Get a key's spend and usage"
+
+    def get_description(self) -> str:  # type: ignore[override]
+        return (
+            "The key's spend (USD, as decimal strings) and usage in its current budget period "
+            "(UTC day, ISO week from Monday, calendar month, or `total` since the key was "
+            "created; `total` for a key without a budget), in all and per model that served "
+            "its jobs. A job is counted when it completes. A virtual key reads its own usage; "
+            "an admin token names the key with `key`."
+        )
+
+    def get_tags(self) -> list[str]:
+        return ["usage"]
+
+    def get_request_serializer(self) -> Any:
+        return None
+
+    def get_response_serializers(self) -> Any:
+        return {200: UsageSerializer, **USAGE_ERRORS}
+
+    def get_override_parameters(self) -> list[Any]:
+        return [
+            OpenApiParameter(
+                "key",
+                str,
+                OpenApiParameter.QUERY,
+                description="The virtual key's name: required with an admin token; a virtual "
+                "key may name only itself.",
+            )
         ]

@@ -296,7 +296,13 @@ class JobEngine:
         if outcome is not None:
             _count_calls(outcome)
         finish = services.Finish(
-            job.pk, job.result_ttl, terminal.status_code, terminal.result, terminal.error
+            job.pk,
+            job.result_ttl,
+            terminal.status_code,
+            terminal.result,
+            terminal.error,
+            served_by=terminal.served_by,
+            virtual_key_id=job.virtual_key_id,
         )
         written = self._loop.create_future()
         self._finishes.append((finish, written))

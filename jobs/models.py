@@ -84,6 +84,20 @@ class AsyncJob(models.Model):
         help_text="Earlier tries' outcomes, oldest first: each retry keeps the one it ends.",
     )
 
+    cost_usd = models.DecimalField(
+        max_digits=20,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="What the job was charged when it completed (jobs/charges.py); empty when it "
+        "was not charged (failed, cancelled, not finished).",
+    )
+    unpriced = models.BooleanField(
+        default=False,
+        db_default=False,  # rows written by a version without this column stay valid
+        help_text="Charged 0: no price is known for the model that served it.",
+    )
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

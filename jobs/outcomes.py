@@ -15,11 +15,14 @@ class Terminal:
     status_code: int
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    served_by: str | None = None  # "provider/model" that produced the result
 
 
 def from_outcome(job: AsyncJob, outcome: RoutingOutcome) -> Terminal:
     if outcome.result is not None:
-        return Terminal(status_code=200, result=outcome.result)
+        served = outcome.served_by
+        served_by = f"{served.provider}/{served.model}" if served else job.model_requested
+        return Terminal(status_code=200, result=outcome.result, served_by=served_by)
     failure = outcome.error
     assert failure is not None, "a routing outcome has a result or an error"
     failed = outcome.failed_target

@@ -23,6 +23,8 @@ from django.utils import timezone
 from gateway.access.principals import Principal
 from gateway.http.errors import GatewayError, error_body
 from jobs import limits, metrics, sql
+from jobs.budget import ensure_within_budget
+from jobs.charges import charge_for, charged_fields, record_charges
 from jobs.dispatch import dispatch, dispatch_soon
 from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit
 from jobs.models import ACTIVE_STATUSES, AsyncJob, IdempotencyKey, JobStatus
@@ -48,8 +50,10 @@ def submit_job(
 ) -> AsyncJob:
     """Write a new job; with ``idempotency``, its key in the same transaction, or
     IdempotencyKeyTaken (and no job) when another submit holds the key; with ``webhook``, its
-    delivery (waiting for the job to end) in the same transaction. A key with limits that it
-    has reached gets TooManyRequests (429), and nothing is written (jobs/limits.py)."""
+    delivery (waiting for the job to end) in the same transaction. A key whose budget is spent
+    gets BudgetExceeded (402) and no job; a key with limits that it has reached gets
+    TooManyRequests (429), and nothing is written (jobs/limits.py)."""
+    ensure_within_budget(principal)  # 402 once the key's budget is spent; nothing written
     # One INSERT: in autocommit it is committed when it returns, before the client hears 202,
     # and on_commit then rings at once (inside a caller's transaction, after its commit).
     # A key with limits makes it one gated INSERT (jobs/limits.py).
@@ -163,6 +167,8 @@ class Finish:
     status_code: int
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    served_by: str | None = None  # "provider/model" that produced the result
+    virtual_key_id: int | None = None  # whose spend the result is charged to
 
 
 def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
@@ -170,11 +176,14 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
 
     One transaction for the batch, one prepared UPDATE per job; the answer says which were
     written (False: the job is no longer this worker's). The webhook deliveries of the jobs
-    written are made due in the same transaction.
+    written are made due in the same transaction, and their charges (written with the state)
+    are added to the key's spend in it too (``jobs.charges``): a job is charged once, by the
+    write of its terminal state.
     """
     if not finishes:
         return []
     now = timezone.now()
+    charges = [charge_for(f.result, f.served_by, f.virtual_key_id) for f in finishes]
     rows = [
         (
             finish.job_id,
@@ -185,15 +194,17 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
                 "status_code": finish.status_code,
                 "result": finish.result,
                 "error": finish.error,
+                **charged_fields(charge),
             },
         )
-        for finish in finishes
+        for finish, charge in zip(finishes, charges, strict=True)
     ]
     with transaction.atomic(using=router.db_for_write(AsyncJob)):
         written = sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
         enqueue_deliveries(row[0] for row, ok in zip(rows, written, strict=True) if ok)
         ended = [f for f, ok in zip(finishes, written, strict=True) if ok]
         limits.count_finished({f.job_id: limits.tokens_used(f.result) for f in ended}, now)
+        record_charges(now, (c for c, ok in zip(charges, written, strict=True) if ok and c))
     return written
 
 

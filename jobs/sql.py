@@ -10,6 +10,8 @@ cost was measured and found to matter (docs/measurements.md, "The ORM on the req
 - ``read_polled_job``: the poll's SELECT by primary key, instead of ``only(...).get(pk=...)``.
 - ``finish``: the engine's batch of terminal states in one transaction, one prepared UPDATE per
   job, instead of ``filter(...).update(...)`` for each.
+- ``spent_since``: the submit's read of what a key with a budget has spent (the sum of its
+  ledger rows, ``gateway.access.models.KeySpend``), instead of ``aggregate(Sum(...))``.
 
 Two say what the ORM has no words for:
 
@@ -18,10 +20,10 @@ Two say what the ORM has no words for:
   LOCKED``).
 - ``purge_batch``: delete expired rows by physical address, oldest expiry first.
 
-Every table and column name comes from AsyncJob's (and KeyCounters') fields, the values
-written are prepared by their fields as the ORM prepares them, the values read pass through the
-converters the ORM applies, and each statement runs on the database the router names for
-AsyncJob.
+Every table and column name comes from the model's fields (AsyncJob's; KeyCounters' in the
+limits' statements, KeySpend's in ``spent_since``), the values written are prepared by their
+fields as the ORM prepares them, the values read pass through the converters the ORM applies,
+and each statement runs on the database the router names for AsyncJob.
 tests/jobs/test_sql.py runs each one on the migrated table and fails when a field changes
 under it.
 """
@@ -32,13 +34,15 @@ import functools
 import uuid
 import weakref
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
+from gateway.access.models import KeySpend
 from jobs.models import AsyncJob, JobStatus, KeyCounters
 
 
@@ -421,7 +425,16 @@ def claim_pending(*, limit: int, worker_id: str, now: datetime, lease: datetime)
 
 # --- the engines' terminal writes ---------------------------------------------------------------
 
-FINISH_FIELDS = ("status", "completed_at", "expires_at", "status_code", "result", "error")
+FINISH_FIELDS = (
+    "status",
+    "completed_at",
+    "expires_at",
+    "status_code",
+    "result",
+    "error",
+    "cost_usd",
+    "unpriced",
+)
 
 
 def _finish_sql(conn: BaseDatabaseWrapper) -> str:
@@ -451,6 +464,40 @@ def finish(
             cursor.execute(sql, params)
             written.append(cursor.rowcount == 1)
     return written
+
+
+# --- the budget read at submit ------------------------------------------------------------------
+
+
+@functools.cache
+def _spent_sql(alias: str, *, from_day: bool) -> str:
+    conn = connections[alias]
+    quote = conn.ops.quote_name
+    columns = {field.name: field.column for field in KeySpend._meta.concrete_fields}
+    spend, key, day = (quote(columns[name]) for name in ("spend_usd", "virtual_key", "day"))
+    since = f" AND {day} >= %s" if from_day else ""
+    return (
+        f"SELECT COALESCE(SUM({spend}), 0) FROM {quote(KeySpend._meta.db_table)} "  # noqa: S608 (names from the model)
+        f"WHERE {key} = %s{since}"
+    )
+
+
+def spent_since(key_id: int, first_day: date | None) -> Decimal:
+    """What the key spent on the ledger days from ``first_day`` on (every day when None): one
+    aggregate over the ledger's (key, day, model) index, read as the model reads spend_usd."""
+    alias = router.db_for_read(KeySpend)
+    conn = connections[alias]
+    params: list[Any] = [key_id]
+    if first_day is not None:
+        params.append(KeySpend._meta.get_field("day").get_db_prep_value(first_day, conn))
+    with conn.cursor() as cursor:
+        cursor.execute(_spent_sql(alias, from_day=first_day is not None), params)
+        (value,) = cursor.fetchone()
+    field = KeySpend._meta.get_field("spend_usd")
+    assert isinstance(field, Field)
+    for convert in _converters(conn, field):
+        value = convert(value, field.cached_col, conn)
+    return Decimal(value)
 
 
 # --- the purge ----------------------------------------------------------------------------------

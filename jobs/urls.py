@@ -1,10 +1,11 @@
 from django.urls import path
 
 from jobs.request_types import KINDS
-from jobs.views import CancelJobView, ListJobsView, PollJobView, SubmitJobView
+from jobs.views import CancelJobView, ListJobsView, PollJobView, SubmitJobView, UsageView
 
 urlpatterns = [
     path("async/jobs", ListJobsView.as_view(), name="list-jobs"),
+    path("usage", UsageView.as_view(), name="usage"),
     *(
         route
         for kind in KINDS

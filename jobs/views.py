@@ -16,9 +16,10 @@ from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
+from gateway.access.budgets import key_usage
 from gateway.access.principals import Principal
 from jobs import services
-from jobs.api_schema import JobListSchema, JobOperationSchema
+from jobs.api_schema import JobListSchema, JobOperationSchema, UsageSchema
 from jobs.endpoint import Answer, JobEndpoint
 from jobs.idempotency import REPLAYED_HEADER, earlier_job, idempotent_submit, replayed_job
 from jobs.listing import read_list_query
@@ -29,6 +30,7 @@ from jobs.serializers import AsyncJobSerializer, JobListSerializer
 from jobs.sql import PolledJob
 from jobs.submission import read_submission
 from jobs.ttl import result_ttl_from
+from jobs.usage import UsageSerializer, usage_key
 from jobs.webhooks.header import webhook_from
 
 
@@ -147,3 +149,13 @@ class ListJobsView(JobEndpoint):
     def get(self, request: HttpRequest, principal: Principal, data: Any) -> Answer:
         query = read_list_query(request.GET, principal)
         return Answer(JobListSerializer.render(list_visible_jobs(principal, query)), 200)
+
+
+class UsageView(JobEndpoint):
+    """A key's spend and usage in its current budget period, in all and per model."""
+
+    schema = UsageSchema()
+
+    def get(self, request: HttpRequest, principal: Principal, data: Any) -> Answer:
+        key = usage_key(request.GET, principal)
+        return Answer(UsageSerializer.render_usage(key_usage(key)), 200)

@@ -19,7 +19,7 @@ from django.forms.models import BaseModelFormSet
 from django.http import HttpRequest, HttpResponse
 
 from providers import services
-from providers.models import ProviderConfig, ProviderKey
+from providers.models import ModelPrice, ProviderConfig, ProviderKey
 from providers.registry import ENV_PROVIDERS, environment_providers
 
 MANAGE_PERMISSION = "providers.manage_provider_credentials"
@@ -257,3 +257,14 @@ class ProviderConfigAdmin(admin.ModelAdmin):
             for key in form.dropped_keys
         )
         return message
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """Prices that win over the bundled price table (also set by ``manage.py set_model_price``);
+    jobs finished after a change are charged at the new price."""
+
+    list_display = ["provider", "model", "input_per_million", "output_per_million", "updated_at"]
+    list_filter = ["provider"]
+    search_fields = ["provider", "model"]
+    readonly_fields = ["updated_at"]

@@ -6,4 +6,4 @@ class ProvidersConfig(AppConfig):
     verbose_name = "Providers"
 
     def ready(self) -> None:
-        from providers import signals  # noqa: F401  (clears the registry cache on admin edits)
+        from providers import signals  # noqa: F401  (clears the cached tables on admin edits)

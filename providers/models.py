@@ -63,3 +63,35 @@ class ProviderKey(models.Model):
 
     def get_key(self) -> str | None:
         return crypto.decrypt(self.encrypted_key)
+
+
+class ModelPrice(models.Model):
+    """An admin's price for one provider's model; it wins over the bundled price table."""
+
+    provider = models.CharField(
+        max_length=100, help_text='The provider\'s name as configured (the "provider" part).'
+    )
+    model = models.CharField(max_length=300, help_text='The "model" part of "provider/model".')
+    input_per_million = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        validators=[MinValueValidator(0)],
+        help_text="USD per million prompt (input) tokens.",
+    )
+    output_per_million = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        validators=[MinValueValidator(0)],
+        help_text="USD per million completion (output) tokens.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "model"]
+        verbose_name = "model price"
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model"], name="model_price_per_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"

@@ -16,13 +16,23 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
+from gateway.access.budgets import Spend, key_usage, money
 from gateway.access.keys import display_prefix, generate_key, hash_key
-from gateway.access.models import RevokedToken, VirtualKey
+from gateway.access.models import BudgetPeriod, KeySpend, RevokedToken, VirtualKey
 
 # Where save_model leaves a new key's raw value for response_add, on the request that made it.
 _RAW_KEY_ATTRIBUTE = "_gateway_new_virtual_key"
+
+
+class _BudgetPeriodField(forms.ChoiceField):
+    """Left empty, the period is monthly (as the command line's default), not a change."""
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return super().has_changed(initial, data or BudgetPeriod.MONTHLY)
 
 
 class VirtualKeyForm(forms.ModelForm):
@@ -43,13 +53,34 @@ class VirtualKeyForm(forms.ModelForm):
             "requests_per_minute",
             "tokens_per_minute",
             "max_pending",
+            "budget_usd",
+            "budget_period",
         ]
+
+    budget_period = _BudgetPeriodField(
+        label="Budget period",
+        choices=BudgetPeriod.choices,
+        required=False,
+        initial=BudgetPeriod.MONTHLY,
+        help_text="The UTC period the budget is for (monthly when left empty).",
+    )
+
+    def clean_budget_period(self) -> str:
+        return self.cleaned_data.get("budget_period") or BudgetPeriod.MONTHLY
 
     def clean_allowed_models(self) -> list[str]:
         value = self.cleaned_data.get("allowed_models") or []
         if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
             raise forms.ValidationError("A list of provider/model patterns is required.")
         return value
+
+
+def _spend_line(label: str, spend: Spend) -> str:
+    return (
+        f"{label}: {money(spend.spend_usd)} USD, {spend.requests} requests, "
+        f"{spend.prompt_tokens} prompt + {spend.completion_tokens} completion tokens, "
+        f"{spend.unpriced_requests} unpriced"
+    )
 
 
 @admin.register(VirtualKey)
@@ -63,12 +94,36 @@ class VirtualKeyAdmin(admin.ModelAdmin):
         "requests_per_minute",
         "tokens_per_minute",
         "max_pending",
+        "budget_usd",
+        "budget_period",
+        "period_spend",
         "created_at",
     ]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", "budget_period"]
     search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_at"]
+    readonly_fields = ["prefix", "created_at", "period_usage"]
     actions = ["deactivate", "activate"]
+
+    @admin.display(description="spend this period (USD)")
+    def period_spend(self, obj: VirtualKey) -> str:
+        return money(key_usage(obj).total.spend_usd)
+
+    @admin.display(description="usage this period")
+    def period_usage(self, obj: VirtualKey) -> str:
+        if obj.pk is None:
+            return "-"
+        usage = key_usage(obj)
+        lines = [
+            f"{usage.period} period from {usage.period_start:%Y-%m-%d %H:%M} UTC",
+            _spend_line("all models", usage.total),
+            *(_spend_line(model, spend) for model, spend in sorted(usage.models.items())),
+        ]
+        ledger = reverse("admin:gateway_keyspend_changelist") + f"?virtual_key__id__exact={obj.pk}"
+        return format_html(
+            '{}<br><a href="{}">every day in the ledger</a>',
+            format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines)),
+            ledger,
+        )
 
     def save_model(self, request: HttpRequest, obj: VirtualKey, form: Any, change: bool) -> None:
         if not change:
@@ -133,6 +188,36 @@ class RevokedTokenAdmin(admin.ModelAdmin):
     list_display = ["jti", "issued_before", "revoked_at", "expires_at", "reason"]
     search_fields = ["jti", "reason"]
     date_hierarchy = "revoked_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(KeySpend)
+class KeySpendAdmin(admin.ModelAdmin):
+    """The spend ledger: one row per key, UTC day and served model. Read-only: it is written
+    in the transaction that finishes each job, and an edit would make it disagree with them."""
+
+    list_display = [
+        "virtual_key",
+        "day",
+        "model",
+        "spend_usd",
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "unpriced_requests",
+    ]
+    list_filter = ["day", "virtual_key"]
+    list_select_related = ["virtual_key"]
+    search_fields = ["virtual_key__name", "model"]
+    date_hierarchy = "day"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

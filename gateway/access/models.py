@@ -1,12 +1,22 @@
 from __future__ import annotations
 
 import fnmatch
+from decimal import Decimal
 
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from gateway.access.keys import display_prefix, generate_key, hash_key
+
+
+class BudgetPeriod(models.TextChoices):
+    """UTC calendar periods a budget is spent over (``gateway.access.budgets.period_start``)."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"  # ISO weeks, starting on Monday
+    MONTHLY = "monthly"
+    TOTAL = "total"  # since the key was created
 
 
 class VirtualKey(models.Model):
@@ -25,6 +35,21 @@ class VirtualKey(models.Model):
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    budget_usd = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="USD the key may spend per budget period; a submit once it is spent is a 402. "
+        "Empty: no budget.",
+    )
+    budget_period = models.CharField(
+        max_length=8,
+        choices=BudgetPeriod.choices,
+        default=BudgetPeriod.MONTHLY,
+        db_default=BudgetPeriod.MONTHLY,  # keys written by a version without budgets stay valid
+    )
 
     # Checked at submit (jobs/limits.py); empty: no limit.
     requests_per_minute = models.PositiveIntegerField(
@@ -105,3 +130,42 @@ class RevokedToken(models.Model):
         if self.jti == self.ALL_BEFORE:
             return f"every token issued before {self.issued_before:%Y-%m-%d %H:%M:%S}"
         return f"token {self.jti}"
+
+
+class KeySpend(models.Model):
+    """What one key spent on one model in one UTC day: the ledger budgets are checked against.
+
+    Written once per finished job, in the transaction that writes the job's terminal state
+    (``jobs.charges``), so a job is counted exactly once; a budget period's spend is the sum of
+    its days, so changing a key's period never loses what it spent. Rows outlive the jobs they
+    count (nothing here points at a job) and go when their key is deleted.
+    """
+
+    virtual_key = models.ForeignKey(
+        VirtualKey,
+        on_delete=models.CASCADE,
+        related_name="spend",
+        db_index=False,  # the unique constraint's index starts with it
+    )
+    day = models.DateField(help_text="The UTC day the jobs finished on.")
+    model = models.CharField(max_length=401, help_text='"provider/model" that served the jobs.')
+    spend_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+    requests = models.PositiveIntegerField(default=0, help_text="Completed jobs charged.")
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    unpriced_requests = models.PositiveIntegerField(
+        default=0, help_text="Jobs charged 0 because no price was known for the model."
+    )
+
+    class Meta:
+        ordering = ["-day", "model"]
+        verbose_name = "key spend"
+        verbose_name_plural = "key spend"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["virtual_key", "day", "model"], name="key_spend_per_day_and_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.virtual_key_id} {self.day} {self.model}"

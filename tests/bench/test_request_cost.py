@@ -54,9 +54,26 @@ def test_the_limited_submit_is_counted_under_its_keys_limits():
     assert KeyCounters.objects.get(pk=job.virtual_key_id).pending == 1
 
 
+def test_the_budget_submit_is_accepted_for_a_key_with_a_budget_and_spend():
+    requests = request_cost._requests()
+    before = AsyncJob.objects.count()
+    assert b'"status":"pending"' in requests["budget_submit"]()
+    [job] = AsyncJob.objects.order_by("-created_at")[:1]
+    assert AsyncJob.objects.count() == before + 1
+    assert job.virtual_key is not None and job.virtual_key.budget_usd is not None
+    assert job.virtual_key.spend.count() == 62
+
+
 def test_cpu_times_gives_one_positive_figure_per_round():
     figures = request_cost.cpu_times(count=3, rounds=2)
-    assert set(figures) == {"submit", "poll", "chat_submit", "chat_poll", "limited_submit"}
+    assert set(figures) == {
+        "submit",
+        "poll",
+        "chat_submit",
+        "chat_poll",
+        "limited_submit",
+        "budget_submit",
+    }
     assert all(len(values) == 2 and all(v > 0 for v in values) for values in figures.values())
 
 

@@ -55,7 +55,7 @@ def _requests_keep_the_test_transaction(db: None) -> Iterator[None]:
 def test_the_served_document_lists_every_api_operation():
     """The fuzzing below covers what the document lists, so the document must list it all."""
     labels = {result.ok().label for result in schema.get_all_operations()}
-    assert labels == {"GET /health", "GET /v1/async/jobs"} | {
+    assert labels == {"GET /health", "GET /v1/async/jobs", "GET /v1/usage"} | {
         f"{method} /v1/{kind.path}{suffix}"
         for kind in KINDS
         for method, suffix in [("POST", ""), ("GET", "/{job_id}"), ("POST", "/{job_id}/cancel")]

@@ -11,16 +11,20 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
+from gateway.access.models import KeySpend
 from gateway.access.principals import Principal
 from jobs import services
 from jobs.engine import JobEngine
 from jobs.models import AsyncJob, JobStatus
+from providers import pricing
+from providers.models import ModelPrice
 from providers.transport import HttpResponse, Timeouts
 from tests.factories import AsyncJobFactory
-from tests.providers.fakes import json_response, openai_completion
+from tests.providers.fakes import anthropic_message, json_response, openai_completion, openai_error
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -369,3 +373,38 @@ def test_a_short_claim_is_followed_by_another_look_without_a_bell(engines, setti
     start(engines, transport, max_in_flight=10)
 
     wait_for(lambda: all(status_of(job) == JobStatus.COMPLETED for job in jobs), timeout=5)
+
+
+class ByHostTransport(GatedTransport):
+    """The OpenAI upstream refuses (a 400, so the router moves on); Anthropic's answers."""
+
+    def __init__(self) -> None:
+        super().__init__(json_response(200, anthropic_message(text="from the fallback")))
+        self.release.set()
+
+    async def post(
+        self, url: str, *, headers: dict[str, str], body: bytes, timeouts: Timeouts
+    ) -> HttpResponse:
+        if "/v1/messages" not in url:
+            self.urls.append(url)
+            return openai_error(400, "invalid_request_error", "no such model")
+        return await super().post(url, headers=headers, body=body, timeouts=timeouts)
+
+
+def test_engine_charges_the_model_that_served_after_a_fallback(engines):
+    ModelPrice.objects.create(
+        provider="anthropic", model="claude-test", input_per_million=1, output_per_million=1
+    )
+    pricing.clear_cache()
+    engine = start(engines, ByHostTransport())
+    job = AsyncJobFactory(fallbacks=["anthropic/claude-test"])
+
+    engine.wake()
+    wait_for(lambda: status_of(job) == JobStatus.COMPLETED)
+
+    job.refresh_from_db()
+    usage = job.result["usage"]
+    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+    assert job.cost_usd == Decimal(tokens) / 1_000_000
+    [row] = KeySpend.objects.filter(virtual_key=job.virtual_key)
+    assert (row.model, row.requests, row.spend_usd) == ("anthropic/claude-test", 1, job.cost_usd)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from gateway.access.models import KeySpend
 from jobs import sql
 from jobs.models import AsyncJob, JobStatus, KeyCounters, RequestType
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
@@ -48,6 +50,8 @@ def every_field_set() -> AsyncJob:
         result={"partial": True},
         error={"type": "api_error", "code": "upstream_error"},
         tries=[{"status": "failed", "status_code": 429, "retried_at": now.isoformat()}],
+        cost_usd=Decimal("0.0000123456"),
+        unpriced=True,
     )
 
 
@@ -160,6 +164,8 @@ def test_finish_writes_every_terminal_field_for_the_holder_only():
         "status_code": 502,
         "result": None,
         "error": {"type": "api_error", "message": "é\u2028"},
+        "cost_usd": Decimal("0.0123456789"),
+        "unpriced": True,
     }
     assert set(values) == set(sql.FINISH_FIELDS)
 
@@ -283,6 +289,33 @@ def every_field_set_for(key: Any) -> AsyncJob:
     return job
 
 
+def test_the_budget_read_names_only_the_ledgers_table_and_columns():
+    names = {KeySpend._meta.db_table} | {f.column for f in KeySpend._meta.concrete_fields}
+    for from_day in (False, True):
+        statement = sql._spent_sql("default", from_day=from_day)
+        assert QUOTED.findall(statement), statement
+        assert set(QUOTED.findall(statement)) <= names, statement
+
+
+def test_the_budget_read_sums_a_keys_spend_from_a_day_exactly():
+    key, other = VirtualKeyFactory(), VirtualKeyFactory()
+    today = timezone.now().date()
+    rows = [
+        (key, today, "openai/a", "0.0000000001"),
+        (key, today, "openai/b", "1.5"),
+        (key, today - timedelta(days=1), "openai/a", "2"),
+        (other, today, "openai/a", "40"),
+    ]
+    for owner, day, model, spend in rows:
+        KeySpend.objects.create(virtual_key=owner, day=day, model=model, spend_usd=Decimal(spend))
+
+    assert sql.spent_since(key.pk, today) == Decimal("1.5000000001")
+    assert sql.spent_since(key.pk, None) == Decimal("3.5000000001")
+    assert sql.spent_since(key.pk, today + timedelta(days=1)) == 0
+    assert sql.spent_since(VirtualKeyFactory().pk, None) == 0
+    assert isinstance(sql.spent_since(key.pk, today), Decimal)
+
+
 class RecordingRouter:
     """Sends everything to the default database and records what was asked."""
 
@@ -316,3 +349,6 @@ def test_every_statement_asks_the_router_for_its_database(settings: Any):
     sql.finish([], processing=PROCESSING, worker_id="w")
     sql.purge_batch(now, None, 1)
     assert RecordingRouter.asked == [("write", AsyncJob)] * 3
+    RecordingRouter.asked.clear()
+    sql.spent_since(job.virtual_key_id or 0, None)
+    assert RecordingRouter.asked == [("read", KeySpend)]

@@ -2,13 +2,30 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from gateway.access.models import VirtualKey
+from gateway.access.models import BudgetPeriod, VirtualKey
+
+
+def _budget(budget: str | None, period: str | None) -> dict[str, Any]:
+    """The key's budget fields from --budget and --budget-period."""
+    if budget is None:
+        if period is not None:
+            raise CommandError("--budget-period needs --budget")
+        return {}
+    try:
+        usd = Decimal(budget)
+    except InvalidOperation:
+        usd = Decimal("NaN")
+    if not usd.is_finite() or not 0 <= usd < 10**10 or usd != usd.quantize(Decimal("0.0001")):
+        raise CommandError("--budget must be a number of USD from 0 to 9999999999.9999")
+    return {"budget_usd": usd, "budget_period": period or BudgetPeriod.MONTHLY}
+
 
 # The key's limits (README, "Limits"); without a flag, no limit of that kind.
 _LIMITS = {
@@ -54,6 +71,12 @@ class Command(BaseCommand):
         expiry = parser.add_mutually_exclusive_group()
         expiry.add_argument("--expires-in-days", type=int, help="Expire the key after N days.")
         expiry.add_argument("--expires-at", help="Expire the key at this ISO 8601 time.")
+        parser.add_argument("--budget", metavar="USD", help="USD the key may spend per period.")
+        parser.add_argument(
+            "--budget-period",
+            choices=BudgetPeriod.values,
+            help="The UTC period the budget is for (default monthly; total: since creation).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"].strip()
@@ -82,6 +105,7 @@ class Command(BaseCommand):
             requests_per_minute=options["requests_per_minute"],
             tokens_per_minute=options["tokens_per_minute"],
             max_pending=options["max_pending"],
+            **_budget(options["budget"], options["budget_period"]),
         )
         self.stderr.write(
             f"Created virtual key {key.name!r} ({key.prefix}…). "
