@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from drill.ledger import Ledger, Observation, is_error_shape
+from drill.ledger import SPEND_TABLE, Ledger, Observation, is_error_shape
 from harness.load import closed_loop, open_loop
 from harness.stack import Stack
 
@@ -176,6 +176,17 @@ class DrillClient:
             quiet=True,
         )
         return [job_id for (job_id,) in rows]
+
+    async def charges(self) -> tuple[int, int, int]:
+        """(completed jobs, jobs charged, charges in the key's spend ledger), all keys."""
+        sql = (
+            "SELECT (SELECT count(*) FROM jobs_asyncjob WHERE status = 'completed'), "  # noqa: S608
+            "(SELECT count(*) FROM jobs_asyncjob WHERE cost_usd IS NOT NULL), "
+            f"(SELECT coalesce(sum(requests), 0) FROM {SPEND_TABLE})"
+        )
+        rows = await asyncio.to_thread(self.stack.query, sql, quiet=True)
+        completed, charged, ledger = rows[0]
+        return int(completed), int(charged), int(ledger)
 
     async def table_rows(self) -> list[tuple[str, str, str]]:
         """(id, marker, status) of every job row."""

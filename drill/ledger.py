@@ -12,6 +12,9 @@ submit that made it. The counts:
 - **duplicated**: an accepted job whose terminal outcome changed after a poll had shown it (the
   final poll disagrees with the first terminal poll on status, status code, result id or error
   code), plus every job row beyond the first that one submit produced.
+- **charged twice**: charges in the keys' spend ledger beyond the jobs that carry a cost (a job
+  is charged once, by the write of its terminal state); **completed uncharged**: completed jobs
+  without a cost. Each scenario starts with an empty job table and ledger.
 - **created without 202**: job rows whose submit was refused or unanswered. Not an error for an
   unanswered submit (the client cannot know), but a refused submit must have created nothing.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TERMINAL = ("completed", "failed", "cancelled")
+SPEND_TABLE = "gateway_keyspend"  # KeySpend (gateway/access/models.py); no Django here
 ERROR_SHAPE_KEYS = {"event_id", "type", "is_bifrost_error", "status_code", "error", "extra_fields"}
 ERROR_KEYS = {"type", "code", "message", "param", "event_id"}
 
@@ -98,6 +102,8 @@ class Ledger:
     final: dict[str, Observation | None] = field(default_factory=dict)
     rows: dict[str, list[str]] = field(default_factory=dict)  # marker -> job ids in the table
     unfinished_rows: set[str] = field(default_factory=set)  # ids of rows not terminal at the end
+    charged_twice: int = 0
+    completed_uncharged: int = 0
     _unseen: set[str] = field(default_factory=set)  # accepted, not yet seen terminal
 
     # --- the client's side ------------------------------------------------------------------------
@@ -144,6 +150,11 @@ class Ledger:
             if status not in TERMINAL:
                 self.unfinished_rows.add(job_id)
 
+    def charges(self, completed: int, charged: int, ledger: int) -> None:
+        """The job table's completed and charged jobs beside the spend ledger's charges."""
+        self.charged_twice = ledger - charged
+        self.completed_uncharged = completed - charged
+
     # --- the counts -------------------------------------------------------------------------------
     def changed_after_seen(self) -> list[str]:
         return [
@@ -189,6 +200,8 @@ class Ledger:
             "duplicated": len(changed) + self.extra_rows(),
             "changed_after_seen": changed[:20],
             "extra_rows": self.extra_rows(),
+            "charged_twice": self.charged_twice,
+            "completed_uncharged": self.completed_uncharged,
             "created_without_202": self.created_without_202(),
             "rows_of_unknown_submits": sum(
                 len(ids) for marker, ids in self.rows.items() if marker not in self.submissions

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from drill.client import DrillClient
-from drill.ledger import Ledger
+from drill.ledger import SPEND_TABLE, Ledger
 from drill.private_services import PrivatePostgres, PrivateRedis
 from harness.procs import tree_rss_bytes
 from harness.stack import Stack, StackConfig
@@ -23,6 +23,9 @@ from harness.stack import Stack, StackConfig
 Log = Callable[[str], None]
 Load = Callable[[DrillClient, Ledger], Awaitable[None]]
 MODEL = "openai/gpt-drill"
+# Its price (set_model_price), so that every completed job is charged and the ledger can show
+# that none was charged twice.
+DRILL_PRICE = ("--input-per-million", "1", "--output-per-million", "2")
 SETTLE_SECONDS = 2.0  # between the last job seen finished and the final poll
 PROGRESS_SECONDS = 5.0
 
@@ -63,6 +66,11 @@ class Drill:
 
     def client(self) -> DrillClient:
         return DrillClient(self.stack, self.log)
+
+    def clear_jobs(self) -> None:
+        """Empty the job table and the keys' spend ledger, so a scenario's counts are its own."""
+        self.stack.truncate()
+        self.stack.query(f"TRUNCATE {SPEND_TABLE}")
 
     def marker(self, scenario: str) -> str:
         return f"{self.tag}-{scenario}"
@@ -124,14 +132,17 @@ async def observe(drill: Drill, label: str, load: Load, deadline_seconds: float)
         await asyncio.sleep(SETTLE_SECONDS)
         await client.final_poll(ledger)
         ledger.table_rows(await client.table_rows())
+        ledger.charges(*await client.charges())
     return ledger
 
 
 def verdict(summary: dict[str, Any], extra_ok: bool, extra: str) -> dict[str, Any]:
-    """A scenario's figures with its pass/fail: 0 lost, 0 duplicated, and its own condition."""
+    """A scenario's figures with its pass/fail: 0 lost, 0 duplicated, every completed job charged
+    once, and its own condition."""
+    charged_once = summary["charged_twice"] == 0 and summary["completed_uncharged"] == 0
     return {
         **summary,
         "extra_condition": extra,
         "extra_ok": extra_ok,
-        "passed": summary["lost"] == 0 and summary["duplicated"] == 0 and extra_ok,
+        "passed": summary["lost"] == 0 and summary["duplicated"] == 0 and charged_once and extra_ok,
     }

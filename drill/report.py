@@ -23,6 +23,7 @@ COLUMNS = (
     "failed (by code)",
     "lost",
     "duplicated",
+    "charged twice",
     "unanswered",
     "refused (by status)",
     "own condition",
@@ -34,12 +35,19 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{what}: {n:,}" for what, n in counts.items()) or "0"
 
 
+def _charged(data: dict[str, Any]) -> str:
+    """Charges beyond one per charged job; and completed jobs never charged, if any."""
+    uncharged = data.get("completed_uncharged", 0)
+    twice = str(data.get("charged_twice", "-"))
+    return f"{twice} ({uncharged:,} completed uncharged)" if uncharged else twice
+
+
 def row(number: str, title: str, data: dict[str, Any] | None) -> list[str]:
     """One table row; a scenario that was not run or raised says so."""
     if data is None:
-        return [number, title, *["-"] * 9, "not run"]
+        return [number, title, *["-"] * 10, "not run"]
     if "error" in data:
-        return [number, title, *["-"] * 8, f"error: {data['error']}", "FAILED"]
+        return [number, title, *["-"] * 9, f"error: {data['error']}", "FAILED"]
     return [
         number,
         title,
@@ -49,6 +57,7 @@ def row(number: str, title: str, data: dict[str, Any] | None) -> list[str]:
         _counts(data["failed"]),
         str(data["lost"]),
         str(data["duplicated"]),
+        _charged(data),
         f"{data['unanswered']:,}",
         _counts(data["refused"]),
         f"{data['extra_condition']}: {'yes' if data['extra_ok'] else 'NO'}",
@@ -212,7 +221,9 @@ def render(results: dict[str, Any], titles: dict[str, str]) -> str:
             "",
             "**lost**: accepted, but not `completed`/`failed` at the final poll after the",
             "deadline. **duplicated**: a finished job whose outcome changed after a poll had",
-            "shown it, or a second job row from one submit. **unanswered**: no HTTP answer at",
+            "shown it, or a second job row from one submit. **charged twice**: charges in the",
+            "keys' spend ledger beyond one per job that carries a cost (every completed job must",
+            "carry one; the drill's model is priced). **unanswered**: no HTTP answer at",
             "all (not counted as accepted). **refused**: any answer but 202.",
             "",
             *_details(results),

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from drill import report
-from drill.observe import MODEL, Drill, drill_config
+from drill.observe import DRILL_PRICE, MODEL, Drill, drill_config
 from drill.private_services import PrivatePostgres, PrivateRedis
 from drill.scenarios import SCENARIOS, Sizes
 from harness import runs
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             log("migrating, making a virtual key")
             stack.prepare("drill")
             stack.truncate()
+            stack.manage("set_model_price", MODEL, *DRILL_PRICE)
             log("starting the upstream, the web server, two workers and beat")
             stack.start_upstream()
             stack.start_web()

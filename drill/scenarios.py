@@ -48,7 +48,7 @@ class Sizes:
 
 
 def _prepare(drill: Drill, latency_ms: float) -> None:
-    drill.stack.truncate()
+    drill.clear_jobs()
     drill.stack.set_latency(latency_ms)
 
 
@@ -319,7 +319,7 @@ def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     max_rate = _max_submit_rate(drill, sizes.max_rate_seconds)
     left = _drain(drill)
     drill.log(f"  maximum {max_rate:.0f} submits/s; its jobs drained ({left} left)")
-    drill.stack.truncate()
+    drill.clear_jobs()
     rate = max_rate / 2
     warmup = sizes.soak_seconds / 4
     samples: dict[str, list[tuple[float, int]]] = {"web": [], "workers": []}
