@@ -153,3 +153,11 @@ def test_the_error_shape_needs_every_documented_key():
     assert not is_error_shape(json.dumps(body).encode())
     assert not is_error_shape(b"<html>503</html>")
     assert not is_error_shape(b"[]")
+
+
+def test_charges_beyond_one_per_charged_job_and_completed_jobs_uncharged_are_counted():
+    ledger = Ledger()
+    ledger.charges(completed=10, charged=10, ledger=10)
+    assert (ledger.summary()["charged_twice"], ledger.summary()["completed_uncharged"]) == (0, 0)
+    ledger.charges(completed=10, charged=9, ledger=11)
+    assert (ledger.summary()["charged_twice"], ledger.summary()["completed_uncharged"]) == (2, 1)

@@ -20,6 +20,8 @@ def scenario(**overrides: object) -> dict:
         "failed": {},
         "lost": 0,
         "duplicated": 0,
+        "charged_twice": 0,
+        "completed_uncharged": 0,
         "unanswered": 0,
         "refused": {"503": 259},
         "refused_not_in_error_shape": 0,
@@ -56,8 +58,14 @@ def rows() -> dict[str, list[str]]:
 
 def test_a_row_shows_the_counts_and_fails_when_a_job_was_lost():
     row = rows()["1"]
-    assert row[2:10] == ["2,000", "1,741", "1,741", "0", "3", "0", "0", "503: 259"]
+    assert row[2:11] == ["2,000", "1,741", "1,741", "0", "3", "0", "0", "0", "503: 259"]
     assert row[-1].startswith("FAILED")
+
+
+def test_the_charges_column_shows_charges_beyond_one_per_job_and_completed_jobs_uncharged():
+    data = {**RESULTS, "scenarios": {"1": scenario(charged_twice=2, completed_uncharged=3)}}
+    row = report.table(data, {"1": "x"}).splitlines()[2].split(" | ")
+    assert row[8] == "2 (3 completed uncharged)"
 
 
 def test_a_scenario_that_raised_shows_its_error_and_fails():
