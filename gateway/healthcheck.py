@@ -1,8 +1,9 @@
-"""``python -m gateway.healthcheck URL``: a container's health check of its own web process.
+"""``python -m gateway.healthcheck URL [URL ...]``: a container's health check of its own web
+process.
 
-The check asks for /health on the loopback interface, but under a host name the gateway answers
-to: a deployment's ALLOWED_HOSTS names its public hosts only, and any other Host is a 400.
-Exit status 0 when the answer is 200.
+The check asks for each URL (/health, and /ready in docker-compose.yml) on the loopback
+interface, but under a host name the gateway answers to: a deployment's ALLOWED_HOSTS names its
+public hosts only, and any other Host is a 400. Exit status 0 when every answer is 200.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ def host_to_ask_for(allowed_hosts: list[str]) -> str:
     return "localhost"
 
 
-def main(url: str) -> int:
+def main(*urls: str) -> int:
     host = host_to_ask_for(env_list("ALLOWED_HOSTS"))
+    return max((_ask(url, host) for url in urls), default=1)
+
+
+def _ask(url: str, host: str) -> int:
     request = urllib.request.Request(url, headers={"Host": host})  # noqa: S310  (our own URL)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
@@ -34,4 +39,4 @@ def main(url: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:]))

@@ -91,6 +91,13 @@ def test_beat_is_healthy_while_the_schedule_it_writes_is_fresh(settings):
     assert min(entry["schedule"] for entry in celery_app.conf.beat_schedule.values()) < 60
 
 
-def test_the_web_health_check_asks_under_a_host_name_the_gateway_answers_to():
+def test_the_web_health_check_asks_for_liveness_and_readiness_under_a_host_it_answers_to():
     check = load()["services"]["web"]["healthcheck"]["test"]
-    assert check == ["CMD", "python", "-m", "gateway.healthcheck", "http://127.0.0.1:8000/health"]
+    assert check == [
+        "CMD",
+        "python",
+        "-m",
+        "gateway.healthcheck",
+        "http://127.0.0.1:8000/health",
+        "http://127.0.0.1:8000/ready",
+    ]
