@@ -45,6 +45,15 @@ def bench_config(upstream_url: str) -> StackConfig:
     )
 
 
+# The benchmark's key carries every limit and a budget (README, "Limits" and "Budgets and
+# spend"), none of them reachable, so that every submit pays for the checks and none is refused.
+UNREACHED = str(10**9)
+BENCH_KEY_LIMITS = (
+    *("--requests-per-minute", UNREACHED, "--tokens-per-minute", UNREACHED),
+    *("--max-pending", UNREACHED, "--budget", UNREACHED, "--budget-period", "monthly"),
+)
+
+
 class BenchStack(Stack):
     """The stack, the bare reference handlers beside it, and the job table's figures."""
 
@@ -52,9 +61,9 @@ class BenchStack(Stack):
         super().__init__(*args)
         self.reference_url = f"http://127.0.0.1:{free_port()}"
 
-    def prepare(self, key_name: str) -> None:
+    def prepare(self, key_name: str, *key_options: str) -> None:
         ensure_database(self.config.database_url)
-        super().prepare(key_name)
+        super().prepare(key_name, *(key_options or BENCH_KEY_LIMITS))
         self.truncate()
         reference.setup(self.config.database_url)
         reference.truncate(self.config.database_url)

@@ -125,10 +125,12 @@ class Stack:
             raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
         return done.stdout
 
-    def prepare(self, key_name: str) -> None:
-        """Migrate and make a virtual key (``self.key``)."""
+    def prepare(self, key_name: str, *key_options: str) -> None:
+        """Migrate and make a virtual key (``self.key``), with ``create_virtual_key``'s
+        ``key_options`` (its limits, its budget)."""
         self.manage("migrate", "-v0")
-        self.key = self.manage("create_virtual_key", "--name", key_name).strip().splitlines()[-1]
+        made = self.manage("create_virtual_key", "--name", key_name, *key_options)
+        self.key = made.strip().splitlines()[-1]
 
     def _start(self, name: str, argv: list[str]) -> None:
         self.procs.start(name, argv, env=self.config.env(), cwd=self.config.var_dir)
