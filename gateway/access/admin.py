@@ -180,14 +180,8 @@ class VirtualKeyAdmin(admin.ModelAdmin):
         return len(changing)
 
 
-@admin.register(RevokedToken)
-class RevokedTokenAdmin(admin.ModelAdmin):
-    """Read-only: tokens are revoked with ``manage.py revoke_jwt``, and a revocation is not
-    undone by hand."""
-
-    list_display = ["jti", "issued_before", "revoked_at", "expires_at", "reason"]
-    search_fields = ["jti", "reason"]
-    date_hierarchy = "revoked_at"
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows to look at only: nobody adds, changes or deletes them here."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -199,8 +193,18 @@ class RevokedTokenAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(RevokedToken)
+class RevokedTokenAdmin(ReadOnlyAdmin):
+    """Read-only: tokens are revoked with ``manage.py revoke_jwt``, and a revocation is not
+    undone by hand."""
+
+    list_display = ["jti", "issued_before", "revoked_at", "expires_at", "reason"]
+    search_fields = ["jti", "reason"]
+    date_hierarchy = "revoked_at"
+
+
 @admin.register(KeySpend)
-class KeySpendAdmin(admin.ModelAdmin):
+class KeySpendAdmin(ReadOnlyAdmin):
     """The spend ledger: one row per key, UTC day and served model. Read-only: it is written
     in the transaction that finishes each job, and an edit would make it disagree with them."""
 
@@ -218,12 +222,3 @@ class KeySpendAdmin(admin.ModelAdmin):
     list_select_related = ["virtual_key"]
     search_fields = ["virtual_key__name", "model"]
     date_hierarchy = "day"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
