@@ -303,6 +303,7 @@ class JobEngine:
             terminal.error,
             served_by=terminal.served_by,
             virtual_key_id=job.virtual_key_id,
+            key_name=claimed.key_name,
         )
         written = self._loop.create_future()
         self._finishes.append((finish, written))

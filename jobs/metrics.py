@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, multiprocess, values
@@ -84,6 +85,12 @@ TOKENS = Counter(
     "and direction (prompt or completion).",
     ["key", "model", "direction"],
 )
+COST = Counter(
+    "gateway_cost_usd_total",
+    'USD charged for completed jobs (README, "Budgets and spend"), by virtual key name and the '
+    "model that served them; unpriced models add nothing.",
+    ["key", "model"],
+)
 WEBHOOK_DELIVERIES = Counter(
     "gateway_webhook_deliveries_total",
     "Webhook delivery attempts, by outcome: delivered, retry (tried again later) or rejected.",
@@ -130,6 +137,11 @@ def count_tokens(key: str, model: str, used: Mapping[str, int]) -> None:
     for direction, count in used.items():
         if count:
             TOKENS.labels(key, model, direction).inc(count)
+
+
+def count_cost(key: str, model: str, cost_usd: Decimal) -> None:
+    if cost_usd:
+        COST.labels(key, model).inc(float(cost_usd))
 
 
 def count_finished(status: str, request_type: str, provider: str, model: str) -> None:

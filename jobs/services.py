@@ -169,6 +169,7 @@ class Finish:
     error: dict[str, Any] | None = None
     served_by: str | None = None  # "provider/model" that produced the result
     virtual_key_id: int | None = None  # whose spend the result is charged to
+    key_name: str = ""  # the key's name, as the metrics label it
 
 
 def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
@@ -205,6 +206,9 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
         ended = [f for f, ok in zip(finishes, written, strict=True) if ok]
         limits.count_finished({f.job_id: limits.tokens_used(f.result) for f in ended}, now)
         record_charges(now, (c for c, ok in zip(charges, written, strict=True) if ok and c))
+    for finish, charge, ok in zip(finishes, charges, written, strict=True):
+        if ok and charge is not None:
+            metrics.count_cost(finish.key_name, charge.model.partition("/")[2], charge.cost_usd)
     return written
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from gateway.access.models import KeySpend
 from gateway.access.principals import Principal
-from jobs import services
+from jobs import metrics, services
 from jobs.engine import JobEngine
 from jobs.models import AsyncJob, JobStatus
 from providers import pricing
@@ -392,12 +392,14 @@ class ByHostTransport(GatedTransport):
 
 
 def test_engine_charges_the_model_that_served_after_a_fallback(engines):
+    cost = metrics.COST.labels("fallback-charged", "claude-test")
+    counted_before = cost._value.get()
     ModelPrice.objects.create(
         provider="anthropic", model="claude-test", input_per_million=1, output_per_million=1
     )
     pricing.clear_cache()
     engine = start(engines, ByHostTransport())
-    job = AsyncJobFactory(fallbacks=["anthropic/claude-test"])
+    job = AsyncJobFactory(fallbacks=["anthropic/claude-test"], virtual_key__name="fallback-charged")
 
     engine.wake()
     wait_for(lambda: status_of(job) == JobStatus.COMPLETED)
@@ -408,3 +410,6 @@ def test_engine_charges_the_model_that_served_after_a_fallback(engines):
     assert job.cost_usd == Decimal(tokens) / 1_000_000
     [row] = KeySpend.objects.filter(virtual_key=job.virtual_key)
     assert (row.model, row.requests, row.spend_usd) == ("anthropic/claude-test", 1, job.cost_usd)
+    # The metric counts the same charge, under the key's name and the served model.
+    wait_for(lambda: cost._value.get() > counted_before)
+    assert cost._value.get() - counted_before == pytest.approx(float(job.cost_usd))
