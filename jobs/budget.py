@@ -1,4 +1,8 @@
-"""The budget check at submit: a key that has spent its budget for the period gets a 402."""
+"""The 402 at submit for a key that has spent its budget for the period.
+
+The submit's gated INSERT checks the budget in the same statement as the limits
+(``jobs/limits.py``); when it refuses, this reads the spend again to tell a spent budget (402)
+from a limit (429)."""
 
 from __future__ import annotations
 

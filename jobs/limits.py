@@ -6,8 +6,11 @@ it: ``sql.insert_counted_job`` runs one conditional UPDATE on the row (pending b
 minute's requests and tokens below theirs) and inserts the job only if the UPDATE did, in the same
 statement on Postgres, in the same transaction on SQLite. The row lock orders concurrent submits
 of one key across every web process and host, and the WHERE is checked again on the row as the
-previous submit committed it, so two submits racing for the last slot cannot both win. Keys
-without limits never touch the row: no query, no transaction.
+previous submit committed it, so two submits racing for the last slot cannot both win. A key
+with a budget passes the same way: the UPDATE's WHERE also sums the key's ledger for the period
+(``gateway.access.budgets``), so a budgeted key pays no extra round trip either, and a refusal
+is then told apart (402 or 429) by reading the ledger and the row again. Keys with neither limits
+nor a budget never touch the row: no query, no transaction.
 
 Why a counter rather than counting the key's jobs at submit: a COUNT under a row lock needs the
 lock and the count in two statements (a statement's snapshot predates the lock it waits for, so
@@ -37,6 +40,7 @@ from uuid import UUID
 
 from django.db.models import Case, F, Value, When
 
+from gateway.access.budgets import first_ledger_day, period_start
 from gateway.access.models import VirtualKey
 from gateway.http.errors import TooManyRequests
 from jobs.models import AsyncJob, KeyCounters
@@ -64,21 +68,29 @@ def seconds_to_next_minute(now: datetime) -> int:
 
 
 def gate_for(key: VirtualKey | None, now: datetime) -> KeyGate | None:
-    """What a submit with ``key`` at ``now`` must pass; None when the key has no limits."""
-    if key is None or not key.has_limits:
+    """What a submit with ``key`` at ``now`` must pass; None when the key has neither limits
+    nor a budget. A budget is checked in the same statement as the limits (``sql.KeyGate``)."""
+    if key is None or not (key.has_limits or key.budget_usd is not None):
         return None
+    spend_from = None
+    if key.budget_usd is not None:
+        start = period_start(key.budget_period, now, key.created_at)
+        spend_from = first_ledger_day(key.budget_period, start)
     return KeyGate(
         key_id=key.pk,
         minute=minute_of(now),
         requests_per_minute=key.requests_per_minute,
         tokens_per_minute=key.tokens_per_minute,
         max_pending=key.max_pending,
+        budget_usd=key.budget_usd,
+        spend_from=spend_from,
     )
 
 
 def refusal(gate: KeyGate, now: datetime) -> TooManyRequests | None:
     """The 429 for a submit the counters refused: the limit the key is at, and how long to
-    wait. None when the key had no counters row (made now) or has room again: try again."""
+    wait. None when the key had no counters row (made now) or has room again: try again. (A
+    spent budget is the caller's to find first: ``jobs.budget.ensure_within_budget``.)"""
     counters, created = KeyCounters.objects.get_or_create(virtual_key_id=gate.key_id)
     if created:
         return None

@@ -53,20 +53,29 @@ class AsyncJob(models.Model):
         related_name="jobs",
         help_text="The key that submitted the job; empty for an admin JWT.",
     )
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    # A field's db_default (or a null column's NULL) lets the submit's INSERT leave the column
+    # to the database when the job holds that value (jobs/sql.py: insert_job).
+    status = models.CharField(
+        max_length=16,
+        choices=JobStatus.choices,
+        default=JobStatus.PENDING,
+        db_default=JobStatus.PENDING.value,
+    )
     provider = models.CharField(max_length=100)
     model = models.CharField(max_length=300)
     fallbacks = models.JSONField(default=list, blank=True)
     request = models.JSONField(help_text="The validated parameters sent upstream.")
     result_ttl = models.PositiveIntegerField()
 
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker claimed it.")
+    attempts = models.PositiveSmallIntegerField(
+        default=0, db_default=0, help_text="Times a worker claimed it."
+    )
     counted = models.BooleanField(
         default=False,
         help_text="Submitted under its key's limits: holds one of the key's pending slots while "
         "pending or processing, and its tokens count toward the key's minute when it finishes.",
     )
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    claimed_by = models.CharField(max_length=200, blank=True, default="", db_default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
 
@@ -80,6 +89,7 @@ class AsyncJob(models.Model):
     error = models.JSONField(null=True, blank=True)
     tries = models.JSONField(
         default=list,
+        db_default=[],
         blank=True,
         help_text="Earlier tries' outcomes, oldest first: each retry keeps the one it ends.",
     )

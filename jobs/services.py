@@ -53,10 +53,9 @@ def submit_job(
     delivery (waiting for the job to end) in the same transaction. A key whose budget is spent
     gets BudgetExceeded (402) and no job; a key with limits that it has reached gets
     TooManyRequests (429), and nothing is written (jobs/limits.py)."""
-    ensure_within_budget(principal)  # 402 once the key's budget is spent; nothing written
     # One INSERT: in autocommit it is committed when it returns, before the client hears 202,
     # and on_commit then rings at once (inside a caller's transaction, after its commit).
-    # A key with limits makes it one gated INSERT (jobs/limits.py).
+    # A key with limits or a budget makes it one gated INSERT (jobs/limits.py).
     now = timezone.now()
     gate = limits.gate_for(principal.virtual_key, now)
     job = AsyncJob(
@@ -85,6 +84,7 @@ def submit_job(
             break
         except limits.LimitReached:
             assert gate is not None
+            ensure_within_budget(principal)  # 402 when the budget refused it
             refused = limits.refusal(gate, now)
             if refused is not None:
                 raise refused from None

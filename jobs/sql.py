@@ -4,14 +4,15 @@ Building a query costs the ORM more CPU than running it, and on the paths that r
 cost was measured and found to matter (docs/measurements.md, "The ORM on the request path"):
 
 - ``insert_job``: the submit's INSERT, instead of ``AsyncJob.objects.create``.
-- ``insert_counted_job``: the same INSERT for a key with limits, only if the key's counters row
-  (KeyCounters) admits it, which it updates: on Postgres one statement, so a key with limits
-  pays no extra round trip and no transaction.
+- ``insert_counted_job``: the same INSERT for a key with limits or a budget, only if the key's
+  counters row (KeyCounters) and its spend admit it; it updates the row: on Postgres one
+  statement, so such a key pays no extra round trip and no transaction.
 - ``read_polled_job``: the poll's SELECT by primary key, instead of ``only(...).get(pk=...)``.
 - ``finish``: the engine's batch of terminal states in one transaction, one prepared UPDATE per
   job, instead of ``filter(...).update(...)`` for each.
-- ``spent_since``: the submit's read of what a key with a budget has spent (the sum of its
-  ledger rows, ``gateway.access.models.KeySpend``), instead of ``aggregate(Sum(...))``.
+- ``spent_since``: what a key with a budget has spent (the sum of its ledger rows,
+  ``gateway.access.models.KeySpend``), instead of ``aggregate(Sum(...))``; the same sum is part
+  of the gate's WHERE for a key with a budget.
 
 Two say what the ORM has no words for:
 
@@ -40,9 +41,9 @@ from typing import Any, NamedTuple
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field
+from django.db.models import NOT_PROVIDED, Field, Value
 
-from gateway.access.models import KeySpend
+from gateway.access.models import KeySpend, VirtualKey
 from jobs.models import AsyncJob, JobStatus, KeyCounters
 
 
@@ -87,27 +88,70 @@ def _read(conn: BaseDatabaseWrapper, name: str, value: Any) -> Any:
 # --- the submit's INSERT ------------------------------------------------------------------------
 
 
+def _default_at_insert(field: Field[Any, Any]) -> tuple[bool, Any]:
+    """(True, value) when the database writes ``value`` into the field's column by itself:
+    its ``db_default``, or NULL in a nullable column without one; (False, None) otherwise."""
+    if field.primary_key or getattr(field, "auto_now_add", False):
+        return False, None
+    default = field.db_default
+    if default is not NOT_PROVIDED:
+        if isinstance(default, Value):
+            return True, default.value
+        return not hasattr(default, "resolve_expression"), default  # a function: not a constant
+    if field.null and not field.has_default():
+        return True, None
+    return False, None
+
+
+# Columns the database fills by itself, with the value it writes. A new job holds that value in
+# most of them (a pending job has no result, no lease, no cost yet), so the INSERT names only
+# the others: fewer values to prepare, send and cast.
+_DATABASE_DEFAULTS = {
+    field.attname: value
+    for field in AsyncJob._meta.concrete_fields
+    for found, value in [_default_at_insert(field)]
+    if found
+}
+
+
+def _left_to_database(job: AsyncJob) -> tuple[bool, ...]:
+    """For each column the database can fill (``_DATABASE_DEFAULTS``, in order), whether
+    ``job`` holds the value it would write there."""
+    return tuple(getattr(job, attname) == value for attname, value in _DATABASE_DEFAULTS.items())
+
+
 @functools.cache
-def _insert_sql(alias: str) -> str:
+def _inserted(left: tuple[bool, ...]) -> tuple[Field[Any, Any], ...]:
+    """The fields an INSERT names, given ``_left_to_database``'s answer."""
+    skipped = {attname for attname, skip in zip(_DATABASE_DEFAULTS, left, strict=True) if skip}
+    return tuple(f for f in AsyncJob._meta.concrete_fields if f.attname not in skipped)
+
+
+@functools.cache
+def _insert_sql(alias: str, left: tuple[bool, ...]) -> str:
     conn = connections[alias]
-    columns = [conn.ops.quote_name(field.column) for field in AsyncJob._meta.concrete_fields]
+    columns = [conn.ops.quote_name(field.column) for field in _inserted(left)]
     placeholders = ", ".join(["%s"] * len(columns))
     return f"INSERT INTO {_table(conn)} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 (names from the model)
+
+
+def _insert_values(job: AsyncJob, left: tuple[bool, ...], conn: BaseDatabaseWrapper) -> list[Any]:
+    return [
+        field.get_db_prep_save(field.pre_save(job, add=True), conn) for field in _inserted(left)
+    ]
 
 
 def insert_job(job: AsyncJob) -> None:
     """Insert a new job, as ``job.save(force_insert=True)`` would: every field's ``pre_save``
     (``auto_now_add`` included) and ``get_db_prep_save``, on the router's database; the
-    instance is then marked saved. AsyncJob has no save signals or ``save()`` override to skip.
+    instance is then marked saved. Columns whose value the database writes by itself are left
+    to it. AsyncJob has no save signals or ``save()`` override to skip.
     """
     alias = router.db_for_write(AsyncJob, instance=job)
     conn = connections[alias]
-    values = [
-        field.get_db_prep_save(field.pre_save(job, add=True), conn)
-        for field in AsyncJob._meta.concrete_fields
-    ]
+    left = _left_to_database(job)
     with conn.cursor() as cursor:
-        cursor.execute(_insert_sql(alias), values)
+        cursor.execute(_insert_sql(alias, left), _insert_values(job, left, conn))
     job._state.adding = False
     job._state.db = alias
 
@@ -116,14 +160,18 @@ def insert_job(job: AsyncJob) -> None:
 
 
 class KeyGate(NamedTuple):
-    """What a submit with a key that has limits must pass (jobs/limits.py), at clock minute
-    ``minute`` (minutes since the Unix epoch); a limit of None is not checked."""
+    """What a submit with a key that has limits or a budget must pass (jobs/limits.py), at clock
+    minute ``minute`` (minutes since the Unix epoch); a limit of None is not checked. With a
+    budget, the key's ledger rows from ``spend_from`` on (every row when None) must sum to less
+    than ``budget_usd``."""
 
     key_id: int
     minute: int
     requests_per_minute: int | None
     tokens_per_minute: int | None
     max_pending: int | None
+    budget_usd: Decimal | None = None
+    spend_from: date | None = None
 
 
 def _counter_names(conn: BaseDatabaseWrapper, *fields: str) -> list[str]:
@@ -137,36 +185,60 @@ def _counter_names(conn: BaseDatabaseWrapper, *fields: str) -> list[str]:
 
 
 @functools.cache
-def _gate_sql(alias: str, requests: bool, tokens: bool, pending: bool) -> str:
-    """The counters' conditional UPDATE. Parameters: the minute (twice), the key's id, then, for
-    each limit checked, in this order: max_pending; the minute and requests_per_minute; the
-    minute and tokens_per_minute.
+def _gate_sql(alias: str, checks: tuple[bool, bool, bool, bool, bool]) -> str:
+    """The counters' conditional UPDATE. ``checks``: requests, tokens, pending, budget, and
+    whether the budget counts from a day (``_checks``). Parameters: the minute (twice), the
+    key's id, then, for each check made, in this order: max_pending; the minute and
+    requests_per_minute; the minute and tokens_per_minute; the key's id, [the first ledger day]
+    and the budget.
 
     Every right-hand side reads the row as it was, so a new minute restarts ``requests`` at 1.
     On Postgres a concurrent submit's UPDATE waits for this one's row lock, then checks the WHERE
-    again on the row as committed: the last slot goes to exactly one of them.
+    again on the row as committed: the last slot goes to exactly one of them. The budget's sum
+    reads the ledger as the statement's snapshot has it: spend is written as jobs finish, so a
+    submit admitted just before a finish commits is the same as one admitted just before it.
     """
+    requests, tokens, pending, budget, from_day = checks
     conn = connections[alias]
     key, pending_n, request_minute, requests_n, token_minute, tokens_n = _counter_names(
         conn, "virtual_key", "pending", "request_minute", "requests", "token_minute", "tokens"
     )
-    checks = [f"{key} = %s"]
+    where = [f"{key} = %s"]
     if pending:
-        checks.append(f"{pending_n} < %s")
+        where.append(f"{pending_n} < %s")
     if requests:
-        checks.append(f"({request_minute} <> %s OR {requests_n} < %s)")
+        where.append(f"({request_minute} <> %s OR {requests_n} < %s)")
     if tokens:
-        checks.append(f"({token_minute} <> %s OR {tokens_n} < %s)")
+        where.append(f"({token_minute} <> %s OR {tokens_n} < %s)")
+    if budget:
+        budget_type = _budget_field().cast_db_type(conn)  # type: ignore[attr-defined]
+        where.append(f"({_spent_sql(alias, from_day=from_day)}) < CAST(%s AS {budget_type})")
     return (
         f"UPDATE {conn.ops.quote_name(KeyCounters._meta.db_table)} SET "  # noqa: S608 (names from the model)
         f"{pending_n} = {pending_n} + 1, "
         f"{requests_n} = CASE WHEN {request_minute} = %s THEN {requests_n} + 1 ELSE 1 END, "
         f"{request_minute} = %s "
-        f"WHERE {' AND '.join(checks)}"
+        f"WHERE {' AND '.join(where)}"
     )
 
 
-def _gate_params(gate: KeyGate) -> list[Any]:
+def _budget_field() -> Field[Any, Any]:
+    field = VirtualKey._meta.get_field("budget_usd")
+    assert isinstance(field, Field)
+    return field
+
+
+def _checks(gate: KeyGate) -> tuple[bool, bool, bool, bool, bool]:
+    return (
+        gate.requests_per_minute is not None,
+        gate.tokens_per_minute is not None,
+        gate.max_pending is not None,
+        gate.budget_usd is not None,
+        gate.spend_from is not None,
+    )
+
+
+def _gate_params(gate: KeyGate, conn: BaseDatabaseWrapper) -> list[Any]:
     params: list[Any] = [gate.minute, gate.minute, gate.key_id]
     if gate.max_pending is not None:
         params.append(gate.max_pending)
@@ -174,19 +246,24 @@ def _gate_params(gate: KeyGate) -> list[Any]:
         params += [gate.minute, gate.requests_per_minute]
     if gate.tokens_per_minute is not None:
         params += [gate.minute, gate.tokens_per_minute]
+    if gate.budget_usd is not None:
+        params += _spent_params(conn, gate.key_id, gate.spend_from)
+        params.append(_budget_field().get_db_prep_save(gate.budget_usd, conn))
     return params
 
 
 @functools.cache
-def _gated_insert_sql(alias: str, requests: bool, tokens: bool, pending: bool) -> str:
+def _gated_insert_sql(
+    alias: str, checks: tuple[bool, bool, bool, bool, bool], left: tuple[bool, ...]
+) -> str:
     """Postgres: the gate and the INSERT in one statement; the job is inserted only if the gate
     updated the key's row. Each value is cast to its column's type, as a VALUES list would
     infer it."""
     conn = connections[alias]
-    fields = AsyncJob._meta.concrete_fields
+    fields = _inserted(left)
     columns = ", ".join(conn.ops.quote_name(field.column) for field in fields)
     values = ", ".join(f"CAST(%s AS {field.cast_db_type(conn)})" for field in fields)  # type: ignore[attr-defined]
-    gate = _gate_sql(alias, requests, tokens, pending)
+    gate = _gate_sql(alias, checks)
     return (
         f"WITH gate AS ({gate} RETURNING 1) "  # noqa: S608 (names from the model)
         f"INSERT INTO {_table(conn)} ({columns}) SELECT {values} FROM gate"
@@ -194,34 +271,29 @@ def _gated_insert_sql(alias: str, requests: bool, tokens: bool, pending: bool) -
 
 
 def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
-    """Insert ``job`` as ``insert_job`` does, only if the key's counters admit it (and then
-    counted in them); False, and nothing written, when a limit is reached or the key has no
-    counters row yet.
+    """Insert ``job`` as ``insert_job`` does, only if the key's counters and budget admit it
+    (and then counted in them); False, and nothing written, when a limit is reached, the budget
+    is spent or the key has no counters row yet.
 
     Postgres: one statement. SQLite has one writer at a time: the UPDATE, then the INSERT, in one
     transaction (the caller's, when it has one).
     """
     alias = router.db_for_write(AsyncJob, instance=job)
     conn = connections[alias]
-    values = [
-        field.get_db_prep_save(field.pre_save(job, add=True), conn)
-        for field in AsyncJob._meta.concrete_fields
-    ]
-    which = (
-        gate.requests_per_minute is not None,
-        gate.tokens_per_minute is not None,
-        gate.max_pending is not None,
-    )
+    left = _left_to_database(job)
+    values = _insert_values(job, left, conn)
+    checks = _checks(gate)
     if conn.vendor == "postgresql":
         with conn.cursor() as cursor:
-            cursor.execute(_gated_insert_sql(alias, *which), _gate_params(gate) + values)
+            statement = _gated_insert_sql(alias, checks, left)
+            cursor.execute(statement, _gate_params(gate, conn) + values)
             admitted = cursor.rowcount == 1
     else:
         with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
-            cursor.execute(_gate_sql(alias, *which), _gate_params(gate))
+            cursor.execute(_gate_sql(alias, checks), _gate_params(gate, conn))
             admitted = cursor.rowcount == 1
             if admitted:
-                cursor.execute(_insert_sql(alias), values)
+                cursor.execute(_insert_sql(alias, left), values)
     if admitted:
         job._state.adding = False
         job._state.db = alias
@@ -482,16 +554,21 @@ def _spent_sql(alias: str, *, from_day: bool) -> str:
     )
 
 
+def _spent_params(conn: BaseDatabaseWrapper, key_id: int, first_day: date | None) -> list[Any]:
+    params: list[Any] = [key_id]
+    if first_day is not None:
+        params.append(KeySpend._meta.get_field("day").get_db_prep_value(first_day, conn))
+    return params
+
+
 def spent_since(key_id: int, first_day: date | None) -> Decimal:
     """What the key spent on the ledger days from ``first_day`` on (every day when None): one
     aggregate over the ledger's (key, day, model) index, read as the model reads spend_usd."""
     alias = router.db_for_read(KeySpend)
     conn = connections[alias]
-    params: list[Any] = [key_id]
-    if first_day is not None:
-        params.append(KeySpend._meta.get_field("day").get_db_prep_value(first_day, conn))
     with conn.cursor() as cursor:
-        cursor.execute(_spent_sql(alias, from_day=first_day is not None), params)
+        sql = _spent_sql(alias, from_day=first_day is not None)
+        cursor.execute(sql, _spent_params(conn, key_id, first_day))
         (value,) = cursor.fetchone()
     field = KeySpend._meta.get_field("spend_usd")
     assert isinstance(field, Field)

@@ -3,9 +3,9 @@ from django.urls import path
 from jobs.request_types import KINDS
 from jobs.views import CancelJobView, ListJobsView, PollJobView, SubmitJobView, UsageView
 
+# The request types' routes first: they take nearly every request, and Django tries the
+# patterns in order.
 urlpatterns = [
-    path("async/jobs", ListJobsView.as_view(), name="list-jobs"),
-    path("usage", UsageView.as_view(), name="usage"),
     *(
         route
         for kind in KINDS
@@ -23,4 +23,6 @@ urlpatterns = [
             ),
         )
     ),
+    path("async/jobs", ListJobsView.as_view(), name="list-jobs"),
+    path("usage", UsageView.as_view(), name="usage"),
 ]

@@ -3,8 +3,9 @@
 A key's budget (``VirtualKey.budget_usd``) is spent over a UTC calendar period: the day, the ISO
 week (from Monday), the calendar month, or ``total`` (since the key was created). The spend is
 read from the ledger (``KeySpend``, one row per key, UTC day and served model), which is written
-when jobs finish, so a submit is refused (``jobs.budget.ensure_within_budget``) once the jobs
-already finished have spent the budget; jobs still running when it is reached are charged as
+when jobs finish, so a submit is refused once the jobs already finished have spent the budget
+(the sum is part of the submit's gated INSERT, ``jobs/limits.py``; the 402 itself comes from
+``jobs.budget.ensure_within_budget``); jobs still running when it is reached are charged as
 they finish.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -17,8 +18,14 @@ def generate_key() -> str:
 
 
 def hash_key(raw_key: str) -> str:
-    pepper = hashlib.sha256(b"gateway-virtual-key:" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(pepper, raw_key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    """The key's HMAC-SHA256 under a pepper derived from SECRET_KEY, in hex: what is stored."""
+    message = raw_key.encode("utf-8", "surrogatepass")
+    return hmac.digest(_pepper(settings.SECRET_KEY), message, "sha256").hex()
+
+
+@functools.lru_cache(maxsize=2)
+def _pepper(secret_key: str) -> bytes:
+    return hashlib.sha256(b"gateway-virtual-key:" + secret_key.encode()).digest()
 
 
 def display_prefix(raw_key: str) -> str:

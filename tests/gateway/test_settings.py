@@ -220,3 +220,23 @@ def test_a_redis_broker_keeps_no_unacknowledged_messages_a_worker_would_restore(
     redis = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
     options = _setting("s.CELERY_BROKER_TRANSPORT_OPTIONS", redis)
     assert options["ack_emulation"] is False
+
+
+def test_in_process_caches_are_not_closed_after_each_request_and_others_would_be():
+    import weakref
+
+    from django.conf import settings
+    from django.core.cache import close_caches
+    from django.core.signals import request_finished
+
+    from gateway.apps import closes_nothing
+
+    assert closes_nothing(settings.CACHES)
+    receivers = [
+        ref() if isinstance(ref, weakref.ReferenceType) else ref
+        for _, ref, *_ in request_finished.receivers
+    ]
+    assert receivers  # the connection handling is still there
+    assert close_caches not in receivers
+    memcached = {"default": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache"}}
+    assert not closes_nothing(memcached)

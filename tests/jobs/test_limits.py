@@ -317,6 +317,19 @@ def test_a_key_with_limits_submits_with_one_statement_on_postgres(dispatched, pr
     assert len(queries) == (1 if connection.vendor == "postgresql" else 2), queries.captured_queries
 
 
+def test_a_key_with_limits_and_a_budget_submits_with_one_statement_on_postgres(
+    dispatched, provider_cache
+):
+    key = VirtualKeyFactory(
+        requests_per_minute=100, max_pending=100, budget_usd=10**6, budget_period="monthly"
+    )
+    submit(key)  # caches the key and makes its counters row
+    with CaptureQueriesContext(connection) as queries:
+        assert submit(key).status_code == 202
+    # The budget's sum is in the gate's WHERE: no statement of its own.
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 2), queries.captured_queries
+
+
 def test_a_keys_first_submit_under_limits_makes_its_counters_row(dispatched):
     key = VirtualKeyFactory(max_pending=1)
     assert not KeyCounters.objects.exists()

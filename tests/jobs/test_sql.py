@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from gateway.access.models import KeySpend
@@ -70,6 +71,60 @@ def test_the_insert_writes_every_field_as_the_model_reads_it_back():
         assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
     assert not job._state.adding
     assert job._state.db == "default"
+
+
+NONE_LEFT = (False,) * len(sql._DATABASE_DEFAULTS)
+ALL_LEFT = (True,) * len(sql._DATABASE_DEFAULTS)
+
+
+def test_the_columns_left_to_the_database_get_what_the_model_would_have_written():
+    blank = AsyncJob()
+    assert {"status", "attempts", "claimed_by", "tries", "result", "cost_usd"} <= set(
+        sql._DATABASE_DEFAULTS
+    )
+    for attname, value in sql._DATABASE_DEFAULTS.items():
+        assert getattr(blank, attname) == value, attname
+
+
+def test_a_new_job_names_only_the_columns_the_database_cannot_fill():
+    key = VirtualKeyFactory()
+    job = AsyncJob(
+        request_type=RequestType.CHAT_COMPLETION,
+        virtual_key=key,
+        provider="openai",
+        model="gpt-4o-mini",
+        request={"messages": [{"role": "user", "content": "hi"}]},
+        result_ttl=60,
+        dispatched_at=timezone.now(),
+    )
+    with CaptureQueriesContext(connection) as queries:
+        sql.insert_job(job)
+
+    [insert] = [q["sql"] for q in queries.captured_queries]
+    named = set(QUOTED.findall(insert.split("VALUES")[0]))
+    assert named == {
+        AsyncJob._meta.db_table,
+        *("id", "request_type", "virtual_key_id", "provider", "model", "fallbacks", "request"),
+        *("result_ttl", "counted", "dispatched_at", "created_at"),
+    }
+    stored = AsyncJob.objects.get(pk=job.pk)
+    for field in AsyncJob._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
+
+
+def test_a_job_holding_another_value_than_the_databases_names_that_column():
+    job = AsyncJob(
+        request_type=RequestType.TEXT_COMPLETION,
+        provider="openai",
+        model="m",
+        request={"prompt": "x"},
+        result_ttl=60,
+        tries=[{"status": "failed"}],
+    )
+    sql.insert_job(job)
+    stored = AsyncJob.objects.get(pk=job.pk)
+    assert stored.tries == [{"status": "failed"}]
+    assert (stored.virtual_key_id, stored.status, stored.attempts) == (None, PENDING, 0)
 
 
 def test_the_insert_stamps_created_at_as_auto_now_add_does():
@@ -204,7 +259,8 @@ QUOTED = re.compile(r'"([^"]+)"')
 def test_the_statements_name_only_the_models_table_and_columns():
     names = {AsyncJob._meta.db_table} | {f.column for f in AsyncJob._meta.concrete_fields}
     statements = [
-        sql._insert_sql("default"),
+        sql._insert_sql("default", NONE_LEFT),
+        sql._insert_sql("default", ALL_LEFT),
         sql._poll_sql("default"),
         sql._claim_sql(connection),
         sql._finish_sql(connection),
@@ -217,17 +273,30 @@ def test_the_statements_name_only_the_models_table_and_columns():
         assert quoted <= names, statement
 
 
-@pytest.mark.parametrize("limits", [(True, True, True), (True, False, False), (False, False, True)])
-def test_the_gate_names_only_the_counters_and_jobs_tables_and_columns(limits):
+@pytest.mark.parametrize(
+    "checks",
+    [
+        (True, True, True, False, False),
+        (True, False, False, False, False),
+        (False, False, True, False, False),
+        (True, True, True, True, True),
+        (False, False, False, True, False),
+    ],
+)
+def test_the_gate_names_only_the_counters_ledger_and_jobs_tables_and_columns(checks):
     names = {AsyncJob._meta.db_table} | {f.column for f in AsyncJob._meta.concrete_fields}
     names |= {KeyCounters._meta.db_table} | {f.column for f in KeyCounters._meta.concrete_fields}
-    for statement in (sql._gate_sql("default", *limits), sql._gated_insert_sql("default", *limits)):
+    names |= {KeySpend._meta.db_table} | {f.column for f in KeySpend._meta.concrete_fields}
+    statements = [sql._gate_sql("default", checks)]
+    statements += [sql._gated_insert_sql("default", checks, left) for left in (NONE_LEFT, ALL_LEFT)]
+    for statement in statements:
         quoted = set(QUOTED.findall(statement))
         assert KeyCounters._meta.db_table in quoted, statement
+        assert (KeySpend._meta.db_table in quoted) == checks[3], statement
         assert quoted <= names, statement
 
 
-def gate_of(job: AsyncJob, **limits: int | None) -> sql.KeyGate:
+def gate_of(job: AsyncJob, **limits: Any) -> sql.KeyGate:
     values = {"requests_per_minute": None, "tokens_per_minute": None, "max_pending": None}
     return sql.KeyGate(key_id=job.virtual_key_id, minute=1000, **(values | limits))  # type: ignore[arg-type]
 
@@ -281,6 +350,36 @@ def test_a_new_minute_restarts_the_request_count_and_ignores_old_tokens():
     assert sql.insert_counted_job(job, gate)
     counters = KeyCounters.objects.get(pk=job.virtual_key_id)
     assert (counters.requests, counters.request_minute) == (1, 1000)
+
+
+def test_the_gate_admits_while_the_ledger_from_its_first_day_is_below_the_budget():
+    job = every_field_set()
+    key = job.virtual_key
+    KeyCounters.objects.create(virtual_key=key)
+    today = timezone.now().date()
+    for day, spent in ((today - timedelta(days=1), "5"), (today, "0.9999999999")):
+        KeySpend.objects.create(virtual_key=key, day=day, model="openai/m", spend_usd=spent)
+    daily = gate_of(job, budget_usd=Decimal(1), spend_from=today)
+    assert sql.insert_counted_job(every_field_set_for(key), daily)
+
+    KeySpend.objects.filter(day=today).update(spend_usd=Decimal(1))
+    assert not sql.insert_counted_job(every_field_set_for(key), daily)
+    # Every day counts when the gate has no first day (the "total" period).
+    total = gate_of(job, budget_usd=Decimal(6), spend_from=None)
+    assert not sql.insert_counted_job(every_field_set_for(key), total)
+    assert sql.insert_counted_job(every_field_set_for(key), total._replace(budget_usd=Decimal(7)))
+    assert AsyncJob.objects.count() == 2
+    assert KeyCounters.objects.get(pk=key.pk).pending == 2
+
+
+def test_the_budget_gate_counts_only_its_own_keys_ledger():
+    job = every_field_set()
+    KeyCounters.objects.create(virtual_key=job.virtual_key)
+    other = VirtualKeyFactory()
+    KeySpend.objects.create(
+        virtual_key=other, day=timezone.now().date(), model="openai/m", spend_usd=Decimal(50)
+    )
+    assert sql.insert_counted_job(job, gate_of(job, budget_usd=Decimal(1), spend_from=None))
 
 
 def every_field_set_for(key: Any) -> AsyncJob:

@@ -13,7 +13,7 @@ from gateway.access.budgets import period_start
 from gateway.access.models import BudgetPeriod
 from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from jobs.charges import Charge, record_charges
-from jobs.models import AsyncJob, IdempotencyKey
+from jobs.models import AsyncJob, IdempotencyKey, KeyCounters
 from jobs.serializers import rfc3339
 from jobs.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.factories import VirtualKeyFactory
@@ -198,6 +198,26 @@ def test_a_spent_budget_does_not_stop_polls_or_other_keys():
     assert client_for(key.raw).get(accepted["Location"]).status_code == 202
     assert client_for(key.raw).post(SUBMIT_URL, VALID_BODY, format="json").status_code == 402
     assert client_for(other.raw).post(SUBMIT_URL, VALID_BODY, format="json").status_code == 202
+
+
+def test_a_spent_budget_is_402_before_any_limit_the_key_is_also_at():
+    key = VirtualKeyFactory(budget_usd=Decimal(1), budget_period=BudgetPeriod.DAILY, max_pending=1)
+    assert client_for(key.raw).post(SUBMIT_URL, VALID_BODY, format="json").status_code == 202
+    spend(key, "1")  # now at max_pending and out of budget
+
+    response = client_for(key.raw).post(SUBMIT_URL, VALID_BODY, format="json")
+
+    assert_error_shape(response, 402, code="budget_exceeded")
+    assert AsyncJob.objects.count() == 1
+
+
+def test_a_key_with_only_a_budget_is_counted_so_its_submits_pass_one_gate():
+    key = VirtualKeyFactory(budget_usd=Decimal(1), budget_period=BudgetPeriod.MONTHLY)
+    accepted = client_for(key.raw).post(SUBMIT_URL, VALID_BODY, format="json")
+    assert accepted.status_code == 202
+    job = AsyncJob.objects.get()
+    assert job.counted
+    assert KeyCounters.objects.get(virtual_key=key).pending == 1
 
 
 def test_an_admin_token_has_no_budget(admin_client):
