@@ -53,6 +53,7 @@ class VirtualKeyForm(forms.ModelForm):
             "requests_per_minute",
             "tokens_per_minute",
             "max_pending",
+            "share",
             "budget_usd",
             "budget_period",
         ]
@@ -94,6 +95,7 @@ class VirtualKeyAdmin(admin.ModelAdmin):
         "requests_per_minute",
         "tokens_per_minute",
         "max_pending",
+        "share",
         "budget_usd",
         "budget_period",
         "period_spend",
