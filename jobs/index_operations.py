@@ -29,6 +29,9 @@ def _concurrent(schema_editor: BaseDatabaseSchemaEditor) -> bool:
 class AddIndexConcurrently(postgres.AddIndexConcurrently):
     """``CREATE INDEX CONCURRENTLY`` on Postgres, a plain ``AddIndex`` elsewhere."""
 
+    def describe(self) -> str:
+        return f"{AddIndex.describe(self)} (concurrently on Postgres)"
+
     def database_forwards(
         self,
         app_label: str,
@@ -57,6 +60,9 @@ class AddIndexConcurrently(postgres.AddIndexConcurrently):
 class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
     """``DROP INDEX CONCURRENTLY`` on Postgres, a plain ``RemoveIndex`` elsewhere."""
 
+    def describe(self) -> str:
+        return f"{RemoveIndex.describe(self)} (concurrently on Postgres)"
+
     def database_forwards(
         self,
         app_label: str,
@@ -80,4 +86,3 @@ class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
             super().database_backwards(app_label, schema_editor, from_state, to_state)
         else:
             RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
-

@@ -21,9 +21,10 @@ Two say what the ORM has no words for:
 - ``purge_batch``: delete expired rows by physical address, oldest expiry first.
 
 Every table and column name comes from the model's fields (AsyncJob's; KeyCounters' in the
-limits' statements, KeySpend's in ``spent_since``, VirtualKey's share in the claim), the values written are prepared by their
-fields as the ORM prepares them, the values read pass through the converters the ORM applies,
-and each statement runs on the database the router names for AsyncJob.
+limits' statements, KeySpend's in ``spent_since``, VirtualKey's share in the claim), the values
+written are prepared by their fields as the ORM prepares them, the values read pass through the
+converters the ORM applies, and each statement runs on the database the router names for
+AsyncJob.
 tests/jobs/test_sql.py runs each one on the migrated table and fails when a field changes
 under it.
 """
