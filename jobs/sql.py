@@ -312,7 +312,7 @@ def read_polled_job(pk: uuid.UUID) -> PolledJob | None:
 # Jobs without a virtual key (an admin JWT's) are one group, numbered 0: key ids start at 1.
 NO_KEY_GROUP = 0
 # Jobs processing counted per key, at most: keys with more are equally busy to the claim, which
-# then gives them turns, one job each, instead of reading every row they have in flight.
+# then gives them turns by their shares, instead of reading every row they have in flight.
 BUSY_COUNTED = 1000
 # Candidates read per key: twice the claim's limit, so an engine claiming beside another, which
 # skips the rows the other is locking, still finds as many as it has room for.
@@ -354,8 +354,11 @@ def _claim_sql(conn: BaseDatabaseWrapper) -> str:
     The place is a float: a quotient of two integers is rounded once, so equal fractions (2/6
     and 1/3) are equal places and fall back to the oldest first.
 
-    Every key pending costs its count, bounded by ``BUSY_COUNTED``, and one primary-key probe;
-    nothing reads the key table's other rows or a key's queue past its candidates.
+    Each key pending costs one index probe to find it, its count (bounded by ``BUSY_COUNTED``:
+    shares hold while each key has fewer jobs than that processing), one look-up of its share by
+    the key table's primary key (or, for a key table of a few pages, a read of those pages,
+    which the planner prices lower), and its candidates' index entries; nothing reads a key's
+    queue past its candidates (docs/measurements.md, "The fair claim" and "Weighted shares").
 
     Postgres: each candidate, in that order, is locked with ``FOR UPDATE SKIP LOCKED`` until the
     limit is reached, so engines claiming at once never wait for each other nor take a row
