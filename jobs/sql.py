@@ -16,15 +16,16 @@ cost was measured and found to matter (docs/measurements.md, "The ORM on the req
 
 Two say what the ORM has no words for:
 
-- ``claim_pending``: pending -> processing, a fair share per key (the oldest jobs of the keys
-  with the fewest processing), skipping rows another engine is claiming (``FOR UPDATE SKIP
-  LOCKED``).
+- ``claim_pending``: pending -> processing, a weighted fair share per key (the oldest jobs of
+  the keys with the fewest processing per share), skipping rows another engine is claiming
+  (``FOR UPDATE SKIP LOCKED``).
 - ``purge_batch``: delete expired rows by physical address, oldest expiry first.
 
 Every table and column name comes from the model's fields (AsyncJob's; KeyCounters' in the
-limits' statements, KeySpend's in ``spent_since``), the values written are prepared by their
-fields as the ORM prepares them, the values read pass through the converters the ORM applies,
-and each statement runs on the database the router names for AsyncJob.
+limits' statements, KeySpend's in ``spent_since``, VirtualKey's share in the claim), the values
+written are prepared by their fields as the ORM prepares them, the values read pass through the
+converters the ORM applies, and each statement runs on the database the router names for
+AsyncJob.
 tests/jobs/test_sql.py runs each one on the migrated table and fails when a field changes
 under it.
 """
@@ -41,7 +42,7 @@ from typing import Any, NamedTuple
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import NOT_PROVIDED, Field, Value
+from django.db.models import NOT_PROVIDED, Field, FloatField, Value
 
 from gateway.access.models import KeySpend, VirtualKey
 from jobs.models import AsyncJob, JobStatus, KeyCounters
@@ -383,11 +384,17 @@ def read_polled_job(pk: uuid.UUID) -> PolledJob | None:
 # Jobs without a virtual key (an admin JWT's) are one group, numbered 0: key ids start at 1.
 NO_KEY_GROUP = 0
 # Jobs processing counted per key, at most: keys with more are equally busy to the claim, which
-# then gives them turns, one job each, instead of reading every row they have in flight.
+# then gives them turns by their shares, instead of reading every row they have in flight.
 BUSY_COUNTED = 1000
 # Candidates read per key: twice the claim's limit, so an engine claiming beside another, which
 # skips the rows the other is locking, still finds as many as it has room for.
 CANDIDATES_PER_LIMIT = 2
+
+
+def _key_field(name: str) -> Field[Any, Any]:
+    field = VirtualKey._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
 
 
 def _literal(value: str) -> str:
@@ -398,21 +405,32 @@ def _literal(value: str) -> str:
 
 
 def _claim_sql(conn: BaseDatabaseWrapper) -> str:
-    """The claim, a fair share per key. Parameters, in order: candidates per key, the limit
-    and the assignments on Postgres; candidates per key, the assignments and the limit on
+    """The claim, a weighted fair share per key. Parameters, in order: candidates per key, the
+    limit and the assignments on Postgres; candidates per key, the assignments and the limit on
     SQLite.
 
     Jobs are grouped by key (``job_pending_group_idx`` and ``job_processing_group_idx``, on
     ``COALESCE(virtual_key_id, 0)``). ``queued`` finds the keys with pending jobs by a loose
-    index scan: one index probe per key, however many jobs each has queued. ``share`` counts
+    index scan: one index probe per key, however many jobs each has queued. ``load`` counts
     each key's jobs processing (up to ``BUSY_COUNTED``) through the partial index of processing
-    jobs; with one key pending there is nothing to share and it counts nothing. ``ranked``
-    takes each key's oldest pending jobs (a few index entries per key) and gives each the number
-    of its key's jobs that would be processing once it is claimed; the claim takes the lowest
-    such numbers first, the oldest job among equals. So the key with the fewest jobs processing
-    is served first, two backlogged keys take turns, and a key with thousands queued and in
-    flight never delays another key's new job by more than the next free slot. When every key
-    is equal this is the old order: oldest first.
+    jobs and reads its ``share`` (``VirtualKey.share``; 1 for jobs without a key) by the key
+    table's primary key; with one key pending there is nothing to share and it reads neither.
+    ``ranked`` takes each key's oldest pending jobs (a few index entries per key) and gives each
+    the key's jobs processing before it is claimed, divided by the key's share; the claim takes
+    the lowest such places first, the oldest job among equals. So the key with the fewest jobs
+    processing per share is served first: a key with share 3 takes three jobs for every one of
+    a key with share 1 while both have a backlog, a key with nothing processing takes the next
+    free slot whatever the others' shares, and a key with thousands queued and in flight never
+    delays another key's new job by more than that. When every share is 1 the order is the
+    unweighted fair share, and when every key is equal it is the old order: oldest first.
+    The place is a float: a quotient of two integers is rounded once, so equal fractions (2/6
+    and 1/3) are equal places and fall back to the oldest first.
+
+    Each key pending costs one index probe to find it, its count (bounded by ``BUSY_COUNTED``:
+    shares hold while each key has fewer jobs than that processing), one look-up of its share by
+    the key table's primary key (or, for a key table of a few pages, a read of those pages,
+    which the planner prices lower), and its candidates' index entries; nothing reads a key's
+    queue past its candidates (docs/measurements.md, "The fair claim" and "Weighted shares").
 
     Postgres: each candidate, in that order, is locked with ``FOR UPDATE SKIP LOCKED`` until the
     limit is reached, so engines claiming at once never wait for each other nor take a row
@@ -427,6 +445,9 @@ def _claim_sql(conn: BaseDatabaseWrapper) -> str:
     columns = ("id", "status", "claimed_by", "lease_expires_at", "started_at", "attempts")
     job_id, status, claimed_by, lease, started, attempts = _names(conn, *columns)
     created, key = _names(conn, "created_at", "virtual_key")
+    keys = conn.ops.quote_name(VirtualKey._meta.db_table)
+    key_id, share = (conn.ops.quote_name(_key_field(name).column) for name in ("id", "share"))
+    real = FloatField().db_type(conn)
     pending = f"{status} = {_literal(JobStatus.PENDING.value)}"
     processing = f"{status} = {_literal(JobStatus.PROCESSING.value)}"
     group = f"COALESCE({key}, {NO_KEY_GROUP})"
@@ -437,25 +458,29 @@ def _claim_sql(conn: BaseDatabaseWrapper) -> str:
     first = f"SELECT {group} FROM {table} WHERE {pending}"  # noqa: S608 (names from the model)
     oldest = (
         f"SELECT {job_id}, {created} FROM {table} "  # noqa: S608 (names from the model)
-        f"WHERE {pending} AND {group} = share.grp ORDER BY {created} LIMIT %s"
+        f"WHERE {pending} AND {group} = load.grp ORDER BY {created} LIMIT %s"
     )
     postgres = conn.features.has_select_for_update_skip_locked
     if postgres:
-        candidates = f"share CROSS JOIN LATERAL ({oldest}) AS c"
+        candidates = f"load CROSS JOIN LATERAL ({oldest}) AS c"
     else:
-        candidates = f"share JOIN {table} AS c ON c.{job_id} IN (SELECT {job_id} FROM ({oldest}))"  # noqa: S608
+        candidates = f"load JOIN {table} AS c ON c.{job_id} IN (SELECT {job_id} FROM ({oldest}))"  # noqa: S608
+    several = "count(*) OVER () > 1"
     shared = (
         f"WITH RECURSIVE queued(grp) AS ("  # noqa: S608 (names from the model)
         f"SELECT ({first} ORDER BY {group} LIMIT 1) "
         f"UNION ALL SELECT ({first} AND {group} > queued.grp ORDER BY {group} LIMIT 1) "
         f"FROM queued WHERE queued.grp IS NOT NULL), "
-        f"share AS {'MATERIALIZED ' if postgres else ''}("
-        f"SELECT grp, CASE WHEN count(*) OVER () > 1 THEN "
+        f"load AS {'MATERIALIZED ' if postgres else ''}("
+        f"SELECT grp, CASE WHEN {several} THEN "
         f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {processing} "
         f"AND {group} = queued.grp LIMIT {BUSY_COUNTED}) AS busy) "
-        f"ELSE 0 END AS busy FROM queued WHERE grp IS NOT NULL), "
+        f"ELSE 0 END AS busy, CASE WHEN {several} THEN "
+        f"COALESCE((SELECT {share} FROM {keys} WHERE {key_id} = queued.grp), 1) "
+        f"ELSE 1 END AS weight FROM queued WHERE grp IS NOT NULL), "
         f"ranked AS (SELECT c.{job_id} AS id, c.{created} AS created, "
-        f"share.busy + row_number() OVER (PARTITION BY share.grp ORDER BY c.{created}) AS place "
+        f"CAST(load.busy + row_number() OVER (PARTITION BY load.grp ORDER BY c.{created}) - 1 "
+        f"AS {real}) / load.weight AS place "
         f"FROM {candidates})"
     )
     if postgres:
@@ -477,7 +502,7 @@ def _claim_sql(conn: BaseDatabaseWrapper) -> str:
 def claim_pending(*, limit: int, worker_id: str, now: datetime, lease: datetime) -> list[Any]:
     """Ids of up to ``limit`` jobs moved from pending to processing, each claimed by
     ``worker_id`` under a lease until ``lease``; ``attempts`` counts the claim. Which jobs: the
-    oldest of the keys with the fewest jobs processing (``_claim_sql``)."""
+    oldest of the keys with the fewest jobs processing per share (``_claim_sql``)."""
     conn = _writer()
     assignments = [
         JobStatus.PROCESSING.value,

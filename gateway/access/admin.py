@@ -22,7 +22,14 @@ from django.utils.text import capfirst
 
 from gateway.access.budgets import Spend, key_usage, money
 from gateway.access.keys import display_prefix, generate_key, hash_key
-from gateway.access.models import BudgetPeriod, KeySpend, RevokedToken, VirtualKey
+from gateway.access.models import (
+    MAX_SHARE,
+    MIN_SHARE,
+    BudgetPeriod,
+    KeySpend,
+    RevokedToken,
+    VirtualKey,
+)
 
 # Where save_model leaves a new key's raw value for response_add, on the request that made it.
 _RAW_KEY_ATTRIBUTE = "_gateway_new_virtual_key"
@@ -33,6 +40,28 @@ class _BudgetPeriodField(forms.ChoiceField):
 
     def has_changed(self, initial: Any, data: Any) -> bool:
         return super().has_changed(initial, data or BudgetPeriod.MONTHLY)
+
+
+class _ShareField(forms.IntegerField):
+    """Left empty, the share is 1 (as the command line's default), not a change."""
+
+    def __init__(self) -> None:
+        field = VirtualKey._meta.get_field("share")
+        super().__init__(
+            label="Share",
+            required=False,
+            min_value=MIN_SHARE,
+            max_value=MAX_SHARE,
+            initial=field.get_default(),
+            help_text=f"{field.help_text} Empty: 1.",
+        )
+
+    def clean(self, value: Any) -> int:
+        cleaned = super().clean(value)
+        return 1 if cleaned is None else cleaned
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return super().has_changed(initial, data if data not in self.empty_values else 1)
 
 
 class VirtualKeyForm(forms.ModelForm):
@@ -53,10 +82,12 @@ class VirtualKeyForm(forms.ModelForm):
             "requests_per_minute",
             "tokens_per_minute",
             "max_pending",
+            "share",
             "budget_usd",
             "budget_period",
         ]
 
+    share = _ShareField()
     budget_period = _BudgetPeriodField(
         label="Budget period",
         choices=BudgetPeriod.choices,
@@ -94,6 +125,7 @@ class VirtualKeyAdmin(admin.ModelAdmin):
         "requests_per_minute",
         "tokens_per_minute",
         "max_pending",
+        "share",
         "budget_usd",
         "budget_period",
         "period_spend",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import fnmatch
 from decimal import Decimal
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -17,6 +17,12 @@ class BudgetPeriod(models.TextChoices):
     WEEKLY = "weekly"  # ISO weeks, starting on Monday
     MONTHLY = "monthly"
     TOTAL = "total"  # since the key was created
+
+
+# A key's share of the workers (VirtualKey.share): keys are served by their jobs processing per
+# share. The bound keeps one key's weight within three orders of magnitude of another's.
+MIN_SHARE = 1
+MAX_SHARE = 1000
 
 
 class VirtualKey(models.Model):
@@ -71,9 +77,25 @@ class VirtualKey(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Jobs the key may have pending or processing at once. Empty: no limit.",
     )
+    # Read by the workers' claim (jobs/sql.py), never at submit.
+    share = models.PositiveIntegerField(
+        default=1,
+        db_default=1,  # keys written by a version without shares stay valid
+        validators=[MinValueValidator(MIN_SHARE), MaxValueValidator(MAX_SHARE)],
+        help_text=f"The key's weight when workers are shared between keys with jobs waiting: "
+        f"a key with share 3 gets about three times the workers of a key with share 1. "
+        f"{MIN_SHARE} to {MAX_SHARE}.",
+    )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # The claim divides by it.
+            models.CheckConstraint(
+                condition=models.Q(share__gte=MIN_SHARE, share__lte=MAX_SHARE),
+                name="virtual_key_share_range",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

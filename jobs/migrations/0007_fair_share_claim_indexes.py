@@ -3,8 +3,13 @@
 import django.db.models.functions.comparison
 from django.db import migrations, models
 
+import jobs.index_operations
+
 
 class Migration(migrations.Migration):
+    # Postgres builds the indexes concurrently, so the job table takes writes meanwhile; that
+    # cannot run in a transaction (jobs/index_operations.py).
+    atomic = False
 
     dependencies = [
         ('gateway', '0002_revoked_jwt_tokens'),
@@ -12,15 +17,15 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveIndex(
+        jobs.index_operations.RemoveIndexConcurrently(
             model_name='asyncjob',
             name='job_pending_created_idx',
         ),
-        migrations.AddIndex(
+        jobs.index_operations.AddIndexConcurrently(
             model_name='asyncjob',
             index=models.Index(django.db.models.functions.comparison.Coalesce('virtual_key', models.Value(0), output_field=models.BigIntegerField()), models.F('created_at'), condition=models.Q(('status', 'pending')), name='job_pending_group_idx'),
         ),
-        migrations.AddIndex(
+        jobs.index_operations.AddIndexConcurrently(
             model_name='asyncjob',
             index=models.Index(django.db.models.functions.comparison.Coalesce('virtual_key', models.Value(0), output_field=models.BigIntegerField()), condition=models.Q(('status', 'processing')), name='job_processing_group_idx'),
         ),

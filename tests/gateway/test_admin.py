@@ -369,3 +369,69 @@ def test_admin_refuses_a_limit_that_is_not_a_positive_integer(admin_client, valu
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["max_pending"]
     assert not VirtualKey.objects.exists()
+
+
+def test_admin_add_form_takes_the_keys_share(admin_client):
+    response = create_key_through_admin(admin_client, share="3", max_pending="5")
+    assert response.status_code == 200
+    key = VirtualKey.objects.get(name="from-admin")
+    assert (key.share, key.max_pending) == (3, 5)
+
+
+def test_admin_add_form_left_without_a_share_gives_share_1(admin_client):
+    create_key_through_admin(admin_client, share="")
+    assert VirtualKey.objects.get(name="from-admin").share == 1
+
+
+def test_admin_edits_the_share_beside_the_limits(admin_client, key):
+    url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
+    page = admin_client.get(url).content.decode()
+    assert re.search(r'name="max_pending".*name="share"', page, re.DOTALL)
+    data = {
+        "name": key.name,
+        "allowed_models": "[]",
+        "is_active": "on",
+        "expires_at_0": "",
+        "expires_at_1": "",
+        "share": "7",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content
+    key.refresh_from_db()
+    assert key.share == 7
+    change = LogEntry.objects.filter(object_id=str(key.pk), action_flag=CHANGE).get()
+    assert "Share" in change.get_change_message()
+
+
+def test_saving_a_key_with_its_share_unchanged_logs_no_share_change(admin_client, key):
+    url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
+    data = {
+        "name": key.name + "-renamed",
+        "allowed_models": "[]",
+        "is_active": "on",
+        "expires_at_0": "",
+        "expires_at_1": "",
+        "share": "",
+    }
+    assert admin_client.post(url, data).status_code == 302
+    key.refresh_from_db()
+    assert key.share == 1
+    change = LogEntry.objects.filter(object_id=str(key.pk), action_flag=CHANGE).get()
+    assert "Share" not in change.get_change_message()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "greater than or equal to 1"),
+        ("-3", "greater than or equal to 1"),
+        ("1001", "less than or equal to 1000"),
+        ("2.5", "whole number"),
+        ("x", "whole number"),
+    ],
+)
+def test_admin_refuses_a_share_outside_1_to_1000(admin_client, value, message):
+    response = create_key_through_admin(admin_client, share=value)
+    assert response.status_code == 200
+    assert message in " ".join(response.context["adminform"].form.errors["share"])
+    assert not VirtualKey.objects.exists()

@@ -105,6 +105,26 @@ def test_a_limit_flag_that_is_not_a_positive_integer_is_refused(flag, value):
     assert not VirtualKey.objects.exists()
 
 
+def test_a_key_created_without_share_has_share_1():
+    run("create_virtual_key", "--name", "x")
+    assert VirtualKey.objects.get(name="x").share == 1
+
+
+@pytest.mark.parametrize("share", ["1", "3", "1000"])
+def test_share_flag_is_stored_and_the_key_stays_on_the_last_line(share):
+    raw, _ = run("create_virtual_key", "--name", "x", "--share", share, "--max-pending", "5")
+    key = VirtualKey.objects.get(name="x")
+    assert key.key_hash == hash_key(raw)
+    assert (key.share, key.max_pending) == (int(share), 5)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5", "three", "", "1001", "2147483648"])
+def test_a_share_outside_1_to_1000_is_refused_with_the_range(value):
+    with pytest.raises(CommandError, match=r"--share: must be an integer from 1 to 1000, got"):
+        run("create_virtual_key", "--name", "x", "--share", value)
+    assert not VirtualKey.objects.exists()
+
+
 def test_expires_in_days_is_stored():
     before = timezone.now()
     run("create_virtual_key", "--name", "x", "--expires-in-days", "7")

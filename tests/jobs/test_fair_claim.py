@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from gateway.access.models import VirtualKey
 from jobs import services, sql
@@ -26,6 +26,11 @@ def queue(key: VirtualKey | None, count: int, status: str = JobStatus.PENDING) -
         for _ in range(count)
     ]
     return [job.pk for job in AsyncJob.objects.bulk_create(jobs)]
+
+
+def processing_per_key() -> Counter[int | None]:
+    jobs = AsyncJob.objects.filter(status=JobStatus.PROCESSING)
+    return Counter(jobs.values_list("virtual_key", flat=True))
 
 
 def claim_keys(limit: int) -> list[int | None]:
@@ -85,9 +90,89 @@ def test_a_single_key_is_served_oldest_first():
     assert [job.pk for job in services.claim_pending_jobs(3, "w")] == jobs[3:]
 
 
+# --- weighted shares (VirtualKey.share) -----------------------------------------------------------
+
+
+def test_backlogged_keys_take_turns_in_proportion_to_their_shares():
+    light, heavy = VirtualKeyFactory(share=1), VirtualKeyFactory(share=3)
+    queue(light, 50)  # the older backlog: light wins each tie
+    queue(heavy, 50)
+
+    taken = [claim_keys(1)[0] for _ in range(8)]
+
+    assert taken == [light.pk, heavy.pk, heavy.pk, heavy.pk] * 2
+
+
+@pytest.mark.parametrize(
+    ("shares", "claims", "split"), [((3, 1), 40, (30, 10)), ((5, 2), 70, (50, 20))]
+)
+def test_one_claim_splits_its_slots_by_the_shares(shares, claims, split):
+    first, second = (VirtualKeyFactory(share=share) for share in shares)
+    queue(first, 200)
+    queue(second, 200)
+
+    taken = Counter(claim_keys(claims))
+
+    assert (taken[first.pk], taken[second.pk]) == split
+
+
+def test_a_heavy_key_with_its_share_processing_waits_for_a_light_key_to_catch_up():
+    heavy, light = VirtualKeyFactory(share=3), VirtualKeyFactory(share=1)
+    queue(heavy, 9, JobStatus.PROCESSING)  # 3 per share
+    queue(light, 1, JobStatus.PROCESSING)  # 1 per share
+    queue(heavy, 100)
+    queue(light, 100)
+
+    taken = [claim_keys(1)[0] for _ in range(6)]
+
+    # light runs 2 to reach 3 per share, then they share the other 4 as 3 to 1 (heavy's
+    # backlog is the older: it wins the tie).
+    assert taken == [light.pk, light.pk, heavy.pk, light.pk, heavy.pk, heavy.pk]
+    assert processing_per_key() == {heavy.pk: 12, light.pk: 4}
+
+
+def test_a_key_with_nothing_processing_takes_the_next_slot_whatever_the_others_shares():
+    crowd, other = VirtualKeyFactory(share=1000), VirtualKeyFactory(share=1)
+    queue(crowd, 5, JobStatus.PROCESSING)
+    queue(crowd, 500)
+    [newcomer] = queue(other, 1)
+
+    [claimed] = services.claim_pending_jobs(1, "w")
+
+    assert claimed.pk == newcomer
+
+
+def test_jobs_without_a_key_have_a_share_of_1():
+    weighted = VirtualKeyFactory(share=2)
+    queue(None, 50)  # older: the admins' group wins each tie
+    queue(weighted, 50)
+
+    assert [claim_keys(1)[0] for _ in range(6)] == [None, weighted.pk, weighted.pk] * 2
+
+
+def test_a_change_of_share_counts_from_the_next_claim():
+    first, second = VirtualKeyFactory(), VirtualKeyFactory()
+    queue(first, 50)
+    queue(second, 50)
+    assert Counter(claim_keys(4)) == {first.pk: 2, second.pk: 2}
+
+    VirtualKey.objects.filter(pk=second.pk).update(share=3)
+
+    # second catches up to three times first's jobs processing, then keeps to it.
+    assert Counter(claim_keys(8)) == {first.pk: 1, second.pk: 7}
+    assert processing_per_key() == {first.pk: 3, second.pk: 9}
+
+
+@pytest.mark.parametrize("share", [0, -1, 1001])
+def test_the_key_table_refuses_a_share_the_claim_cannot_divide_by(share):
+    key = VirtualKeyFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        VirtualKey.objects.filter(pk=key.pk).update(share=share)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_engines_claiming_backlogged_keys_at_once_take_every_job_exactly_once():
-    keys = [VirtualKeyFactory() for _ in range(2)]
+    keys = [VirtualKeyFactory(share=3), VirtualKeyFactory()]
     jobs = set(queue(keys[0], 60) + queue(keys[1], 30) + queue(None, 10))
     start = threading.Barrier(6)
 
@@ -110,7 +195,7 @@ def test_engines_claiming_backlogged_keys_at_once_take_every_job_exactly_once():
     assert set(AsyncJob.objects.values_list("attempts", flat=True)) == {1}
 
 
-def test_the_claim_reads_the_queue_through_the_key_group_indexes():
+def test_the_claim_reads_the_queue_through_the_key_group_indexes_and_shares_by_primary_key():
     """The statement's groups are the indexes' expression; a change to either fails here."""
     crowd = VirtualKeyFactory()
     queue(crowd, 200, JobStatus.COMPLETED)
@@ -135,3 +220,7 @@ def test_the_claim_reads_the_queue_through_the_key_group_indexes():
 
     assert "job_pending_group_idx" in "\n".join(plan)
     assert "job_processing_group_idx" in "\n".join(plan)
+    # Each key's share is one probe of the key table's primary key.
+    reads_of_keys = [line for line in plan if VirtualKey._meta.db_table in line]
+    assert reads_of_keys
+    assert all("pkey" in line or "PRIMARY KEY" in line for line in reads_of_keys), reads_of_keys

@@ -17,7 +17,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from gateway.access.models import KeySpend
+from gateway.access.models import KeySpend, VirtualKey
 from jobs import sql
 from jobs.models import AsyncJob, JobStatus, KeyCounters, RequestType
 from tests.factories import AsyncJobFactory, VirtualKeyFactory
@@ -262,7 +262,6 @@ def test_the_statements_name_only_the_models_table_and_columns():
         sql._insert_sql("default", NONE_LEFT),
         sql._insert_sql("default", ALL_LEFT),
         sql._poll_sql("default"),
-        sql._claim_sql(connection),
         sql._finish_sql(connection),
         sql._purge_sql(connection, from_boundary=False),
         sql._purge_sql(connection, from_boundary=True),
@@ -271,6 +270,17 @@ def test_the_statements_name_only_the_models_table_and_columns():
         quoted = set(QUOTED.findall(statement))
         assert quoted, statement
         assert quoted <= names, statement
+
+
+def test_the_claim_names_only_the_jobs_columns_and_the_keys_share():
+    names = {AsyncJob._meta.db_table} | {f.column for f in AsyncJob._meta.concrete_fields}
+    key_columns = {VirtualKey._meta.get_field(name).column for name in ("id", "share")}
+    names |= {VirtualKey._meta.db_table} | key_columns
+
+    quoted = set(QUOTED.findall(sql._claim_sql(connection)))
+
+    assert {VirtualKey._meta.db_table, AsyncJob._meta.db_table} <= quoted
+    assert quoted <= names
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from gateway.access.models import BudgetPeriod, VirtualKey
+from gateway.access.models import MAX_SHARE, MIN_SHARE, BudgetPeriod, VirtualKey
 
 
 def _budget(budget: str | None, period: str | None) -> dict[str, Any]:
@@ -52,6 +52,18 @@ def _positive_integer(value: str) -> int:
     return number
 
 
+def _share(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not MIN_SHARE <= number <= MAX_SHARE:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from {MIN_SHARE} to {MAX_SHARE}, got {value!r}"
+        )
+    return number
+
+
 class Command(BaseCommand):
     help = "Create a virtual key. The key is printed once, on the last line; only its hash is kept."
 
@@ -68,6 +80,15 @@ class Command(BaseCommand):
         )
         for flag, what in _LIMITS.items():
             parser.add_argument(flag, type=_positive_integer, metavar="N", help=what)
+        parser.add_argument(
+            "--share",
+            type=_share,
+            default=1,
+            metavar="N",
+            help=f"The key's weight when the workers are shared between keys with jobs waiting "
+            f"({MIN_SHARE} to {MAX_SHARE}, default 1): share 3 gets about three times the "
+            "workers of share 1.",
+        )
         expiry = parser.add_mutually_exclusive_group()
         expiry.add_argument("--expires-in-days", type=int, help="Expire the key after N days.")
         expiry.add_argument("--expires-at", help="Expire the key at this ISO 8601 time.")
@@ -105,6 +126,7 @@ class Command(BaseCommand):
             requests_per_minute=options["requests_per_minute"],
             tokens_per_minute=options["tokens_per_minute"],
             max_pending=options["max_pending"],
+            share=options["share"],
             **_budget(options["budget"], options["budget_period"]),
         )
         self.stderr.write(
