@@ -88,6 +88,14 @@ class StackConfig:
         return env
 
 
+def post(url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """One POST to a server of ours; its JSON answer."""
+    request = urllib.request.Request(url, body, dict(headers))  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
 def ensure_database(database_url: str) -> None:
     """Create the Postgres database of ``database_url`` unless it exists."""
     server, _, name = database_url.rpartition("/")
@@ -218,11 +226,9 @@ class Stack:
 
     def submit(self, body: dict[str, Any]) -> str:
         """One submit through the API; the job id."""
-        request = urllib.request.Request(  # noqa: S310 - our own loopback server
-            f"{self.web_url}/v1/async/completions", json.dumps(body).encode(), self.auth
+        return str(
+            post(f"{self.web_url}/v1/async/completions", json.dumps(body).encode(), self.auth)["id"]
         )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return str(json.loads(response.read())["id"])
 
     def wait_workers_ready(self, model: str, timeout: float = 60.0) -> None:
         """Run one job through at no latency, so the workers are up before a measurement."""
@@ -257,12 +263,17 @@ class Stack:
         return int(rows[0][0])
 
     def wait_terminal(
-        self, expected: int, timeout: float, progress: Callable[[int], None] = lambda _: None
+        self,
+        expected: int,
+        timeout: float,
+        progress: Callable[[int], None] = lambda _: None,
+        where: str = "true",
     ) -> int:
-        """Wait until ``expected`` jobs are completed or failed; returns how many are."""
+        """Wait until ``expected`` jobs (of those ``where`` says) are completed or failed;
+        returns how many are."""
         deadline = time.monotonic() + timeout
         while True:
-            done = self.count_where("status IN ('completed', 'failed')")
+            done = self.count_where(f"({where}) AND status IN ('completed', 'failed')")
             progress(done)
             if done >= expected or time.monotonic() > deadline:
                 return done

@@ -14,7 +14,12 @@ def load(rate: float) -> dict:
 
 
 RESULTS = {
-    "machine": {"cpus": 2, "cpu_model": "test cpu", "python": "3.11", "load_average_at_start": 1},
+    "machine": {
+        "cpus": 2,
+        "cpu_model": "test cpu",
+        "python": "3.11",
+        "load_average_at_start": [1, 1, 1],
+    },
     "s1": {"gateway": load(500), "reference": load(1000), "ratio": 0.5},
     "s1chat": {"gateway": load(440), "reference": load(1000), "ratio": 0.44},
     "s2": {
