@@ -16,11 +16,12 @@ Figures = dict[str, Any]
 
 @dataclass(frozen=True)
 class Target:
-    """What a scenario's row says: what it measures, its target, its figure and whether met."""
+    """A scenario's row: what it measures, its target, its figure (a ``str.format`` template of
+    its results) and whether the target was met."""
 
     what: str
     target: str
-    figure: Callable[[Figures], str]
+    figure: str
     met: Callable[[Figures], bool]
 
 
@@ -38,14 +39,8 @@ class Row:
 
 
 def _versus_reference(what: str) -> Target:
-    return Target(
-        f"{what} ÷ bare reference",
-        "≥ 0.45",
-        lambda d: (
-            f"{d['ratio']:.2f} ({d['gateway']['rate']:.0f}/s vs {d['reference']['rate']:.0f}/s)"
-        ),
-        lambda d: d["ratio"] >= 0.45,
-    )
+    figure = "{ratio:.2f} ({gateway[rate]:.0f}/s vs {reference[rate]:.0f}/s)"
+    return Target(f"{what} ÷ bare reference", "≥ 0.45", figure, lambda d: d["ratio"] >= 0.45)
 
 
 def _fair_share_met(d: Figures) -> bool:
@@ -64,21 +59,15 @@ TARGETS = {
     "s2": Target(
         "jobs completed/s at 1 s ÷ at 0 latency (backlog drained, steady rate)",
         "≥ 0.8 and ≥ 300/s at 1 s",
-        lambda d: (
-            f"{d['ratio']:.2f} ({d['one_second']['jobs_per_s']:.0f}/s vs "
-            f"{d['zero']['jobs_per_s']:.0f}/s, {d['one_second']['finished']:,} jobs each; "
-            f"whole runs {d['one_second']['whole_run_jobs_per_s']:.0f}/s vs "
-            f"{d['zero']['whole_run_jobs_per_s']:.0f}/s)"
-        ),
+        "{ratio:.2f} ({one_second[jobs_per_s]:.0f}/s vs {zero[jobs_per_s]:.0f}/s, "
+        "{one_second[finished]:,} jobs each; whole runs {one_second[whole_run_jobs_per_s]:.0f}/s "
+        "vs {zero[whole_run_jobs_per_s]:.0f}/s)",
         lambda d: d["ratio"] >= 0.8 and d["one_second"]["jobs_per_s"] >= 300,
     ),
     "s3": Target(
         "added latency at a steady 50 jobs/s",
         "p50 ≤ 15 ms, p99 ≤ 100 ms",
-        lambda d: (
-            f"p50 {d['added_ms']['p50']:.1f} ms, p99 {d['added_ms']['p99']:.1f} ms "
-            f"({d['added_ms']['n']:.0f} jobs)"
-        ),
+        "p50 {added_ms[p50]:.1f} ms, p99 {added_ms[p99]:.1f} ms ({added_ms[n]:.0f} jobs)",
         lambda d: (
             d["added_ms"]["n"] > 0 and d["added_ms"]["p50"] <= 15 and d["added_ms"]["p99"] <= 100
         ),
@@ -88,21 +77,16 @@ TARGETS = {
     "s5": Target(
         "peak RSS of all workers, 1,000 jobs in flight at 5 s",
         "≤ 1 GiB",
-        lambda d: (
-            f"{d['peak_rss_mib']:.0f} MiB ({d['workers']} workers, "
-            f"{d['peak_in_flight_upstream']} calls in flight at the upstream)"
-        ),
+        "{peak_rss_mib:.0f} MiB ({workers} workers, {peak_in_flight_upstream} calls in flight at "
+        "the upstream)",
         lambda d: d["peak_rss_bytes"] <= 2**30 and (d["peak_in_flight_upstream"] or 0) >= d["jobs"],
     ),
     "s6": Target(
         "purge of expired rows while submits continue",
         "≥ 100k rows/s, longest statement ≤ 1 s",
-        lambda d: (
-            f"{d['purge']['rows_per_s']:,.0f} rows/s, "
-            f"longest {d['purge']['longest_statement_s']:.3f} s "
-            f"({d['purge']['rows']:,} rows; {d['submits_during']['accepted']:,} submits accepted "
-            f"meanwhile, {d['submits_during']['not_accepted']} not)"
-        ),
+        "{purge[rows_per_s]:,.0f} rows/s, longest {purge[longest_statement_s]:.3f} s "
+        "({purge[rows]:,} rows; {submits_during[accepted]:,} submits accepted meanwhile, "
+        "{submits_during[not_accepted]} not)",
         lambda d: (
             d["purge"]["rows_per_s"] >= 100_000
             and d["purge"]["longest_statement_s"] <= 1.0
@@ -112,25 +96,19 @@ TARGETS = {
     "s7": Target(
         "vs LiteLLM 1.108.7: submits/s and completed jobs/s (1 s latency)",
         "both ≥ 3x",
-        lambda d: (
-            f"submits {d['submit_ratio']:.1f}x ({d['gateway_submits']['rate']:.0f}/s vs "
-            f"{d['peer_background_submits']['rate']:.0f}/s background); completed "
-            f"{d['completed_ratio']:.1f}x ({d['gateway_completed']['completed_per_s']:.0f}/s vs "
-            f"{d['peer_completed'].get('completed_per_s') or 0:.0f}/s; peer lost "
-            f"{d['peer_completed'].get('lost')}); peer plain /v1/completions "
-            f"{d['peer_plain_completions']['rate']:.0f}/s"
-        ),
+        "submits {submit_ratio:.1f}x ({gateway_submits[rate]:.0f}/s vs "
+        "{peer_background_submits[rate]:.0f}/s background); completed {completed_ratio:.1f}x "
+        "({gateway_completed[completed_per_s]:.0f}/s vs {peer_completed[completed_per_s]:.0f}/s; "
+        "peer lost {peer_completed[lost]}); peer plain /v1/completions "
+        "{peer_plain_completions[rate]:.0f}/s",
         lambda d: d["submit_ratio"] >= 3 and d["completed_ratio"] >= 3,
     ),
     "s8": Target(
         "another key's jobs behind one key's 20,000-job backlog, 1 s latency, 10 jobs/s",
-        "p99 ≤ latency + 2 s (3.0 s)",
-        lambda d: (
-            f"p50 {d['end_to_end_ms']['p50'] / 1000:.2f} s, "
-            f"p99 {d['end_to_end_ms']['p99'] / 1000:.2f} s submit to completed "
-            f"({d['end_to_end_ms']['n']:.0f} of {d['submits']['ok']} jobs; "
-            f"{d['backlog_pending_after']:,} backlog jobs still pending after)"
-        ),
+        "p99 ≤ latency + 2 s (3,000 ms)",
+        "p50 {end_to_end_ms[p50]:.0f} ms, p99 {end_to_end_ms[p99]:.0f} ms submit to completed "
+        "({end_to_end_ms[n]:.0f} of {submits[ok]} jobs; {backlog_pending_after:,} backlog jobs "
+        "still pending after)",
         _fair_share_met,
     ),
 }
@@ -151,7 +129,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         if data is not None and "error" in data:
             figure, met = f"failed: {data['error']}", False
         elif data is not None:
-            figure, met = target.figure(data), target.met(data)
+            figure, met = target.figure.format(**data), target.met(data)
         out.append(Row(_label(key), target.what, figure, target.target, met))
     return out
 

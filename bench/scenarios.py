@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import peer_litellm, reference, seed
 from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
-from harness.procs import RssSampler, free_port, tree_rss_bytes, wait_http
+from harness.procs import free_port, tree_rss_bytes, wait_http
 from harness.runs import Log
 from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database, post
 
@@ -313,9 +313,13 @@ def s5_memory(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     stack.start_workers()
     time.sleep(0.5)
     baseline = tree_rss_bytes(stack.worker_pids())
-    sampler = RssSampler(stack.worker_pids).start()
-    stack.wait_terminal(sizes.inflight_jobs, timeout=180, progress=_progress(log, "finished"))
-    peak = sampler.stop()
+    peak = 0
+
+    def sample(done: int) -> None:  # every 0.2 s while the jobs run
+        nonlocal peak
+        peak = max(peak, tree_rss_bytes(stack.worker_pids()))
+
+    stack.wait_terminal(sizes.inflight_jobs, timeout=180, progress=sample, every=0.2)
     upstream = stack.upstream_stats()
     stack.truncate()
     return {

@@ -268,13 +268,14 @@ class Stack:
         timeout: float,
         progress: Callable[[int], None] = lambda _: None,
         where: str = "true",
+        every: float = 0.25,
     ) -> int:
-        """Wait until ``expected`` jobs (of those ``where`` says) are completed or failed;
-        returns how many are."""
+        """Wait until ``expected`` jobs (of those ``where`` says) are completed or failed, looking
+        ``every`` so many seconds; returns how many are."""
         deadline = time.monotonic() + timeout
         while True:
             done = self.count_where(f"({where}) AND status IN ('completed', 'failed')")
             progress(done)
             if done >= expected or time.monotonic() > deadline:
                 return done
-            time.sleep(0.25)
+            time.sleep(every)
