@@ -282,14 +282,14 @@ async def observe(
     return client.ledger
 
 
-def verdict(summary: dict[str, Any], checks: dict[str, bool], extra: str) -> dict[str, Any]:
+def verdict(summary: dict[str, Any], checks: dict[str, bool]) -> dict[str, Any]:
     """A scenario's figures with its pass/fail: 0 lost, 0 duplicated, every completed job charged
-    once, and its own condition: every one of its ``checks``."""
+    once, and its own condition: every one of its ``checks``, which its names describe."""
     charged_once = summary["charged_twice"] == 0 and summary["completed_uncharged"] == 0
     extra_ok = all(checks.values())
     return {
         **summary,
-        "extra_condition": extra,
+        "extra_condition": ", ".join(name.replace("_", " ") for name in checks),
         "extra_ok": extra_ok,
         "passed": summary["lost"] == 0 and summary["duplicated"] == 0 and charged_once and extra_ok,
         "checks": checks,

@@ -132,8 +132,7 @@ def s1_worker_killed(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         "all_completed": summary["completed"] == jobs,
         "all_claimed_again": sum(n for a, n in attempts.items() if int(a) >= 2) == jobs,
     }
-    extra = f"all {jobs} jobs in flight in the killed worker, then claimed again and completed"
-    return verdict(summary, checks, extra) | {"at_kill": held, "attempts": attempts}
+    return verdict(summary, checks) | {"at_kill": held, "attempts": attempts}
 
 
 # --- 2 ------------------------------------------------------------------------------------------
@@ -161,8 +160,7 @@ def s2_redis_down(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     )
     dead = [f"worker-{n}" for n in range(2) if not drill.stack.procs.alive(f"worker-{n}")]
     checks = {**_everything_completed(summary), "workers_alive": not dead}
-    extra = "every POST answered 202, every job completed, workers alive"
-    return verdict(summary, checks, extra) | {
+    return verdict(summary, checks) | {
         "outage_seconds": round(up - down, 1),
         "completed_during_outage": during,
         "dead_workers_last_critical_line": {name: _last_critical(drill, name) for name in dead},
@@ -203,12 +201,7 @@ def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         ),
         "all_accepted_within_10_s": recovered_after < 10,
     }
-    extra = (
-        "submits and polls refused only with 503 in the error shape (no 500, no HTML), no "
-        "refused submit created a job; "
-        "every job completed; all submits accepted again within 10 s of the restart"
-    )
-    return verdict(summary, checks, extra) | {
+    return verdict(summary, checks) | {
         "down_seconds": round(started - stopped, 1),
         "last_refusal_after_restart_s": recovered_after,
         "polls_of_one_job": polls,
@@ -232,8 +225,7 @@ def s4_web_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         "every_answer_202": not summary["refused"],
         "every_job_completed": summary["completed"] == summary["accepted"],
     }
-    extra = "every answered POST was a 202, every job completed"
-    return verdict(summary, checks, extra) | {
+    return verdict(summary, checks) | {
         "restart_seconds": round(times[-1], 1),
         "unanswered_that_created_a_job": summary["created_without_202"]["after_no_answer"],
         "of_which_unfinished": summary["created_without_202"]["unfinished"],
@@ -283,11 +275,7 @@ def s5_bad_upstreams(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         ),
         "normal_jobs_completed_after": summary["completed"] == normal_after,
     }
-    extra = (
-        f"every fault job failed with an error code; {normal_after} normal jobs completed "
-        "afterwards; no worker process died"
-    )
-    return verdict(summary, checks, extra) | {"faults": per_fault}
+    return verdict(summary, checks) | {"faults": per_fault}
 
 
 # --- 6 ------------------------------------------------------------------------------------------
@@ -354,8 +342,7 @@ def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         **_everything_completed(summary),
         "rss_flat_after_warmup": all(m["growth"] <= 0.10 for m in memory.values()),
     }
-    extra = "every submit 202 and every job completed; web and worker RSS grew ≤ 10 % after warm-up"
-    return verdict(summary, checks, extra) | {
+    return verdict(summary, checks) | {
         "max_submit_rate": round(max_rate, 1),
         "soak_rate": round(rate, 1),
         "soak_seconds": sizes.soak_seconds,
@@ -416,14 +403,7 @@ def s7_worker_without_broker(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         stack.procs.stop("worker-0", timeout=WORKER_STOP_SECONDS)
     said: WorkerSaid = figures.pop("worker_log_while_down")
     checks = worker_without_broker_checks(summary, figures, said)
-    extra = (
-        f"every POST 202 with Redis down, the web log saying so; all {jobs} still pending "
-        f"{PENDING_WAIT:g} s later; one worker started without Redis completed them within "
-        f"{BROKERLESS_DEADLINE:g} s, one claim and one upstream call each, its engine started and "
-        f"no 'ready.' logged; with Redis back {AFTER_BROKER_JOBS} more completed and it logged "
-        "'ready.'"
-    )
-    return verdict(summary, checks, extra) | figures | {"worker_log_while_down": said.as_dict()}
+    return verdict(summary, checks) | figures | {"worker_log_while_down": said.as_dict()}
 
 
 def worker_without_broker_checks(
@@ -523,12 +503,7 @@ def s8_webhooks_through_worker_kill(drill: Drill, sizes: Sizes) -> dict[str, Any
     figures["deliveries_at_end"] = _by(drill, DELIVERIES_TABLE, "status")
     figures["delivery_attempts"] = _by(drill, DELIVERIES_TABLE, "attempts")
     checks = webhook_checks(summary, figures["webhooks"], figures)
-    extra = (
-        f"all {jobs} jobs ended; each one's notice arrived with a valid signature at least once "
-        "(duplicates allowed), under one webhook-id; the notices held when the worker died "
-        "arrived again; every delivery row delivered"
-    )
-    return verdict(summary, checks, extra) | figures
+    return verdict(summary, checks) | figures
 
 
 def webhook_checks(
