@@ -116,35 +116,30 @@ class Client:
         self._session = session
         self._polls = asyncio.Semaphore(POLL_CONNECTIONS)
 
-    def _record(self, markers: list[str]) -> Callable[[int, int, bytes], None]:
+    async def submit(
+        self,
+        prefix: str,
+        model: str,
+        count: int,
+        rate: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Submit ``count`` jobs, ``rate`` a second on schedule (open loop), or else at once (64
+        at a time), with ``headers`` beside the key's."""
+        markers = [f"{prefix}-{n}" for n in range(count)]
         for marker in markers:
             self.ledger.submitted(marker)
-        return lambda n, status, body: self.ledger.answered(markers[n], status, body, time.time())
-
-    async def submit_at_rate(self, prefix: str, model: str, rate: float, seconds: float) -> None:
-        """Submit ``rate`` jobs per second for ``seconds``, on schedule (open loop)."""
-        markers = [f"{prefix}-{n}" for n in range(round(rate * seconds))]
-        await open_loop(
-            self.url,
-            rate=rate,
-            duration=seconds,
-            body=lambda n: submit_body(markers[n], model),
-            headers=self.headers,
-            on_response=self._record(markers),
-        )
-
-    async def submit_count(
-        self, prefix: str, model: str, count: int, headers: Mapping[str, str] | None = None
-    ) -> None:
-        """Submit ``count`` jobs at once (64 at a time), with ``headers`` beside the key's."""
-        markers = [f"{prefix}-{n}" for n in range(count)]
-        await closed_loop(
-            self.url,
-            body=lambda n: submit_body(markers[n], model),
-            headers={**self.headers, **(headers or {})},
-            total=count,
-            on_response=self._record(markers),
-        )
+        options: dict[str, Any] = {
+            "body": lambda n: submit_body(markers[n], model),
+            "headers": {**self.headers, **(headers or {})},
+            "on_response": lambda n, status, body: self.ledger.answered(
+                markers[n], status, body, time.time()
+            ),
+        }
+        if rate:
+            await open_loop(self.url, rate=rate, duration=count / rate, **options)
+        else:
+            await closed_loop(self.url, total=count, **options)
 
     async def poll(self, job_id: str) -> tuple[int, Observation | None]:
         """(HTTP status, what the poll showed); status 0 when nothing answered."""

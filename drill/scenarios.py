@@ -66,7 +66,7 @@ async def _steady_with_faults(
     async def in_turn() -> list[float]:
         return [await at(delay, action, drill.log, what) for delay, action, what in faults]
 
-    submits = client.submit_at_rate(drill.marker(label), MODEL, SUBMIT_RATE, seconds)
+    submits = client.submit(drill.marker(label), MODEL, round(SUBMIT_RATE * seconds), SUBMIT_RATE)
     _, times = await asyncio.gather(submits, in_turn())
     return times
 
@@ -109,7 +109,7 @@ def s1_worker_killed(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     held: dict[str, Any] = {}
 
     async def load(client: Client) -> None:
-        await client.submit_count(drill.marker("s1"), MODEL, jobs)
+        await client.submit(drill.marker("s1"), MODEL, jobs)
 
         def all_in_flight() -> bool:  # every job mid-call at the upstream
             held["processing"] = stack.count_where("status = 'processing'")
@@ -174,7 +174,7 @@ def s3_postgres_restart(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     async def load(client: Client) -> None:
-        await client.submit_count(drill.marker("s3-polled"), MODEL, 1)
+        await client.submit(drill.marker("s3-polled"), MODEL, 1)
         polled = client.ledger.accepted_ids()[0]
         faults = [(before, drill.postgres.stop, "Postgres stopped")]
         faults.append((down, drill.postgres.start, "Postgres started"))
@@ -259,10 +259,10 @@ def s5_bad_upstreams(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     async def load(client: Client) -> None:
         marker = drill.marker("s5")
         await asyncio.gather(
-            *(client.submit_count(f"{marker}-{f}", f"openai/{f}", FAULT_JOBS) for f in FAULTS)
+            *(client.submit(f"{marker}-{f}", f"openai/{f}", FAULT_JOBS) for f in FAULTS)
         )
         await client.wait_seen(time.monotonic() + DEADLINE, "s5 faults")
-        await client.submit_count(drill.marker("s5-normal"), MODEL, normal_after)
+        await client.submit(drill.marker("s5-normal"), MODEL, normal_after)
 
     ledger = _observed(drill, "s5", 0, load, DEADLINE)
     summary = ledger.summary()
@@ -329,7 +329,7 @@ def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     async def load(client: Client) -> None:
         sampler = asyncio.create_task(sample_rss(time.monotonic()))
         try:
-            await client.submit_at_rate(drill.marker("s6"), MODEL, rate, sizes.soak_seconds)
+            await client.submit(drill.marker("s6"), MODEL, round(rate * sizes.soak_seconds), rate)
         finally:
             sampler.cancel()
 
@@ -374,7 +374,7 @@ def s7_worker_without_broker(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         drill.log(f"  both workers stopped (SIGTERM): exit codes {figures['worker_exit_codes']}")
         await at(0, drill.redis.stop, drill.log, "Redis stopped")
         web = LogWindow.from_now(stack.procs.log_path("web"))
-        await client.submit_at_rate(drill.marker("s7"), MODEL, SUBMIT_RATE, jobs / SUBMIT_RATE)
+        await client.submit(drill.marker("s7"), MODEL, jobs, SUBMIT_RATE)
         await asyncio.sleep(PENDING_WAIT)
         figures["web_bells_not_rung_lines"] = bells_not_rung(web.text())
         figures["pending_after_wait"] = stack.count_where("status = 'pending' AND attempts = 0")
@@ -392,7 +392,7 @@ def s7_worker_without_broker(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         figures["claims"] = _by(drill, JOBS_TABLE, "claimed_by", "attempts")
         figures["upstream_calls"] = stack.upstream_stats()["requests"]
         await at(0, drill.redis.start, drill.log, "Redis started")
-        await client.submit_count(drill.marker("s7-after"), MODEL, AFTER_BROKER_JOBS)
+        await client.submit(drill.marker("s7-after"), MODEL, AFTER_BROKER_JOBS)
         ready = lambda: WorkerSaid.read(worker.text()).ready > 0  # noqa: E731
         figures["ready_after_redis_s"] = await _wait_for(ready, READY_DEADLINE)
 
@@ -467,7 +467,7 @@ def s8_webhooks_through_worker_kill(drill: Drill, sizes: Sizes) -> dict[str, Any
 
     async def load(client: Client) -> None:
         hook = {WEBHOOK_HEADER: name}
-        await client.submit_count(drill.marker("s8"), MODEL, jobs, headers=hook)
+        await client.submit(drill.marker("s8"), MODEL, jobs, headers=hook)
         await _wait_for(_quiet(receiver), HOLD_DEADLINE, every=0.1)
         held = receiver.held()
         figures["deliveries_at_kill"] = await asyncio.to_thread(

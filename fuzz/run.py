@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             alive = procs.alive("web")
         log("gateway stopped")
     command = " ".join(["python -m fuzz.run", *(sys.argv[1:] if argv is None else argv)])
-    results = {"machine": runs.machine(), "command": command, **tally.as_dict()}
+    results: dict[str, Any] = {"finished_at": runs.now(), "command": command}
+    results |= {"machine": runs.machine(), **tally.as_dict()}
     results["seconds"] = round(time.monotonic() - started, 1)
     markdown, raw = FUZZ_DIR / "RESULTS.md", FUZZ_DIR / "results.json"
     facts = runs.facts(results, command)

@@ -501,14 +501,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the fake upstream until SIGTERM.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--hang-seconds", type=float, default=600.0)
     args = parser.parse_args(argv)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    upstream = FakeUpstream(
-        port=args.port, latency_ms=args.latency_ms, hang_seconds=args.hang_seconds, record=False
-    ).start()
+    upstream = FakeUpstream(port=args.port, latency_ms=args.latency_ms, record=False).start()
     stopping.wait()
     upstream.stop()
 
