@@ -88,13 +88,14 @@ def loads(averages: Sequence[float] | None) -> str:
 def facts(results: dict[str, Any], command: str) -> str:
     """The lines every report starts with: when, on what, by which command."""
     info = results.get("machine", {})
+    end = results.get("load_average_at_end")
+    at_end = f", at the end {loads(end)}" if end else ""
     return (
         f"- Date: {results.get('finished_at') or now()}\n"
         f"- Machine: {info.get('cpus')} CPUs ({info.get('cpu_model')}), Python "
         f"{info.get('python')}, load average (1, 5, 15 min) at start "
-        f"{loads(info.get('load_average_at_start'))}"
-        + (f", at the end {loads(end)}" if (end := results.get("load_average_at_end")) else "")
-        + f"\n- Command: `{command}`"
+        f"{loads(info.get('load_average_at_start'))}{at_end}\n"
+        f"- Command: `{command}`"
     )
 
 
