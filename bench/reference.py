@@ -10,7 +10,7 @@ its framework, authentication and validation::
 
 Each worker process opens a psycopg async pool and one redis.asyncio client on lifespan startup.
 The Redis list only grows while a benchmark runs (trimming it would be a second command per
-request); ``cleanup()`` deletes it afterwards.
+request); ``prepare()`` empties it and the table before the next.
 """
 
 from __future__ import annotations
@@ -35,18 +35,9 @@ REDIS_LIST = "bench:reference"
 TABLE = "bench_reference_job"
 JOBS_PATH = "/ref/jobs"
 MAX_BODY = 1024 * 1024
-
-CREATE_SQL = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    id uuid PRIMARY KEY,
-    body jsonb NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-)
-"""
-INSERT_SQL = f"INSERT INTO {TABLE} (id, body) VALUES (%s, %s)"  # noqa: S608  constant name
+INSERT_SQL = f"INSERT INTO {TABLE} (id, body) VALUES (%s, %s)"  # noqa: S608 - constant names
 SELECT_SQL = f"SELECT id, body, created_at FROM {TABLE} WHERE id = %s"  # noqa: S608
 
-Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -66,19 +57,23 @@ class Backend(Protocol):
 
 
 class PostgresRedisBackend:
-    """One worker process's connection pool and Redis client."""
+    """One worker process's connection pool and Redis client, on the URLs ``main()`` put in the
+    environment (uvicorn's workers import the app by name)."""
 
-    def __init__(self, database_url: str, redis_url: str) -> None:
+    def __init__(self) -> None:
         # Autocommit: each statement is its own transaction, one round trip per request.
         self.pool = AsyncConnectionPool(
-            database_url, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False
+            os.environ[DATABASE_URL_ENV],
+            min_size=4,
+            max_size=16,
+            kwargs={"autocommit": True},
+            open=False,
         )
-        self.redis = redis.asyncio.Redis.from_url(redis_url)
+        self.redis = redis.asyncio.Redis.from_url(os.environ[REDIS_URL_ENV])
 
     @classmethod
-    async def from_environ(cls) -> PostgresRedisBackend:
-        """Opens a backend on the URLs ``main()`` put in the environment."""
-        backend = cls(os.environ[DATABASE_URL_ENV], os.environ[REDIS_URL_ENV])
+    async def open(cls) -> PostgresRedisBackend:
+        backend = cls()
         await backend.pool.open(wait=True, timeout=30)
         return backend
 
@@ -88,9 +83,7 @@ class PostgresRedisBackend:
 
     async def get_job(self, job_id: uuid.UUID) -> JobRow | None:
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(SELECT_SQL, (job_id,))
-            row = await cursor.fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+            return await (await conn.execute(SELECT_SQL, (job_id,))).fetchone()
 
     async def publish(self, message: bytes) -> None:
         await self.redis.lpush(REDIS_LIST, message)
@@ -100,50 +93,24 @@ class PostgresRedisBackend:
         await self.redis.aclose()
 
 
-# --- HTTP ---------------------------------------------------------------------------------------
 async def respond(send: Send, status: int, payload: Any) -> None:
     """Sends a complete JSON response."""
     body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def error(message: str) -> dict[str, str]:
-    return {"error": message}
 
 
 async def read_body(receive: Receive) -> bytes | None:
     """The request body, or None when the client went away or sent more than MAX_BODY."""
-    chunks: list[bytes] = []
-    size = 0
+    body = b""
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
+        body += message.get("body", b"")
+        if message["type"] == "http.disconnect" or len(body) > MAX_BODY:
             return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def parse_job_id(path: str) -> uuid.UUID | None:
-    """The uuid in ``/ref/jobs/<uuid>``, or None."""
-    try:
-        return uuid.UUID(path[len(JOBS_PATH) + 1 :])
-    except ValueError:
-        return None
+            return body
 
 
 class ReferenceApp:
@@ -153,99 +120,79 @@ class ReferenceApp:
         self._open_backend = open_backend
         self.backend: Backend | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
-            await self.http(scope, receive, send)
+            status, payload = await self.answer(scope["method"], scope["path"], receive)
+            await respond(send, status, payload)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    self.backend = await self._open_backend()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self.backend is not None:
-                    await self.backend.close()
-                    self.backend = None
-                await send({"type": "lifespan.shutdown.complete"})
+        while (await receive())["type"] == "lifespan.startup":
+            try:
+                self.backend = await self._open_backend()
+            except Exception as exc:
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                 return
+            await send({"type": "lifespan.startup.complete"})
+        if self.backend is not None:  # lifespan.shutdown
+            await self.backend.close()
+            self.backend = None
+        await send({"type": "lifespan.shutdown.complete"})
 
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
+    async def answer(self, method: str, path: str, receive: Receive) -> tuple[int, Any]:
         if path == "/health":
-            await respond(send, 200, {"status": "ok"})
-        elif path == JOBS_PATH:
-            await (self.submit(receive, send) if method == "POST" else not_allowed(send))
-        elif path.startswith(JOBS_PATH + "/"):
-            await (self.poll(path, send) if method == "GET" else not_allowed(send))
-        else:
-            await respond(send, 404, error("Not found."))
-
-    def _backend(self) -> Backend:
+            return 200, {"status": "ok"}
+        if path != JOBS_PATH and not path.startswith(JOBS_PATH + "/"):
+            return 404, {"error": "Not found."}
+        if (method, path == JOBS_PATH) not in (("POST", True), ("GET", False)):
+            return 405, {"error": "Method not allowed."}
         if self.backend is None:
             raise RuntimeError("the backend opens on lifespan startup; run with lifespan on")
-        return self.backend
+        return await (
+            self.submit(self.backend, receive)
+            if method == "POST"
+            else self.poll(self.backend, path)
+        )
 
-    async def submit(self, receive: Receive, send: Send) -> None:
+    async def submit(self, backend: Backend, receive: Receive) -> tuple[int, Any]:
         """POST /ref/jobs: store the body, publish the id, answer 202."""
         raw = await read_body(receive)
         if raw is None:
-            await respond(send, 400, error("The body is missing or too large."))
-            return
+            return 400, {"error": "The body is missing or too large."}
         try:
             body = json.loads(raw)
         except ValueError:
-            await respond(send, 400, error("The body is not valid JSON."))
-            return
+            return 400, {"error": "The body is not valid JSON."}
         if not isinstance(body, dict):
-            await respond(send, 400, error("The body must be a JSON object."))
-            return
-        backend = self._backend()
+            return 400, {"error": "The body must be a JSON object."}
         job_id = uuid.uuid4()
         await backend.insert_job(job_id, body)
         await backend.publish(json.dumps({"id": str(job_id)}).encode())
-        await respond(send, 202, {"id": str(job_id), "status": "pending"})
+        return 202, {"id": str(job_id), "status": "pending"}
 
-    async def poll(self, path: str, send: Send) -> None:
+    async def poll(self, backend: Backend, path: str) -> tuple[int, Any]:
         """GET /ref/jobs/<uuid>: the stored job, or 404."""
-        job_id = parse_job_id(path)
-        row = None if job_id is None else await self._backend().get_job(job_id)
+        try:
+            row = await backend.get_job(uuid.UUID(path[len(JOBS_PATH) + 1 :]))
+        except ValueError:
+            row = None
         if row is None:
-            await respond(send, 404, error("No such job."))
-            return
-        await respond(
-            send, 200, {"id": str(row[0]), "body": row[1], "created_at": row[2].isoformat()}
+            return 404, {"error": "No such job."}
+        return 200, {"id": str(row[0]), "body": row[1], "created_at": row[2].isoformat()}
+
+
+app = ReferenceApp(PostgresRedisBackend.open)
+
+
+def prepare(database_url: str, redis_url: str) -> None:
+    """An empty reference table (created when missing) and an empty Redis list."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (id uuid PRIMARY KEY, body jsonb NOT NULL, "
+            "created_at timestamptz NOT NULL DEFAULT now())"
         )
-
-
-async def not_allowed(send: Send) -> None:
-    await respond(send, 405, error("Method not allowed."))
-
-
-app = ReferenceApp(PostgresRedisBackend.from_environ)
-
-
-# --- setup and cleanup --------------------------------------------------------------------------
-def setup(database_url: str) -> None:
-    """Creates the reference table when it is missing."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(CREATE_SQL)
-
-
-def truncate(database_url: str) -> None:
-    """Empties the reference table."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLE}")
-
-
-def cleanup(redis_url: str) -> None:
-    """Deletes the Redis list the reference publishes to."""
     client = redis.Redis.from_url(redis_url)
     try:
         client.delete(REDIS_LIST)
@@ -255,31 +202,18 @@ def cleanup(redis_url: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the benchmark's bare ASGI reference.")
-    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(DATABASE_URL_ENV, "postgres://root@127.0.0.1/postgres"),
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument("--setup", action="store_true", help="create the table and exit")
+    parser.add_argument("--database-url", default="postgres://root@127.0.0.1/postgres")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
-    # Once, before the workers start: concurrent CREATE TABLE IF NOT EXISTS can still collide.
-    setup(args.database_url)
-    if args.setup:
-        return
     import uvicorn
 
-    # Workers are separate processes that import the app by name, so they read the URLs from
-    # the environment.
     os.environ[DATABASE_URL_ENV] = args.database_url
     os.environ[REDIS_URL_ENV] = args.redis_url
     uvicorn.run(
         "bench.reference:app",
-        host=args.host,
+        host="127.0.0.1",
         port=args.port,
         workers=args.workers,
         loop="uvloop",

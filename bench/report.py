@@ -3,15 +3,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import fairness
 from harness import runs
 
 BENCH_DIR = Path(__file__).resolve().parent
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A scenario's row: what it measures, its target, its figure (a ``str.format`` template of
+    its results) and whether the target was met."""
+
+    what: str
+    target: str
+    figure: str
+    met: Callable[[Figures], bool]
 
 
 @dataclass(frozen=True)
@@ -27,112 +38,81 @@ class Row:
         return {True: "met", False: "NOT met", None: "not run"}[self.met]
 
 
-def _versus_reference(d: dict[str, Any]) -> tuple[str, bool]:
-    figure = f"{d['ratio']:.2f} ({d['gateway']['rate']:.0f}/s vs {d['reference']['rate']:.0f}/s)"
-    return figure, d["ratio"] >= 0.45
+def _versus_reference(what: str) -> Target:
+    figure = "{ratio:.2f} ({gateway[rate]:.0f}/s vs {reference[rate]:.0f}/s)"
+    return Target(f"{what} ÷ bare reference", "≥ 0.45", figure, lambda d: d["ratio"] >= 0.45)
 
 
-def rows(results: dict[str, Any]) -> list[Row]:
-    """One row per scenario, from the raw results (a scenario that failed shows its error)."""
-    out: list[Row] = []
+def _fair_share_met(d: Figures) -> bool:
+    """p99 within 2 s of the upstream latency, every submit completed, the backlog outlasting it."""
+    total = d["end_to_end_ms"]
+    return (
+        total["n"] == d["submits"]["ok"] > 0
+        and total["p99"] <= d["upstream_latency_ms"] + 2000
+        and d["backlog_pending_after"] > 0
+    )
 
-    def add(key: str, what: str, target: str, build: Any) -> None:
-        data = results.get(key)
-        if data is None:
-            out.append(Row(_label(key), what, "-", target, None))
-        elif "error" in data:
-            out.append(Row(_label(key), what, f"failed: {data['error']}", target, False))
-        else:
-            figure, met = build(data)
-            out.append(Row(_label(key), what, figure, target, met))
 
-    for key, kind in (("s1", "completions"), ("s1chat", "chat completions")):
-        add(
-            key,
-            f"accepted {kind} submits/s ÷ bare reference (64 connections)",
-            "≥ 0.45",
-            _versus_reference,
-        )
-    add(
-        "s2",
+TARGETS = {
+    "s1": _versus_reference("accepted completions submits/s (64 connections)"),
+    "s1chat": _versus_reference("accepted chat completions submits/s (64 connections)"),
+    "s2": Target(
         "jobs completed/s at 1 s ÷ at 0 latency (backlog drained, steady rate)",
         "≥ 0.8 and ≥ 300/s at 1 s",
-        lambda d: (
-            f"{d['ratio']:.2f} ({d['one_second']['jobs_per_s']:.0f}/s vs "
-            f"{d['zero']['jobs_per_s']:.0f}/s, {d['one_second']['finished']:,} jobs each; "
-            f"whole runs {d['one_second']['whole_run_jobs_per_s']:.0f}/s vs "
-            f"{d['zero']['whole_run_jobs_per_s']:.0f}/s)",
-            d["ratio"] >= 0.8 and d["one_second"]["jobs_per_s"] >= 300,
-        ),
-    )
-    add(
-        "s3",
+        "{ratio:.2f} ({one_second[jobs_per_s]:.0f}/s vs {zero[jobs_per_s]:.0f}/s, "
+        "{one_second[finished]:,} jobs each; whole runs {one_second[whole_run_jobs_per_s]:.0f}/s "
+        "vs {zero[whole_run_jobs_per_s]:.0f}/s)",
+        lambda d: d["ratio"] >= 0.8 and d["one_second"]["jobs_per_s"] >= 300,
+    ),
+    "s3": Target(
         "added latency at a steady 50 jobs/s",
         "p50 ≤ 15 ms, p99 ≤ 100 ms",
+        "p50 {added_ms[p50]:.1f} ms, p99 {added_ms[p99]:.1f} ms ({added_ms[n]:.0f} jobs)",
         lambda d: (
-            f"p50 {d['added_ms']['p50']:.1f} ms, p99 {d['added_ms']['p99']:.1f} ms "
-            f"({d['added_ms']['n']:.0f} jobs)",
-            d["added_ms"]["n"] > 0 and d["added_ms"]["p50"] <= 15 and d["added_ms"]["p99"] <= 100,
+            d["added_ms"]["n"] > 0 and d["added_ms"]["p50"] <= 15 and d["added_ms"]["p99"] <= 100
         ),
-    )
-    for key, kind in (("s4", "completion"), ("s4chat", "chat completion")):
-        add(
-            key,
-            f"polls/s of a completed {kind} job ÷ bare reference GET",
-            "≥ 0.45",
-            _versus_reference,
-        )
-    add(
-        "s5",
+    ),
+    "s4": _versus_reference("polls/s of a completed completion job"),
+    "s4chat": _versus_reference("polls/s of a completed chat completion job"),
+    "s5": Target(
         "peak RSS of all workers, 1,000 jobs in flight at 5 s",
         "≤ 1 GiB",
-        lambda d: (
-            f"{d['peak_rss_mib']:.0f} MiB ({d['workers']} workers, "
-            f"{d['peak_in_flight_upstream']} calls in flight at the upstream)",
-            d["peak_rss_bytes"] <= 2**30 and (d["peak_in_flight_upstream"] or 0) >= d["jobs"],
-        ),
-    )
-    add(
-        "s6",
+        "{peak_rss_mib:.0f} MiB ({workers} workers, {peak_in_flight_upstream} calls in flight at "
+        "the upstream)",
+        lambda d: d["peak_rss_bytes"] <= 2**30 and (d["peak_in_flight_upstream"] or 0) >= d["jobs"],
+    ),
+    "s6": Target(
         "purge of expired rows while submits continue",
         "≥ 100k rows/s, longest statement ≤ 1 s",
+        "{purge[rows_per_s]:,.0f} rows/s, longest {purge[longest_statement_s]:.3f} s "
+        "({purge[rows]:,} rows; {submits_during[accepted]:,} submits accepted meanwhile, "
+        "{submits_during[not_accepted]} not)",
         lambda d: (
-            f"{d['purge']['rows_per_s']:,.0f} rows/s, "
-            f"longest {d['purge']['longest_statement_s']:.3f} s "
-            f"({d['purge']['rows']:,} rows; {d['submits_during']['accepted']:,} submits accepted "
-            f"meanwhile, {d['submits_during']['not_accepted']} not)",
             d["purge"]["rows_per_s"] >= 100_000
             and d["purge"]["longest_statement_s"] <= 1.0
-            and d["submits_during"]["not_accepted"] == 0,
+            and d["submits_during"]["not_accepted"] == 0
         ),
-    )
-    add(
-        "s7",
+    ),
+    "s7": Target(
         "vs LiteLLM 1.108.7: submits/s and completed jobs/s (1 s latency)",
         "both ≥ 3x",
-        lambda d: (
-            f"submits {d['submit_ratio']:.1f}x ({d['gateway_submits']['rate']:.0f}/s vs "
-            f"{d['peer_background_submits']['rate']:.0f}/s background); completed "
-            f"{d['completed_ratio']:.1f}x ({d['gateway_completed']['completed_per_s']:.0f}/s vs "
-            f"{d['peer_completed'].get('completed_per_s') or 0:.0f}/s; peer lost "
-            f"{d['peer_completed'].get('lost')}); peer plain /v1/completions "
-            f"{d['peer_plain_completions']['rate']:.0f}/s",
-            d["submit_ratio"] >= 3 and d["completed_ratio"] >= 3,
-        ),
-    )
-    add(
-        "s8",
+        "submits {submit_ratio:.1f}x ({gateway_submits[rate]:.0f}/s vs "
+        "{peer_background_submits[rate]:.0f}/s background); completed {completed_ratio:.1f}x "
+        "({gateway_completed[completed_per_s]:.0f}/s vs {peer_completed[completed_per_s]:.0f}/s; "
+        "peer lost {peer_completed[lost]}); peer plain /v1/completions "
+        "{peer_plain_completions[rate]:.0f}/s",
+        lambda d: d["submit_ratio"] >= 3 and d["completed_ratio"] >= 3,
+    ),
+    "s8": Target(
         "another key's jobs behind one key's 20,000-job backlog, 1 s latency, 10 jobs/s",
-        "p99 ≤ latency + 2 s (3.0 s)",
-        lambda d: (
-            f"p50 {d['end_to_end_ms']['p50'] / 1000:.2f} s, "
-            f"p99 {d['end_to_end_ms']['p99'] / 1000:.2f} s submit to completed "
-            f"({d['end_to_end_ms']['n']:.0f} of {d['submits']['ok']} jobs; "
-            f"{d['backlog_pending_after']:,} backlog jobs still pending after)",
-            fairness.met(d),
-        ),
-    )
-    return out
+        "p99 ≤ latency + 2 s (3,000 ms)",
+        "p50 {end_to_end_ms[p50]:.0f} ms, p99 {end_to_end_ms[p99]:.0f} ms submit to completed "
+        "({end_to_end_ms[n]:.0f} of {submits[ok]} jobs; {backlog_pending_after:,} backlog jobs "
+        "still pending after)",
+        _fair_share_met,
+    ),
+}
+ORDER = ("s1", "s1chat", "s2", "s3", "s4", "s4chat", "s5", "s6", "s7", "s8")
 
 
 def _label(key: str) -> str:
@@ -140,37 +120,35 @@ def _label(key: str) -> str:
     return key[:2].upper() + (f" {key[2:]}" if key[2:] else "")
 
 
+def rows(results: dict[str, Any]) -> list[Row]:
+    """One row per scenario, from the raw results (a scenario that failed shows its error)."""
+    out = []
+    for key in ORDER:
+        target, data = TARGETS[key], results.get(key)
+        figure, met = "-", None
+        if data is not None and "error" in data:
+            figure, met = f"failed: {data['error']}", False
+        elif data is not None:
+            figure, met = target.figure.format(**data), target.met(data)
+        out.append(Row(_label(key), target.what, figure, target.target, met))
+    return out
+
+
 def table(results: dict[str, Any]) -> str:
-    lines = ["| # | what | figure | target | |", "|---|---|---|---|---|"]
-    for row in rows(results):
-        lines.append(
-            f"| {row.scenario} | {row.what} | {row.figure} | {row.target} | {row.verdict} |"
-        )
-    return "\n".join(lines)
+    return runs.table(
+        ("#", "what", "figure", "target", ""),
+        [(row.scenario, row.what, row.figure, row.target, row.verdict) for row in rows(results)],
+    )
 
 
 def write(results: dict[str, Any], command: str, quick: bool) -> Path:
     """Write RESULTS.md and results.json; return the markdown's path."""
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    info = results.get("machine", {})
     mode = "quick (--quick: shorter runs, 1,500 jobs in S2, 100k rows in S6)" if quick else "full"
-    text = "\n".join(
-        [
-            "# Benchmark results",
-            "",
-            f"- Date: {now}",
-            f"- Machine: {info.get('cpus')} CPUs ({info.get('cpu_model')}), Python "
-            f"{info.get('python')}, load average at start {info.get('load_average_at_start')}",
-            f"- Command: `{command}` ({mode})",
-            "- Everything ran on 127.0.0.1, the load generator included; figures compared with "
-            "each other were measured in this same run. Raw figures: `bench/results.json`.",
-            "",
-            table(results),
-            "",
-            "How each figure is measured: see `bench/README.md`.",
-            "",
-        ]
+    about = (
+        runs.facts(results, command) + f" ({mode})\n- Everything ran on 127.0.0.1, the load "
+        "generator included; figures compared with each other were measured in this same run. "
+        "Raw figures: `bench/results.json`."
     )
-    path = BENCH_DIR / "RESULTS.md"
-    runs.write(path, text, BENCH_DIR / "results.json", results)
-    return path
+    how = "How each figure is measured: see `bench/README.md`."
+    markdown, raw = BENCH_DIR / "RESULTS.md", BENCH_DIR / "results.json"
+    return runs.write(markdown, raw, "Benchmark results", results, about, table(results), how)

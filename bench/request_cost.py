@@ -32,8 +32,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from wsgiref.util import setup_testing_defaults
 
-from bench.scenarios import BENCH_MODEL, CHAT, bench_config
+from bench.scenarios import CHAT, SUBMIT_PATH, bench_config
+from harness import runs
 from harness.stack import REPO, ensure_database
 
 WARMUP = 50
@@ -79,57 +81,43 @@ def _requests() -> dict[str, Callable[[], bytes]]:
                 for model in ("openai/gpt-4o", "openai/gpt-4o-mini")
             ],
         )
+    usage = {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
+    hello = "Hello from the fake upstream."
+    completed = {"virtual_key": key, "provider": "openai", "model": "gpt-bench", "result_ttl": 3600}
+    completed |= {"status": JobStatus.COMPLETED, "status_code": 200}
     job = AsyncJob.objects.create(
         request_type="text_completion",
-        virtual_key=key,
-        provider="openai",
-        model="gpt-bench",
         request={"prompt": "Say hi"},
-        result_ttl=3600,
-        status=JobStatus.COMPLETED,
-        status_code=200,
         result={
             "id": "cmpl-bench",
             "object": "text_completion",
             "model": "gpt-bench",
-            "choices": [{"text": "Hello from the fake upstream.", "index": 0}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9},
+            "choices": [{"text": hello, "index": 0}],
+            "usage": usage,
         },
+        **completed,
     )
+    message = {"role": "assistant", "content": hello}
     chat_job = AsyncJob.objects.create(
         request_type="chat_completion",
-        virtual_key=key,
-        provider="openai",
-        model="gpt-bench",
         request={"messages": [{"role": "user", "content": "Say hi"}]},
-        result_ttl=3600,
-        status=JobStatus.COMPLETED,
-        status_code=200,
         result={
             "id": "chatcmpl-bench",
             "object": "chat.completion",
             "created": 1,
             "model": "gpt-bench",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "Hello from the fake upstream."},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9},
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": usage,
         },
+        **completed,
     )
-    body = json.dumps({"model": BENCH_MODEL, "prompt": "Say hi", "max_tokens": 16}).encode()
+    body = json.dumps({"model": "openai/gpt-bench", "prompt": "Say hi", "max_tokens": 16}).encode()
     chat_body = CHAT.body(0)
 
     def send(method: str, path: str, payload: bytes, expected: str, token: str = raw) -> bytes:
         environ = {
             "REQUEST_METHOD": method,
             "PATH_INFO": path,
-            "SCRIPT_NAME": "",
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "8000",
             "SERVER_PROTOCOL": "HTTP/1.1",
             "HTTP_HOST": "127.0.0.1:8000",
@@ -137,13 +125,10 @@ def _requests() -> dict[str, Callable[[], bytes]]:
             "CONTENT_TYPE": "application/json",
             "CONTENT_LENGTH": str(len(payload)),
             "wsgi.input": io.BytesIO(payload),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.version": (1, 0),
         }
+        setup_testing_defaults(environ)  # the rest, as any WSGI server sets it
         statuses: list[str] = []
 
         def start_response(status: str, headers: Any, *exc_info: Any) -> Any:
@@ -159,14 +144,12 @@ def _requests() -> dict[str, Callable[[], bytes]]:
         return content
 
     return {
-        "submit": lambda: send("POST", "/v1/async/completions", body, "202"),
-        "poll": lambda: send("GET", f"/v1/async/completions/{job.id}", b"", "200"),
+        "submit": lambda: send("POST", SUBMIT_PATH, body, "202"),
+        "poll": lambda: send("GET", f"{SUBMIT_PATH}/{job.id}", b"", "200"),
         "chat_submit": lambda: send("POST", CHAT.path, chat_body, "202"),
         "chat_poll": lambda: send("GET", f"{CHAT.path}/{chat_job.id}", b"", "200"),
-        "limited_submit": lambda: send(
-            "POST", "/v1/async/completions", body, "202", token=limited_raw
-        ),
-        "budget_submit": lambda: send("POST", "/v1/async/completions", body, "202", budget_raw),
+        "limited_submit": lambda: send("POST", SUBMIT_PATH, body, "202", limited_raw),
+        "budget_submit": lambda: send("POST", SUBMIT_PATH, body, "202", budget_raw),
     }
 
 
@@ -194,16 +177,8 @@ def cpu_times(count: int, rounds: int) -> dict[str, list[float]]:
 
 
 def _callgrind_total(kind: str, count: int) -> int:
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-    command += [
-        sys.executable,
-        "-m",
-        "bench.request_cost",
-        "--child",
-        kind,
-        "--requests",
-        str(count),
-    ]
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+    command += ["-m", "bench.request_cost", "--child", kind, "--requests", str(count)]
     done = subprocess.run(  # noqa: S603 - our own fixed command
         command, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, check=False
     )
@@ -223,7 +198,7 @@ def instructions(count: int) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = runs.parser(__doc__)
     parser.add_argument("--instructions", action="store_true", help="count under callgrind")
     parser.add_argument("--requests", type=int, default=None, help="measured requests per kind")
     parser.add_argument("--rounds", type=int, default=3, help="CPU-time rounds per kind")

@@ -8,27 +8,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
-from bench import fairness, report, scenarios
-from bench.scenarios import BenchStack, Log, Sizes
+from bench import report, scenarios
+from bench.scenarios import SCENARIOS, BenchStack, Sizes
 from harness import runs
 from harness.procs import Procs, free_port
 from harness.stack import REPO
-
-SCENARIOS: dict[str, Callable[[BenchStack, Sizes, Log], dict[str, Any]]] = {
-    "s1": scenarios.s1_submits,
-    "s1chat": scenarios.s1_chat_submits,
-    "s4": scenarios.s4_polls,
-    "s4chat": scenarios.s4_chat_polls,
-    "s3": scenarios.s3_added_latency,
-    "s2": scenarios.s2_throughput,
-    "s5": scenarios.s5_memory,
-    "s6": scenarios.s6_purge,
-    "s7": scenarios.s7_peer,
-    "s8": fairness.s8_fair_share,
-}
 
 
 def main(argv: list[str] | None = None) -> int:

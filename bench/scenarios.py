@@ -1,5 +1,5 @@
-"""The benchmark's scenarios S1-S7 (S1 and S4 also for chat completions; S8 is in
-``bench/fairness.py``). Each returns its raw figures as a dict for the report.
+"""The benchmark's scenarios S1-S8 (S1 and S4 also for chat completions). Each returns its raw
+figures as a dict for the report.
 
 Every figure that is compared is measured in the same run as what it is compared with (this
 machine is shared and noisy), so the targets are ratios or pairs.
@@ -7,25 +7,27 @@ machine is shared and noisy), so the targets are ratios or pairs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from bench import peer_litellm, purge, reference
+from bench import peer_litellm, reference, seed
 from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
-from harness.procs import RssSampler, free_port, tree_rss_bytes, wait_http
-from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database
+from harness.procs import free_port, tree_rss_bytes, wait_http
+from harness.runs import Log
+from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database, post
 
-Log = Callable[[str], None]
 SUBMIT_PATH = "/v1/async/completions"
 BENCH_MODEL = "openai/gpt-bench"
 PEER_MODEL = "gpt-bench"
 DATABASE_URL = "postgres://root@127.0.0.1:5432/gateway_bench"
 REDIS_URL = "redis://127.0.0.1:6379/3"
+JSON = {"Content-Type": "application/json"}
+FINISHED = "status IN ('completed', 'failed')"
 
 
 def bench_config(upstream_url: str) -> StackConfig:
@@ -55,7 +57,7 @@ BENCH_KEY_LIMITS = (
 
 
 class BenchStack(Stack):
-    """The stack, the bare reference handlers beside it, and the job table's figures."""
+    """The stack with the bare reference handlers beside it."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -65,8 +67,7 @@ class BenchStack(Stack):
         ensure_database(self.config.database_url)
         super().prepare(key_name, *(key_options or BENCH_KEY_LIMITS))
         self.truncate()
-        reference.setup(self.config.database_url)
-        reference.truncate(self.config.database_url)
+        reference.prepare(self.config.database_url, REDIS_URL)
 
     def start_reference(self) -> None:
         """As many processes as the gateway's web server."""
@@ -76,49 +77,14 @@ class BenchStack(Stack):
         self.procs.start("reference", argv, cwd=REPO)
         wait_http(f"{self.reference_url}/health", log=self.procs.log_path("reference"))
 
-    def counts(self) -> dict[str, int]:
-        rows = self.query(f"SELECT status, count(*) FROM {JOBS_TABLE} GROUP BY status")  # noqa: S608
-        return {status: int(n) for status, n in rows}
+    def by_status(self, where: str = "true") -> dict[str, int]:
+        sql = f"SELECT status, count(*) FROM {JOBS_TABLE} WHERE {where} GROUP BY 1"  # noqa: S608
+        return {status: int(n) for status, n in self.query(sql)}
 
-    def drain_window(self) -> tuple[float, int]:
-        """Seconds from the first claim to the last terminal write, and the jobs finished."""
-        rows = self.query(
-            f"SELECT extract(epoch FROM max(completed_at) - min(started_at)), count(*) "  # noqa: S608
-            f"FROM {JOBS_TABLE} WHERE status IN ('completed', 'failed')"
-        )
-        seconds, count = rows[0]
-        return float(seconds or 0.0), int(count)
-
-    def steady_rate(self) -> float:
-        """Jobs finished per second between the 10th and the 90th percentile of completion:
-        the workers booting one after the other and the last wave of calls are left out."""
-        rows = self.query(
-            "SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at)), "  # noqa: S608
-            "percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at)), "
-            f"count(*) FROM {JOBS_TABLE} WHERE status IN ('completed', 'failed')"
-        )
-        first, last, count = rows[0]
-        if not count or first is None or last <= first:
-            return 0.0
-        return 0.8 * int(count) / (float(last) - float(first))
-
-    def latency_parts_ms(self, upstream_ms: float) -> dict[str, list[float]]:
-        """Per completed job: created to claimed, claimed to written less the upstream's
-        latency, and created to written less it (the added latency)."""
-        rows = self.query(
-            f"SELECT extract(epoch FROM started_at - created_at) * 1000, "  # noqa: S608
-            f"extract(epoch FROM completed_at - started_at) * 1000 "
-            f"FROM {JOBS_TABLE} WHERE status = 'completed'"
-        )
-        return {
-            "added": [float(a) + float(b) - upstream_ms for a, b in rows],
-            "submit_to_claim": [float(a) for a, _ in rows],
-            "claim_to_done_minus_upstream": [float(b) - upstream_ms for _, b in rows],
-        }
-
-    def completed_job_id(self) -> str | None:
-        rows = self.query(f"SELECT id FROM {JOBS_TABLE} WHERE status = 'completed' LIMIT 1")  # noqa: S608
-        return str(rows[0][0]) if rows else None
+    def percentiles_of(self, expression: str, where: str) -> dict[str, float]:
+        """``percentiles`` of a per-job expression in ms, rounded, over the rows ``where``."""
+        rows = self.query(f"SELECT ({expression}) * 1000 FROM {JOBS_TABLE} WHERE {where}")  # noqa: S608
+        return {k: round(v, 2) for k, v in percentiles([float(ms) for (ms,) in rows]).items()}
 
 
 @dataclass(frozen=True)
@@ -150,16 +116,11 @@ def submit_body(n: int) -> bytes:
 
 
 def chat_body(n: int) -> bytes:
-    return json.dumps(
-        {
-            "model": BENCH_MODEL,
-            "messages": [
-                {"role": "system", "content": "You are brief."},
-                {"role": "user", "content": f"Say hello to job {n}"},
-            ],
-            "max_tokens": 16,
-        }
-    ).encode()
+    messages = [
+        {"role": "system", "content": "You are brief."},
+        {"role": "user", "content": f"Say hello to job {n}"},
+    ]
+    return json.dumps({"model": BENCH_MODEL, "messages": messages, "max_tokens": 16}).encode()
 
 
 @dataclass(frozen=True)
@@ -180,35 +141,41 @@ def _progress(log: Log, label: str) -> Callable[[int], None]:
 
 def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> dict[str, Any]:
     """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
-    load = closed_loop(
-        url,
-        duration=sizes.seconds,
-        warmup=sizes.warmup,
-        progress=_progress(log, label),
-        **{"ok_statuses": (202,), **options},
-    )
-    return run(load).to_json()
-
-
-def _submit_jobs(
-    stack: Stack, count: int, log: Log, shape: RequestShape = COMPLETION
-) -> LoadResult:
-    url = f"{stack.web_url}{shape.path}"
-    progress = _progress(log, "submitted")
-    load = closed_loop(url, body=shape.body, headers=stack.auth, total=count, progress=progress)
-    return run(load)
+    options = {"ok_statuses": (202,), "progress": _progress(log, label), **options}
+    return run(closed_loop(url, duration=sizes.seconds, warmup=sizes.warmup, **options)).to_json()
 
 
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
 
 
-def _against(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "gateway": ours,
-        "reference": reference,
-        "ratio": _ratio(ours["rate"], reference["rate"]),
-    }
+def _versus_reference(
+    stack: BenchStack,
+    sizes: Sizes,
+    log: Log,
+    what: str,
+    ours: str,
+    theirs: str,
+    their_headers: dict[str, str] | None = JSON,
+    **options: Any,
+) -> dict[str, Any]:
+    """The gateway's ``ours`` and the reference's ``theirs`` under the same closed loop."""
+    log(f"{what}: gateway at {ours} (64 connections)")
+    url = f"{stack.web_url}{ours}"
+    gateway = _measured(url, sizes, log, "gateway", headers=stack.auth, **options)
+    log(f"{what}: reference at {theirs}")
+    url = f"{stack.reference_url}{theirs}"
+    ref = _measured(url, sizes, log, "reference", headers=their_headers, **options)
+    stack.truncate()
+    return {"gateway": gateway, "reference": ref, "ratio": _ratio(gateway["rate"], ref["rate"])}
+
+
+def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
+    url = f"{stack.web_url}{SUBMIT_PATH}"
+    progress = _progress(log, "submitted")
+    return run(
+        closed_loop(url, body=submit_body, headers=stack.auth, total=count, progress=progress)
+    )
 
 
 def warm_up(stack: BenchStack, sizes: Sizes, log: Log) -> None:
@@ -222,38 +189,39 @@ def warm_up(stack: BenchStack, sizes: Sizes, log: Log) -> None:
     targets = [
         (f"{stack.web_url}{shape.path}", shape.body, stack.auth) for shape in (COMPLETION, CHAT)
     ]
-    targets.append(
-        (f"{stack.reference_url}/ref/jobs", COMPLETION.body, {"Content-Type": "application/json"})
-    )
+    targets.append((f"{stack.reference_url}{reference.JOBS_PATH}", submit_body, JSON))
     for url, body, headers in targets:
         run(closed_loop(url, body=body, headers=headers, duration=2 * sizes.warmup))
     stack.truncate()
 
 
-# --- S1 -------------------------------------------------------------------------------------------
 def s1_submits(
     stack: BenchStack, sizes: Sizes, log: Log, shape: RequestShape = COMPLETION
 ) -> dict[str, Any]:
     """Accepted submits/s against the bare reference handler (which stores the same body),
     workers stopped for both."""
     stack.truncate()
-    log(f"S1: gateway submits to {shape.path} (64 connections)")
-    url = f"{stack.web_url}{shape.path}"
-    ours = _measured(url, sizes, log, "gateway submits", body=shape.body, headers=stack.auth)
-    log("S1: reference submits (64 connections)")
-    ref = _measured(
-        f"{stack.reference_url}/ref/jobs",
-        sizes,
-        log,
-        "reference submits",
-        body=shape.body,
-        headers={"Content-Type": "application/json"},
+    return _versus_reference(
+        stack, sizes, log, "S1", shape.path, reference.JOBS_PATH, body=shape.body
     )
+
+
+def s4_polls(
+    stack: BenchStack, sizes: Sizes, log: Log, shape: RequestShape = COMPLETION
+) -> dict[str, Any]:
+    """Polls/s of a completed job against the reference GET of one row by primary key."""
     stack.truncate()
-    return _against(ours, ref)
+    stack.set_latency(0)
+    job_id = post(f"{stack.web_url}{shape.path}", shape.body(0), stack.auth)["id"]
+    stack.wait_terminal(1, timeout=60)
+    if stack.count_where("status = 'completed'") != 1:
+        raise RuntimeError("S4: the job to poll did not complete")
+    ref_id = post(f"{stack.reference_url}{reference.JOBS_PATH}", shape.body(0), JSON)["id"]
+    ours, theirs = f"{shape.path}/{job_id}", f"{reference.JOBS_PATH}/{ref_id}"
+    get = {"method": "GET", "ok_statuses": (200,)}
+    return _versus_reference(stack, sizes, log, "S4", ours, theirs, their_headers=None, **get)
 
 
-# --- S2 -------------------------------------------------------------------------------------------
 def _drain(stack: BenchStack, jobs: int, latency_ms: float, log: Log) -> dict[str, Any]:
     stack.stop_workers()
     stack.truncate()
@@ -263,17 +231,25 @@ def _drain(stack: BenchStack, jobs: int, latency_ms: float, log: Log) -> dict[st
     log(f"S2: workers started, upstream latency {latency_ms:g} ms")
     stack.start_workers()
     done = stack.wait_terminal(jobs, timeout=600, progress=_progress(log, "finished"))
-    seconds, finished = stack.drain_window()
-    counts = stack.counts()
+    # The steady rate: jobs finished between the 10th and the 90th percentile of completion, the
+    # workers booting one after the other and the last wave of calls left out.
+    completed_at = "extract(epoch FROM completed_at)"
+    rows = stack.query(
+        f"SELECT extract(epoch FROM max(completed_at) - min(started_at)), count(*), "  # noqa: S608
+        f"percentile_cont(0.1) WITHIN GROUP (ORDER BY {completed_at}), "
+        f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {completed_at}) "
+        f"FROM {JOBS_TABLE} WHERE {FINISHED}"
+    )
+    seconds, finished, first, last = (float(value or 0) for value in rows[0])
     return {
         "latency_ms": latency_ms,
         "submitted": submitted.ok,
-        "finished": finished,
+        "finished": int(finished),
         "terminal_seen": done,
-        "statuses": counts,
+        "statuses": stack.by_status(),
         "seconds": round(seconds, 3),
         "whole_run_jobs_per_s": round(finished / seconds, 1) if seconds else 0.0,
-        "jobs_per_s": round(stack.steady_rate(), 1),
+        "jobs_per_s": round(0.8 * finished / (last - first), 1) if last > first else 0.0,
         "upstream": stack.upstream_stats(),
     }
 
@@ -290,98 +266,43 @@ def s2_throughput(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     }
 
 
-# --- S3 -------------------------------------------------------------------------------------------
 def s3_added_latency(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """completed_at - created_at - upstream latency, at a steady 50 submits/s."""
     stack.truncate()
-    stack.set_latency(sizes.steady_latency_ms)
-    log(
-        f"S3: 50 jobs/s for {sizes.steady_seconds:g} s, "
-        f"upstream latency {sizes.steady_latency_ms:g} ms"
+    latency, seconds = sizes.steady_latency_ms, sizes.steady_seconds
+    stack.set_latency(latency)
+    log(f"S3: 50 jobs/s for {seconds:g} s, upstream latency {latency:g} ms")
+    load = open_loop(
+        f"{stack.web_url}{SUBMIT_PATH}",
+        rate=50.0,
+        duration=seconds,
+        body=submit_body,
+        headers=stack.auth,
+        ok_statuses=(202,),
+        progress=_progress(log, "submitted"),
     )
-    load = run(
-        open_loop(
-            f"{stack.web_url}{SUBMIT_PATH}",
-            rate=50.0,
-            duration=sizes.steady_seconds,
-            body=submit_body,
-            headers=stack.auth,
-            ok_statuses=(202,),
-            progress=_progress(log, "submitted"),
-        )
-    )
-    stack.wait_terminal(load.ok, timeout=120, progress=_progress(log, "finished"))
-    parts = stack.latency_parts_ms(sizes.steady_latency_ms)
-    figures = {name: _rounded(percentiles(values)) for name, values in parts.items()}
+    submits = run(load)
+    stack.wait_terminal(submits.ok, timeout=120, progress=_progress(log, "finished"))
+    upstream = f"{latency / 1000}"
+    claim, written = "started_at - created_at", "completed_at - started_at"
+    parts = {
+        "added": f"extract(epoch FROM completed_at - created_at) - {upstream}",
+        "submit_to_claim": f"extract(epoch FROM {claim})",
+        "claim_to_done_minus_upstream": f"extract(epoch FROM {written}) - {upstream}",
+    }
+    figures = {
+        name: stack.percentiles_of(sql, "status = 'completed'") for name, sql in parts.items()
+    }
     stack.truncate()
     return {
         "rate": 50.0,
-        "upstream_latency_ms": sizes.steady_latency_ms,
-        "submits": load.to_json(),
+        "upstream_latency_ms": latency,
+        "submits": submits.to_json(),
         "added_ms": figures.pop("added"),
         "parts_ms": figures,
     }
 
 
-def _rounded(figures: dict[str, float]) -> dict[str, float]:
-    return {name: round(value, 2) for name, value in figures.items()}
-
-
-# --- S4 -------------------------------------------------------------------------------------------
-def s4_polls(
-    stack: BenchStack, sizes: Sizes, log: Log, shape: RequestShape = COMPLETION
-) -> dict[str, Any]:
-    """Polls/s of a completed job against the reference GET of one row by primary key."""
-    stack.truncate()
-    stack.set_latency(0)
-    _submit_jobs(stack, 1, log, shape)
-    stack.wait_terminal(1, timeout=60, progress=lambda _: None)
-    job_id = stack.completed_job_id()
-    if job_id is None:
-        raise RuntimeError("S4: the job to poll did not complete")
-    log(f"S4: gateway polls of a completed job at {shape.path}")
-    ours = _measured(
-        f"{stack.web_url}{shape.path}/{job_id}",
-        sizes,
-        log,
-        "gateway polls",
-        method="GET",
-        headers=stack.auth,
-        ok_statuses=(200,),
-    )
-    ref_id: list[str] = []
-    run(
-        closed_loop(
-            f"{stack.reference_url}/ref/jobs",
-            body=shape.body,
-            headers={"Content-Type": "application/json"},
-            connections=1,
-            total=1,
-            on_response=lambda n, status, body: ref_id.append(json.loads(body)["id"]),
-        )
-    )
-    log("S4: reference GETs")
-    ref = _measured(
-        f"{stack.reference_url}/ref/jobs/{ref_id[0]}",
-        sizes,
-        log,
-        "reference GETs",
-        method="GET",
-        ok_statuses=(200,),
-    )
-    stack.truncate()
-    return _against(ours, ref)
-
-
-def s1_chat_submits(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
-    return s1_submits(stack, sizes, log, CHAT)
-
-
-def s4_chat_polls(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
-    return s4_polls(stack, sizes, log, CHAT)
-
-
-# --- S5 -------------------------------------------------------------------------------------------
 def s5_memory(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Peak RSS of all worker processes while 1,000 jobs are in flight at 5 s latency."""
     stack.stop_workers()
@@ -392,9 +313,13 @@ def s5_memory(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     stack.start_workers()
     time.sleep(0.5)
     baseline = tree_rss_bytes(stack.worker_pids())
-    sampler = RssSampler(stack.worker_pids).start()
-    stack.wait_terminal(sizes.inflight_jobs, timeout=180, progress=_progress(log, "finished"))
-    peak = sampler.stop()
+    peak = 0
+
+    def sample(done: int) -> None:  # every 0.2 s while the jobs run
+        nonlocal peak
+        peak = max(peak, tree_rss_bytes(stack.worker_pids()))
+
+    stack.wait_terminal(sizes.inflight_jobs, timeout=180, progress=sample, every=0.2)
     upstream = stack.upstream_stats()
     stack.truncate()
     return {
@@ -407,19 +332,22 @@ def s5_memory(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     }
 
 
-# --- S6 -------------------------------------------------------------------------------------------
+# ``manage.py`` as an operator runs the purge, in its own process; it prints a JSON summary.
+PURGE_COMMAND = ("purge_jobs", "--json", "--time-budget", "600")
+
+
 def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Purge of expired rows while submits continue: rows/s and the longest statement."""
     stack.truncate()
     stack.set_latency(0)
     log(f"S6: seeding {sizes.purge_rows:,} expired jobs")
-    seed_seconds = purge.seed_expired(stack.config.database_url, sizes.purge_rows, log=log)
+    seed_seconds = seed.seed(stack.config.database_url, seed.EXPIRED, sizes.purge_rows, log)
     summary: dict[str, Any] = {}
     failure: list[BaseException] = []
 
     def purge_now() -> None:
         try:
-            summary.update(json.loads(stack.manage(*purge.COMMAND).strip().splitlines()[-1]))
+            summary.update(json.loads(stack.manage(*PURGE_COMMAND).strip().splitlines()[-1]))
         except BaseException as exc:  # reported, not swallowed
             failure.append(exc)
 
@@ -428,118 +356,181 @@ def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     thread.start()
     submits: list[LoadResult] = []
     while thread.is_alive():
-        submits.append(
-            run(
-                closed_loop(
-                    f"{stack.web_url}{SUBMIT_PATH}",
-                    body=submit_body,
-                    headers=stack.auth,
-                    connections=8,
-                    duration=1.0,
-                    ok_statuses=(202,),
-                )
-            )
+        load = closed_loop(
+            f"{stack.web_url}{SUBMIT_PATH}",
+            body=submit_body,
+            headers=stack.auth,
+            connections=8,
+            duration=1.0,
+            ok_statuses=(202,),
         )
+        submits.append(run(load))
         log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
     thread.join()
     if failure:
         raise failure[0]
-    left = purge.count_expired(stack.config.database_url)
+    left = stack.count_where("expires_at <= now()")
     stack.truncate()
-    accepted = sum(r.ok for r in submits)
-    other = sum(r.requests - r.ok for r in submits)
-    latencies = [r.latency_ms.get("max", 0.0) for r in submits]
     return {
         "rows_seeded": sizes.purge_rows,
         "seed_seconds": round(seed_seconds, 1),
         "purge": summary,
         "expired_left": left,
         "submits_during": {
-            "accepted": accepted,
-            "not_accepted": other,
-            "max_latency_ms": round(max(latencies, default=0.0), 1),
+            "accepted": sum(r.ok for r in submits),
+            "not_accepted": sum(r.requests - r.ok for r in submits),
+            "max_latency_ms": round(
+                max((r.latency_ms.get("max", 0.0) for r in submits), default=0.0), 1
+            ),
         },
     }
 
 
-# --- S7 -------------------------------------------------------------------------------------------
 def s7_peer(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """LiteLLM proxy on the same upstream: background submits/s, completions/s, completed/s."""
-    python = peer_litellm.ensure_venv(peer_litellm.VENV_DIR_DEFAULT, log=log)
-    port = free_port()
-    config = REPO / ".bench" / "litellm-config.yaml"
-    peer_litellm.write_config(
-        config,
-        upstream_url=stack.config.upstream_url,
-        model=PEER_MODEL,
-        redis_url=peer_litellm.REDIS_URL_DEFAULT,
-    )
-    argv, env = peer_litellm.command(python, port=port, config=config)
-    peer_url = f"http://127.0.0.1:{port}"
-    log("S7: starting the LiteLLM proxy")
-    stack.procs.start("peer", argv, env=env, cwd=REPO / ".bench")
-    wait_http(
-        f"{peer_url}{peer_litellm.HEALTH_PATH}", timeout=180, log=stack.procs.log_path("peer")
+    directory = REPO / ".bench"
+    peer_url = peer_litellm.start(
+        stack.procs, directory, stack.config.upstream_url, PEER_MODEL, log
     )
     stack.truncate()
     stack.set_latency(1000)
-    headers = peer_litellm.auth_headers()
-
-    def peer_load(path: str, body: bytes, label: str) -> dict[str, Any]:
-        url = f"{peer_url}{path}"
-        return _measured(url, sizes, log, label, body=body, headers=headers, ok_statuses=(200, 202))
-
+    peer = {"headers": peer_litellm.HEADERS, "ok_statuses": (200, 202)}
     log("S7: peer background submits, upstream latency 1 s")
-    background = peer_load(
-        peer_litellm.RESPONSES_PATH,
-        peer_litellm.background_submit_body(PEER_MODEL, "Say hello to the benchmark."),
-        "peer background submits",
-    )
-    log("S7: gateway submits, workers running, upstream latency 1 s")
-    ours_submits = _measured(
-        f"{stack.web_url}{SUBMIT_PATH}",
+    background = _measured(
+        f"{peer_url}{peer_litellm.RESPONSES_PATH}",
         sizes,
         log,
-        "gateway submits",
-        body=submit_body,
-        headers=stack.auth,
+        "peer background submits",
+        body=peer_litellm.background_body(PEER_MODEL),
+        **peer,
     )
-    stack.wait_terminal(
-        ours_submits["ok"], timeout=300, progress=_progress(log, "gateway finished")
-    )
+    log("S7: gateway submits, workers running, upstream latency 1 s")
+    url = f"{stack.web_url}{SUBMIT_PATH}"
+    ours = _measured(url, sizes, log, "gateway submits", body=submit_body, headers=stack.auth)
+    stack.wait_terminal(ours["ok"], timeout=300, progress=_progress(log, "gateway finished"))
     stack.truncate()
     log(f"S7: peer completed jobs ({sizes.peer_jobs:,}, submit then poll)")
     peer_done = run(
         peer_litellm.measure_completed(peer_url, model=PEER_MODEL, jobs=sizes.peer_jobs)
     )
     log(f"S7: gateway completed jobs ({sizes.peer_jobs:,}, submit then poll)")
-    ours_done = run(
-        submit_and_follow(
-            f"{stack.web_url}{SUBMIT_PATH}",
-            submit_body(0),
-            poll_url=lambda job_id: f"{stack.web_url}{SUBMIT_PATH}/{job_id}",
-            headers=stack.auth,
-            jobs=sizes.peer_jobs,
-        )
+    follow = submit_and_follow(
+        url,
+        submit_body(0),
+        poll_url=lambda job_id: f"{url}/{job_id}",
+        headers=stack.auth,
+        jobs=sizes.peer_jobs,
     )
+    ours_done = run(follow)
     stack.truncate()
     stack.set_latency(0)
     log("S7: peer plain /v1/completions, upstream latency 0")
-    plain = peer_load(
-        peer_litellm.COMPLETIONS_PATH,
-        peer_litellm.completion_body(PEER_MODEL, "Say hello to the benchmark."),
+    plain = _measured(
+        f"{peer_url}{peer_litellm.COMPLETIONS_PATH}",
+        sizes,
+        log,
         "peer completions",
+        body=peer_litellm.completion_body(PEER_MODEL),
+        **peer,
     )
     stack.procs.stop("peer")
     return {
         "peer_background_submits": background,
-        "gateway_submits": ours_submits,
-        "submit_ratio": _ratio(ours_submits["rate"], background["rate"]),
+        "gateway_submits": ours,
+        "submit_ratio": _ratio(ours["rate"], background["rate"]),
         "peer_completed": peer_done,
         "gateway_completed": ours_done,
-        "completed_ratio": _ratio(
-            ours_done["completed_per_s"], float(peer_done.get("completed_per_s") or 0.0)
-        ),
+        "completed_ratio": _ratio(ours_done["completed_per_s"], peer_done["completed_per_s"]),
         "peer_plain_completions": plain,
-        "peer_venv": str(Path(python).parent.parent),
+        "peer_venv": str(peer_litellm.VENV_DIR),
     }
+
+
+# S8: one key's backlog must not delay another key's jobs. The workers run with room for fewer
+# calls than usual (IN_FLIGHT each), so the backlog outlasts the second key's submits (the figure
+# counts only if backlog jobs were still pending when its last job ended), and the figure
+# measures the claim's order rather than how many calls a second the machine can turn over.
+BACKLOG = 20_000
+RATE = 10.0  # the second key's submits per second
+LATENCY_MS = 1000.0
+IN_FLIGHT = 100  # per worker: 2 workers take 200 backlog jobs a second, 100 s for all
+FILL_SECONDS = 3.0
+
+
+def _new_key(stack: Stack, name: str) -> tuple[str, int]:
+    """A virtual key made as an operator makes one: (the key, its row id)."""
+    key = stack.manage("create_virtual_key", "--name", name).strip().splitlines()[-1]
+    # gateway_virtualkey is VirtualKey's table (gateway/access/models.py); no Django here.
+    return key, int(stack.query("SELECT id FROM gateway_virtualkey WHERE name = %s", (name,))[0][0])
+
+
+def s8_fair_share(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """The second key's completion latency while the first key's backlog is being worked off."""
+    stack.stop_workers()
+    stamp = int(time.time())
+    _, backlog_key = _new_key(stack, f"s8-backlog-{stamp}")
+    steady, steady_key = _new_key(stack, f"s8-steady-{stamp}")
+    base = stack.config
+    settings = {**base.settings, "GATEWAY_WORKER_MAX_IN_FLIGHT": str(IN_FLIGHT)}
+    stack.config = dataclasses.replace(base, settings=settings)
+    mine = f"virtual_key_id = {steady_key}"
+    try:
+        stack.start_workers(ready_with=BENCH_MODEL)
+        stack.set_latency(LATENCY_MS)
+        log(f"S8: seeding {BACKLOG:,} pending jobs of one key")
+        seed_seconds = seed.seed(
+            stack.config.database_url, seed.BACKLOG, BACKLOG, log, key=backlog_key
+        )
+        time.sleep(FILL_SECONDS)  # the workers fill every slot with the backlog first
+        log(f"S8: a second key submits {RATE:g} jobs/s for {sizes.steady_seconds:g} s, latency 1 s")
+        headers = {"Authorization": f"Bearer {steady}", **JSON}
+        load = open_loop(
+            f"{stack.web_url}{SUBMIT_PATH}",
+            rate=RATE,
+            duration=sizes.steady_seconds,
+            body=submit_body,
+            headers=headers,
+            ok_statuses=(202,),
+        )
+        submits = run(load)
+        stack.wait_terminal(submits.ok, timeout=300, where=mine)
+        backlog_pending = stack.count_where(
+            f"virtual_key_id = {backlog_key} AND status = 'pending'"
+        )
+    finally:
+        stack.stop_workers()
+        stack.config = base
+    done = f"{mine} AND status = 'completed'"
+    result = {
+        "backlog": BACKLOG,
+        "seed_seconds": round(seed_seconds, 2),
+        "rate": RATE,
+        "seconds": sizes.steady_seconds,
+        "upstream_latency_ms": LATENCY_MS,
+        "in_flight_per_worker": IN_FLIGHT,
+        "submits": submits.to_json(),
+        "steady_statuses": stack.by_status(mine),
+        "backlog_pending_after": backlog_pending,
+        "end_to_end_ms": stack.percentiles_of(
+            "extract(epoch FROM completed_at - created_at)", done
+        ),
+        "submit_to_claim_ms": stack.percentiles_of(
+            "extract(epoch FROM started_at - created_at)", done
+        ),
+    }
+    stack.truncate()
+    return result
+
+
+SCENARIOS: dict[str, Callable[[BenchStack, Sizes, Log], dict[str, Any]]] = {
+    "s1": s1_submits,
+    "s1chat": lambda stack, sizes, log: s1_submits(stack, sizes, log, CHAT),
+    "s4": s4_polls,
+    "s4chat": lambda stack, sizes, log: s4_polls(stack, sizes, log, CHAT),
+    "s3": s3_added_latency,
+    "s2": s2_throughput,
+    "s5": s5_memory,
+    "s6": s6_purge,
+    "s7": s7_peer,
+    "s8": s8_fair_share,
+}

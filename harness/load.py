@@ -42,20 +42,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
     """p50, p90, p99 (nearest rank), max, mean and n of ``values``; zeros when empty."""
     if not values:
         return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0, "n": 0}
-    ordered = sorted(values)
-    n = len(ordered)
-
-    def rank(p: float) -> float:
-        return float(ordered[max(0, math.ceil(p / 100 * n) - 1)])
-
-    return {
-        "p50": rank(50),
-        "p90": rank(90),
-        "p99": rank(99),
-        "max": float(ordered[-1]),
-        "mean": sum(ordered) / n,
-        "n": n,
-    }
+    ordered, n = sorted(values), len(values)
+    ranks = {f"p{p}": float(ordered[max(0, math.ceil(p / 100 * n) - 1)]) for p in (50, 90, 99)}
+    return {**ranks, "max": float(ordered[-1]), "mean": sum(ordered) / n, "n": n}
 
 
 @dataclass
@@ -80,30 +69,24 @@ class LoadResult:
         return data
 
 
+@dataclass
 class _Tally:
     """Collects outcomes as responses arrive; shared by both load shapes."""
 
-    def __init__(self, ok_statuses: tuple[int, ...]) -> None:
-        self.ok_statuses = ok_statuses
-        self.statuses: dict[int, int] = {}
-        self.errors = 0
-        self.latencies: list[float] = []
-        self.done = 0
+    ok_statuses: tuple[int, ...]
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
 
     def response(self, status: int, latency: float) -> None:
-        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.statuses[status] += 1
         if status in self.ok_statuses:
             self.latencies.append(latency * 1000)
-        self.done += 1
-
-    def error(self) -> None:
-        self.errors += 1
-        self.done += 1
 
     def result(self, seconds: float) -> LoadResult:
         ok = len(self.latencies)
         return LoadResult(
-            requests=sum(self.statuses.values()) + self.errors,
+            requests=self.statuses.total() + self.errors,
             statuses=dict(sorted(self.statuses.items())),
             errors=self.errors,
             seconds=seconds,
@@ -111,6 +94,22 @@ class _Tally:
             rate=ok / seconds if seconds > 0 else 0.0,
             latency_ms=percentiles(self.latencies),
         )
+
+    async def run(self, work: Coroutine[Any, Any, None], progress: Progress | None) -> None:
+        """Runs ``work`` while calling ``progress(done)`` about once a second, and at the end."""
+
+        async def tick() -> None:
+            while progress is not None:
+                await asyncio.sleep(PROGRESS_SECONDS)
+                progress(self.statuses.total())
+
+        ticker = asyncio.create_task(tick())
+        try:
+            await work
+        finally:
+            ticker.cancel()
+            if progress is not None:
+                progress(self.statuses.total())
 
 
 def _session(connections: int) -> aiohttp.ClientSession:
@@ -122,47 +121,22 @@ def _session(connections: int) -> aiohttp.ClientSession:
     )
 
 
-def _body_for(body: Body, index: int) -> bytes | None:
-    return body(index) if callable(body) else body
-
-
-def _url_for(url: Url, index: int) -> str:
-    return url(index) if callable(url) else url
-
-
 async def _send(
     session: aiohttp.ClientSession,
     method: str,
-    url: str,
-    data: bytes | None,
+    url: Url,
+    body: Body,
+    index: int,
     headers: dict[str, str] | None,
 ) -> tuple[int, bytes] | None:
-    """One request: (status, body), or None on a transport error."""
+    """Request ``index``: (status, body), or None on a transport error."""
+    url = url(index) if callable(url) else url
+    data = body(index) if callable(body) else body
     try:
         async with session.request(method, url, data=data, headers=headers) as response:
             return response.status, await response.read()
     except (aiohttp.ClientError, TimeoutError, OSError):
         return None
-
-
-async def _report_progress(tally: _Tally, progress: Progress) -> None:
-    while True:
-        await asyncio.sleep(PROGRESS_SECONDS)
-        progress(tally.done)
-
-
-async def _with_progress(
-    work: Coroutine[Any, Any, T], tally: _Tally, progress: Progress | None
-) -> T:
-    """Runs ``work`` while calling ``progress(done)`` about once a second, and once at the end."""
-    if progress is None:
-        return await work
-    ticker = asyncio.create_task(_report_progress(tally, progress))
-    try:
-        return await work
-    finally:
-        ticker.cancel()
-        progress(tally.done)
 
 
 async def closed_loop(
@@ -208,13 +182,10 @@ async def closed_loop(
             counted += measured
             index = sequence
             sequence += 1
-            outcome = await _send(
-                session, method, _url_for(url, index), _body_for(body, index), headers
-            )
+            outcome = await _send(session, method, url, body, index, headers)
             end = time.perf_counter()
             if outcome is None:
-                if measured:
-                    tally.error()
+                tally.errors += measured
                 await asyncio.sleep(ERROR_PAUSE)
                 continue
             if measured:
@@ -227,7 +198,7 @@ async def closed_loop(
         async with _session(connections) as session:
             await asyncio.gather(*(worker(session) for _ in range(connections)))
 
-    await _with_progress(all_workers(), tally, progress)
+    await tally.run(all_workers(), progress)
     return tally.result(max(last_end, time.perf_counter()) - measure_from)
 
 
@@ -258,11 +229,9 @@ async def open_loop(
 
     async def one(session: aiohttp.ClientSession, index: int) -> None:
         due = start + index / rate
-        outcome = await _send(
-            session, method, _url_for(url, index), _body_for(body, index), headers
-        )
+        outcome = await _send(session, method, url, body, index, headers)
         if outcome is None:
-            tally.error()
+            tally.errors += 1
             return
         tally.response(outcome[0], time.perf_counter() - due)
         if on_response is not None:
@@ -280,7 +249,7 @@ async def open_loop(
                     await asyncio.sleep(max(0.0, start + len(tasks) / rate - time.perf_counter()))
             await asyncio.gather(*tasks)
 
-    await _with_progress(schedule(), tally, progress)
+    await tally.run(schedule(), progress)
     return tally.result(time.perf_counter() - start)
 
 
@@ -345,7 +314,7 @@ async def submit_and_follow(
         """One poll; whether to poll this job again."""
         nonlocal last_terminal
         counts["polls"] += 1
-        outcome = await _send(session, "GET", poll_url(job_id), None, headers)
+        outcome = await _send(session, "GET", poll_url(job_id), None, 0, headers)
         if outcome is None:
             counts["poll_errors"] += 1
             first.setdefault("poll", "no answer")

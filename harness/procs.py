@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -46,15 +45,13 @@ def _live_stats() -> dict[int, tuple[int, int]]:
     and it holds no resources.
     """
     stats: dict[int, tuple[int, int]] = {}
-    for entry in os.listdir("/proc"):
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
-        except OSError:
-            continue
-        # The command name is in parentheses and may itself contain spaces or parentheses.
-        fields = raw[raw.rfind(")") + 2 :].split()
-        if fields and fields[0] not in ("Z", "X"):
-            stats[int(entry)] = (int(fields[1]), int(fields[2]))
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            raw = Path(f"/proc/{entry}/stat").read_text()
+            # The command name is in parentheses and may itself contain spaces or parentheses.
+            fields = raw[raw.rfind(")") + 2 :].split()
+            if fields and fields[0] not in ("Z", "X"):
+                stats[int(entry)] = (int(fields[1]), int(fields[2]))
     return stats
 
 
@@ -66,97 +63,53 @@ def group_members(pgid: int) -> list[int]:
 def descendants(pids: Iterable[int]) -> set[int]:
     """The given live pids and all their live descendants."""
     stats = _live_stats()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
     found: set[int] = set()
     todo = [pid for pid in pids if pid in stats]
     while todo:
         pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, ()))
+        found.add(pid)
+        todo += [child for child, (ppid, _) in stats.items() if ppid == pid and child not in found]
     return found
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)  # none for zombies, kernel threads
-    return int(match.group(1)) * 1024 if match else 0
 
 
 def tree_rss_bytes(pids: Iterable[int]) -> int:
     """Resident memory of these processes and all their descendants, in bytes."""
-    return sum(_rss_bytes(pid) for pid in descendants(pids))
+    total = 0
+    for pid in descendants(pids):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)  # none for kernel threads
+            total += int(match.group(1)) * 1024 if match else 0
+    return total
 
 
-class RssSampler:
-    """Samples the tree RSS of ``pids_fn()`` in a thread and keeps the peak; ``pids_fn`` is
-    called on each sample, so processes started after ``start()`` count."""
-
-    def __init__(self, pids_fn: Callable[[], list[int]], interval: float = 0.2) -> None:
-        self._pids_fn = pids_fn
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
-        self.peak = 0
-
-    def start(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def stop(self) -> int:
-        """Stops sampling; returns the peak in bytes."""
-        self._stop.set()
-        self._thread.join()
-        return self.peak
-
-    def _loop(self) -> None:
-        while True:
-            self.peak = max(self.peak, tree_rss_bytes(self._pids_fn()))
-            if self._stop.wait(self._interval):
-                return
-
-
-# --- waiting for servers ------------------------------------------------------------------------
-def _status_of(url: str, timeout: float) -> int:
-    """HTTP status of a GET, with no proxy in between; raises OSError when nothing answers."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
-    try:
-        conn.request("GET", f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}")
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
+# --- waiting ------------------------------------------------------------------------------------
 def wait_http(
     url: str,
     timeout: float = 60.0,
     log: Path | None = None,
     proc: subprocess.Popen[Any] | None = None,
 ) -> None:
-    """Polls ``url`` until it answers 200.
+    """Polls ``url`` (no proxy in between) until it answers 200.
 
     Raises RuntimeError naming the url, the last outcome and the tail of ``log`` when the
     deadline passes, or at once when ``proc`` (the server's process) has exited.
     """
+    parts = urlsplit(url)
     deadline = time.monotonic() + timeout
-    last = "no attempt"
     while True:
+        wait = min(5.0, max(0.1, deadline - time.monotonic()))
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=wait)
         try:
-            status = _status_of(url, timeout=min(5.0, max(0.1, deadline - time.monotonic())))
-        except (OSError, http.client.HTTPException) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
+            conn.request("GET", f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}")
+            status = conn.getresponse().status
             if status == 200:
                 return
             last = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
         exited = proc is not None and proc.poll() is not None
         if exited or time.monotonic() >= deadline:
             why = f"exited with {proc.returncode}" if exited and proc else f"timed out ({last})"
@@ -168,20 +121,17 @@ def wait_http(
 
 
 # --- process groups -----------------------------------------------------------------------------
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def _stop_group(proc: subprocess.Popen[Any], sig: signal.Signals, timeout: float) -> bool:
+    """Sends ``sig`` to the group, then waits until the leader is reaped and no live process is
+    left in it; whether that happened within ``timeout``."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _wait_group(proc: subprocess.Popen[Any], deadline: float) -> bool:
-    """Waits until the leader is reaped and no live process is left in its group."""
-    while True:
-        proc.poll()
-        if proc.returncode is not None and not group_members(proc.pid):
-            return True
+        os.killpg(proc.pid, sig)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None or group_members(proc.pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
+    return True
 
 
 class Procs:
@@ -195,8 +145,7 @@ class Procs:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._procs: dict[str, subprocess.Popen[Any]] = {}
-        self._logs: dict[str, IO[bytes]] = {}
+        self._procs: dict[str, tuple[subprocess.Popen[Any], IO[bytes]]] = {}
         self._previous_sigterm: Any = None
         atexit.register(self.stop_all)
 
@@ -205,12 +154,7 @@ class Procs:
             self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.stop_all()
         finally:
@@ -249,8 +193,7 @@ class Procs:
         except BaseException:
             log.close()
             raise
-        self._procs[name] = proc
-        self._logs[name] = log
+        self._procs[name] = (proc, log)
         return proc
 
     def stop(self, name: str, timeout: float = 15.0) -> int | None:
@@ -258,14 +201,12 @@ class Procs:
 
         Returns the leader's exit code (None for an unknown name).
         """
-        proc = self._procs.get(name)
-        if proc is None:
+        if name not in self._procs:
             return None
+        proc, _ = self._procs[name]
         try:
-            _signal_group(proc.pid, signal.SIGTERM)
-            if not _wait_group(proc, time.monotonic() + timeout):
-                _signal_group(proc.pid, signal.SIGKILL)
-                _wait_group(proc, time.monotonic() + 5.0)
+            if not _stop_group(proc, signal.SIGTERM, timeout):
+                _stop_group(proc, signal.SIGKILL, 5.0)
         finally:
             self._forget(name)
         return proc.returncode
@@ -279,19 +220,18 @@ class Procs:
         """Pids of the running processes whose name starts with ``prefix``."""
         return [
             proc.pid
-            for name, proc in self._procs.items()
+            for name, (proc, _) in self._procs.items()
             if name.startswith(prefix) and proc.poll() is None
         ]
 
     def alive(self, name: str) -> bool:
         """Whether the process started as ``name`` is still running."""
-        proc = self._procs.get(name)
-        return proc is not None and proc.poll() is None
+        return name in self._procs and self._procs[name][0].poll() is None
 
     def check_alive(self, *names: str) -> None:
         """Raises RuntimeError, with its log's tail, for the first of ``names`` that has exited."""
         for name in names:
-            proc = self._procs.get(name)
+            proc = self._procs[name][0] if name in self._procs else None
             if proc is not None and proc.poll() is not None:
                 log = self.log_path(name)
                 raise RuntimeError(
@@ -317,11 +257,10 @@ class Procs:
         self.wait_until(name, found, repr(pattern), timeout)
 
     def _forget(self, name: str) -> None:
-        self._procs.pop(name, None)
-        log = self._logs.pop(name, None)
+        _, log = self._procs.pop(name, (None, None))
         if log is not None:
             log.close()
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)

@@ -32,7 +32,6 @@ from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, contro
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 JOBS_TABLE = "jobs_asyncjob"
-TERMINAL = ("completed", "failed", "cancelled")
 # What configures a gateway, or a provider it would call: never inherited from the shell.
 GATEWAY_VARIABLE = re.compile(
     r"(GATEWAY|CELERY|DJANGO|DB)_\w+|\w+_(API_KEY|BASE_URL)|DATABASE_URL|SECRET_KEY|ALLOWED_HOSTS"
@@ -52,7 +51,6 @@ class StackConfig:
     web_processes: int = 2
     web_threads: int = 12  # rungateway's default
     workers: int = 1
-    log_level: str = "INFO"  # LOG_LEVEL, the gateway's own logging
     worker_log_level: str = "WARNING"  # Celery's: INFO logs each message, and the ready line
     settings: Mapping[str, str] = field(default_factory=dict)  # further GATEWAY_* settings
 
@@ -77,7 +75,7 @@ class StackConfig:
                 "OPENAI_BASE_URL": f"{self.upstream_url}/v1",
                 "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
                 "ANTHROPIC_BASE_URL": self.upstream_url,
-                "LOG_LEVEL": self.log_level,
+                "LOG_LEVEL": "INFO",
                 "PYTHONUNBUFFERED": "1",
                 # The processes run in the var dir, so the project comes from the path.
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
@@ -86,6 +84,14 @@ class StackConfig:
             }
         )
         return env
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """One POST to a server of ours; its JSON answer."""
+    request = urllib.request.Request(url, body, dict(headers))  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
 
 
 def ensure_database(database_url: str) -> None:
@@ -136,10 +142,15 @@ class Stack:
         self.procs.start(name, argv, env=self.config.env(), cwd=self.config.var_dir)
 
     # --- processes ------------------------------------------------------------------------------
-    def start_upstream(self, latency_ms: float = 0.0) -> None:
+    def start_upstream(self) -> None:
         """The fake upstream as a process of its own, at ``config.upstream_url``."""
-        port = self.config.upstream_url.rsplit(":", 1)[1]
-        argv = [PYTHON, "-m", "harness.upstream", "--port", port, "--latency-ms", str(latency_ms)]
+        argv = [
+            PYTHON,
+            "-m",
+            "harness.upstream",
+            "--port",
+            self.config.upstream_url.rsplit(":")[-1],
+        ]
         self.procs.start("upstream", argv, cwd=REPO)
         wait_http(f"{self.config.upstream_url}/health", log=self.procs.log_path("upstream"))
 
@@ -216,20 +227,13 @@ class Stack:
     def upstream_stats(self) -> dict[str, Any]:
         return control(self.config.upstream_url, "stats")
 
-    def submit(self, body: dict[str, Any]) -> str:
-        """One submit through the API; the job id."""
-        request = urllib.request.Request(  # noqa: S310 - our own loopback server
-            f"{self.web_url}/v1/async/completions", json.dumps(body).encode(), self.auth
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return str(json.loads(response.read())["id"])
-
     def wait_workers_ready(self, model: str, timeout: float = 60.0) -> None:
         """Run one job through at no latency, so the workers are up before a measurement."""
         latency = self.upstream_stats()["latency_ms"]
         self.set_latency(0)
         self.truncate()
-        self.submit({"model": model, "prompt": "ready?", "max_tokens": 1})
+        body = json.dumps({"model": model, "prompt": "ready?", "max_tokens": 1}).encode()
+        post(f"{self.web_url}/v1/async/completions", body, self.auth)
         if self.wait_terminal(1, timeout) < 1:
             raise RuntimeError("the workers did not finish a first job in time")
         self.truncate()
@@ -257,13 +261,19 @@ class Stack:
         return int(rows[0][0])
 
     def wait_terminal(
-        self, expected: int, timeout: float, progress: Callable[[int], None] = lambda _: None
+        self,
+        expected: int,
+        timeout: float,
+        progress: Callable[[int], None] = lambda _: None,
+        where: str = "true",
+        every: float = 0.25,
     ) -> int:
-        """Wait until ``expected`` jobs are completed or failed; returns how many are."""
+        """Wait until ``expected`` jobs (of those ``where`` says) are completed or failed, looking
+        ``every`` so many seconds; returns how many are."""
         deadline = time.monotonic() + timeout
         while True:
-            done = self.count_where("status IN ('completed', 'failed')")
+            done = self.count_where(f"({where}) AND status IN ('completed', 'failed')")
             progress(done)
             if done >= expected or time.monotonic() > deadline:
                 return done
-            time.sleep(0.25)
+            time.sleep(every)

@@ -151,112 +151,81 @@ def reply(
     path: str, reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
 ) -> dict[str, Any]:
     """A successful answer in the protocol of ``path``; ``echo`` is appended to what it names."""
-    answer = {
-        ANTHROPIC_PATH: _message,
-        CHAT_PATH: _chat_completion,
-        EMBEDDINGS_PATH: _embeddings,
-        RESPONSES_PATH: _response,
-    }.get(path, _completion)
-    return answer(reply_id, model, prompts, body, echo)
-
-
-def _completion(
-    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
-) -> dict[str, Any]:
-    n = int(body.get("n") or 1)
-    texts = [reply_text(prompt) for prompt in prompts]
-    choices = [
-        {"text": text + echo, "index": i * n + j, "logprobs": None, "finish_reason": "stop"}
-        for i, text in enumerate(texts)
-        for j in range(n)
-    ]
-    usage = {"prompt_tokens": _words(prompts), "completion_tokens": _words(texts) * n}
-    return {
-        "id": f"cmpl-{reply_id}{echo}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model + echo,
-        "system_fingerprint": echo or None,
+    n, now = int(body.get("n") or 1), int(time.time())
+    name, words_in = model + echo, _words(prompts)
+    text = reply_text(prompts[0]) + echo if prompts else ""
+    if path == EMBEDDINGS_PATH:
+        data = [
+            {"object": "embedding", "index": i, "embedding": embedding_of(given)}
+            for i, given in enumerate(prompts)
+        ]
+        usage = {"prompt_tokens": words_in, "total_tokens": words_in}
+        return {"object": "list", "data": data, "model": name, "usage": usage}
+    if path == ANTHROPIC_PATH:
+        return _message(reply_id, echo, model, prompts[0], words_in, body.get("tools"))
+    if path == RESPONSES_PATH:
+        item = {"type": "message", "id": f"msg_{reply_id}", "status": "completed"}
+        content = [{"type": "output_text", "text": text, "annotations": []}]
+        words_out = _words([text])
+        return {
+            "id": f"resp_{reply_id}{echo}",
+            "object": "response",
+            "created_at": now,
+            "status": "completed",
+            "model": name,
+            "output": [{**item, "role": "assistant", "content": content}],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": words_in,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": words_out,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": words_in + words_out,
+            },
+        }
+    if path == CHAT_PATH:
+        message = {"role": "assistant", "content": text, "refusal": None}
+        choices: list[dict[str, Any]] = [
+            {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"}
+            for i in range(n)
+        ]
+        answer: dict[str, Any] = {"id": f"chatcmpl-{reply_id}{echo}", "object": "chat.completion"}
+        words_out = _words([text]) * n
+    else:
+        texts = [reply_text(prompt) for prompt in prompts]
+        choices = [
+            {"text": each + echo, "index": i * n + j, "logprobs": None, "finish_reason": "stop"}
+            for i, each in enumerate(texts)
+            for j in range(n)
+        ]
+        answer = {"id": f"cmpl-{reply_id}{echo}", "object": "text_completion"}
+        answer["system_fingerprint"] = echo or None
+        words_out = _words(texts) * n
+    usage = {"prompt_tokens": words_in, "completion_tokens": words_out}
+    return answer | {
+        "created": now,
+        "model": name,
         "choices": choices,
-        "usage": {**usage, "total_tokens": sum(usage.values())},
-    }
-
-
-def _chat_completion(
-    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
-) -> dict[str, Any]:
-    n = int(body.get("n") or 1)
-    text = reply_text(prompts[0]) + echo
-    message = {"role": "assistant", "content": text, "refusal": None}
-    choices = [
-        {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"}
-        for i in range(n)
-    ]
-    usage = {"prompt_tokens": _words(prompts), "completion_tokens": _words([text]) * n}
-    return {
-        "id": f"chatcmpl-{reply_id}{echo}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model + echo,
-        "choices": choices,
-        "usage": {**usage, "total_tokens": sum(usage.values())},
-    }
-
-
-def _embeddings(
-    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
-) -> dict[str, Any]:
-    data = [
-        {"object": "embedding", "index": i, "embedding": embedding_of(text)}
-        for i, text in enumerate(prompts)
-    ]
-    usage = {"prompt_tokens": _words(prompts), "total_tokens": _words(prompts)}
-    return {"object": "list", "data": data, "model": model + echo, "usage": usage}
-
-
-def _response(
-    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
-) -> dict[str, Any]:
-    text = reply_text(prompts[0]) + echo
-    content = [{"type": "output_text", "text": text, "annotations": []}]
-    message = {"type": "message", "id": f"msg_{reply_id}", "status": "completed"}
-    prompt_words, output_words = _words(prompts), _words([text])
-    return {
-        "id": f"resp_{reply_id}{echo}",
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "completed",
-        "model": model + echo,
-        "output": [{**message, "role": "assistant", "content": content}],
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": {
-            "input_tokens": prompt_words,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": output_words,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": prompt_words + output_words,
-        },
+        "usage": {**usage, "total_tokens": words_in + words_out},
     }
 
 
 def _message(
-    reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
+    reply_id: str, echo: str, model: str, prompt: str, words_in: int, tools: Any
 ) -> dict[str, Any]:
     """A Messages reply: a ``tool_use`` of the first tool when the user asks about the weather
     and the request offers tools, else the reply text."""
-    tools = body.get("tools")
-    content: list[dict[str, Any]]
-    if tools and isinstance(tools, list) and "weather" in prompts[0].lower():
+    text = reply_text(prompt) + echo
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    stop_reason, output = "end_turn", _words([text])
+    if tools and isinstance(tools, list) and "weather" in prompt.lower():
         name = str(tools[0].get("name", "")) if isinstance(tools[0], dict) else ""
         content = [
             {"type": "tool_use", "id": f"toolu_{reply_id}", "name": name, "input": TOOL_INPUT}
         ]
         stop_reason, output = "tool_use", 5
-    else:
-        text = reply_text(prompts[0]) + echo
-        content, stop_reason, output = [{"type": "text", "text": text}], "end_turn", _words([text])
     return {
         "id": f"msg_{reply_id}{echo}",
         "type": "message",
@@ -265,7 +234,7 @@ def _message(
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": _words(prompts), "output_tokens": output},
+        "usage": {"input_tokens": words_in, "output_tokens": output},
     }
 
 
@@ -532,14 +501,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the fake upstream until SIGTERM.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--hang-seconds", type=float, default=600.0)
     args = parser.parse_args(argv)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    upstream = FakeUpstream(
-        port=args.port, latency_ms=args.latency_ms, hang_seconds=args.hang_seconds, record=False
-    ).start()
+    upstream = FakeUpstream(port=args.port, latency_ms=args.latency_ms, record=False).start()
     stopping.wait()
     upstream.stop()
 

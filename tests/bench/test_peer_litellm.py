@@ -24,15 +24,8 @@ MODEL = "bench-model"
 
 
 # --- configuration ------------------------------------------------------------------------------
-def test_write_config_points_one_openai_model_at_the_upstream(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "litellm.yaml"
-    pl.write_config(
-        path,
-        upstream_url="http://127.0.0.1:9100",
-        model=MODEL,
-        redis_url="redis://127.0.0.1:6379/5",
-    )
-    config = json.loads(path.read_text())  # JSON is valid YAML: LiteLLM reads it as such
+def test_the_config_points_one_openai_model_at_the_upstream() -> None:
+    config = pl.config("http://127.0.0.1:9100", MODEL, "redis://127.0.0.1:6379/5")
 
     assert config["model_list"] == [
         {
@@ -44,59 +37,28 @@ def test_write_config_points_one_openai_model_at_the_upstream(tmp_path: Path) ->
             },
         }
     ]
-    redis = {"url": "redis://127.0.0.1:6379/5", "max_connections": pl.REDIS_MAX_CONNECTIONS}
+    redis = {"url": "redis://127.0.0.1:6379/5", "max_connections": 1000}
     assert config["general_settings"] == {"coordination_redis": redis}
-    assert pl.REDIS_MAX_CONNECTIONS == 1000
     assert config["litellm_settings"] == {
         "responses": {"background_mode": {"polling_via_cache": "all", "ttl": 3600}}
     }
     # The master key travels in the environment, never in the file.
-    assert pl.MASTER_KEY not in path.read_text()
+    assert pl.MASTER_KEY not in json.dumps(config)
 
 
 @pytest.mark.parametrize(
     "upstream_url",
     ["http://127.0.0.1:9100", "http://127.0.0.1:9100/", "http://127.0.0.1:9100/v1"],
 )
-def test_api_base_ends_in_v1_exactly_once(tmp_path: Path, upstream_url: str) -> None:
-    path = tmp_path / "c.yaml"
-    pl.write_config(path, upstream_url=upstream_url, model=MODEL, redis_url=pl.REDIS_URL_DEFAULT)
-
-    params = json.loads(path.read_text())["model_list"][0]["litellm_params"]
+def test_api_base_ends_in_v1_exactly_once(upstream_url: str) -> None:
+    params = pl.config(upstream_url, MODEL)["model_list"][0]["litellm_params"]
     assert params["api_base"] == "http://127.0.0.1:9100/v1"
 
 
-def test_native_background_lists_the_model(tmp_path: Path) -> None:
-    data = pl.config_data(
-        upstream_url="http://u", model=MODEL, redis_url="redis://r/5", native_background=True
+def test_the_peers_redis_is_not_the_gateways_db() -> None:
+    assert pl.config("http://u", MODEL)["general_settings"]["coordination_redis"]["url"] == (
+        "redis://127.0.0.1:6379/5"
     )
-
-    mode = data["litellm_settings"]["responses"]["background_mode"]
-    assert mode == {"polling_via_cache": "all", "ttl": 3600, "native_background_mode": [MODEL]}
-
-
-@pytest.mark.parametrize(
-    ("size", "expected"),
-    [
-        (None, {"url": "redis://127.0.0.1:6379/5"}),  # LiteLLM's own default pool
-        (64, {"url": "redis://127.0.0.1:6379/5", "max_connections": 64}),
-    ],
-)
-def test_redis_pool_size(tmp_path: Path, size: int | None, expected: dict[str, Any]) -> None:
-    path = tmp_path / "c.yaml"
-    pl.write_config(
-        path,
-        upstream_url="http://u",
-        model=MODEL,
-        redis_url="redis://127.0.0.1:6379/5",
-        redis_max_connections=size,
-    )
-
-    assert json.loads(path.read_text())["general_settings"]["coordination_redis"] == expected
-
-
-def test_default_redis_is_not_the_gateways_db() -> None:
-    assert pl.REDIS_URL_DEFAULT == "redis://127.0.0.1:6379/5"
 
 
 # --- start command ------------------------------------------------------------------------------
@@ -111,7 +73,7 @@ def test_command_runs_the_venvs_litellm_with_two_workers(
     python = tmp_path / "venv" / "bin" / "python"
     config = tmp_path / "litellm.yaml"
 
-    argv, env = pl.command(python, port=4321, config=config)
+    argv, env = pl.command(python, port=4321, config_file=config)
 
     assert argv == [
         str(python),
@@ -137,22 +99,27 @@ def test_command_runs_the_venvs_litellm_with_two_workers(
     assert all(isinstance(value, str) for value in env.values())
 
 
-def test_command_can_keep_uvicorns_default_healthcheck(tmp_path: Path) -> None:
-    argv, _ = pl.command(
-        tmp_path / "python", port=1, config=tmp_path / "c", worker_healthcheck=None
-    )
-
-    assert "--timeout_worker_healthcheck" not in argv
-    assert argv[-2:] == ["--num_workers", "2"]
-
-
 def test_constants() -> None:
     assert pl.RESPONSES_PATH == "/v1/responses"
     assert pl.COMPLETIONS_PATH == "/v1/completions"
     assert pl.HEALTH_PATH == "/health/liveliness"
     assert pl.MASTER_KEY.startswith("sk-")
-    assert pl.VENV_DIR_DEFAULT.parts[-2:] == (".bench", "litellm-venv")
+    assert pl.HEADERS["Authorization"] == f"Bearer {pl.MASTER_KEY}"
+    assert pl.VENV_DIR.parts[-2:] == (".bench", "litellm-venv")
     assert pl.LITELLM_SPEC == "litellm[proxy]==1.108.7"
+
+
+def test_the_bodies_are_a_background_response_and_a_completion() -> None:
+    assert json.loads(pl.background_body(MODEL)) == {
+        "model": MODEL,
+        "input": "Say hello to the benchmark.",
+        "background": True,
+    }
+    assert json.loads(pl.completion_body(MODEL)) == {
+        "model": MODEL,
+        "prompt": "Say hello to the benchmark.",
+        "max_tokens": 16,
+    }
 
 
 # --- install ------------------------------------------------------------------------------------
@@ -211,21 +178,6 @@ def test_ensure_venv_reinstalls_after_a_failed_pip(
 
     assert [argv[1:4] for argv in calls] == [["-m", "pip", "install"]]  # no second venv
     assert (venv / pl.MARKER_NAME).exists()
-
-
-# --- bodies and replies -------------------------------------------------------------------------
-def test_background_submit_body() -> None:
-    body = json.loads(pl.background_submit_body(MODEL, "hi"))
-    assert body == {"model": MODEL, "input": "hi", "background": True}
-
-
-def test_completion_body() -> None:
-    body = json.loads(pl.completion_body(MODEL, "hi"))
-    assert body == {"model": MODEL, "prompt": "hi", "max_tokens": 16}
-
-
-def test_auth_headers_carry_the_master_key() -> None:
-    assert pl.auth_headers()["Authorization"] == f"Bearer {pl.MASTER_KEY}"
 
 
 # --- measure_completed against a fake background-mode proxy ---------------------------------------

@@ -239,6 +239,7 @@ def test_serves_post_and_get_under_uvicorn_with_postgres_and_redis(
     argv += ["--database-url", schema_url, "--redis-url", REDIS_URL]
     base = f"http://127.0.0.1:{port}"
     broker = redis.Redis.from_url(REDIS_URL)
+    reference.prepare(schema_url, REDIS_URL)
     try:
         with Procs(tmp_path) as procs:
             proc = procs.start("reference", argv)
@@ -255,8 +256,7 @@ def test_serves_post_and_get_under_uvicorn_with_postgres_and_redis(
         assert message in broker.lrange(REDIS_LIST, 0, -1)
         assert count_rows(schema_url) == 1
 
-        reference.truncate(schema_url)
-        reference.cleanup(REDIS_URL)
+        reference.prepare(schema_url, REDIS_URL)  # before the next run
 
         assert count_rows(schema_url) == 0
         assert broker.exists(REDIS_LIST) == 0
@@ -264,7 +264,7 @@ def test_serves_post_and_get_under_uvicorn_with_postgres_and_redis(
         broker.close()
 
 
-def test_setup_creates_the_table_once(schema_url: str) -> None:
-    reference.setup(schema_url)
-    reference.setup(schema_url)  # already there: nothing happens
+def test_prepare_creates_the_table_once(schema_url: str) -> None:
+    reference.prepare(schema_url, REDIS_URL)
+    reference.prepare(schema_url, REDIS_URL)  # already there: emptied, not made again
     assert count_rows(schema_url) == 0

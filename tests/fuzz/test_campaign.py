@@ -10,7 +10,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from fuzz import campaign, report
+from fuzz import campaign
+from fuzz.run import table
 
 DOCUMENT = {
     "openapi": "3.0.3",
@@ -92,7 +93,7 @@ def test_the_report_shows_the_figures_and_failures(broken_server):
     tally = campaign.fuzz(
         broken_server, "sk-bf-irrelevant", target=10, seed=2, examples=5, log=lambda _: None
     )
-    text = report.table(tally.as_dict())
+    text = table(tally.as_dict())
     assert f"| requests sent | {tally.requests} |" in text
     assert f"| responses 5xx | {tally.server_errors} |" in text
     assert "not_a_server_error" in text

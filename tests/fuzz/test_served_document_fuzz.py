@@ -19,7 +19,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
-from fuzz.checks import CHECKS
+from fuzz.campaign import CHECKS
 from fuzz.numbers import add_extreme_numbers
 from jobs.request_types import KINDS
 

@@ -1,34 +1,37 @@
-"""Scenario S6's rows: expired jobs seeded straight in SQL (Postgres only), and what is left.
+"""Job rows written straight in SQL (Postgres only), for the scenarios that need more rows than
+the API could submit in their time: S6's expired jobs and S8's backlog of one key.
 
-The scenario runs the purge the way an operator would, ``manage.py`` + ``COMMAND`` in its own
-process, while submits continue through the API.
+Bench code must not import Django, so the AsyncJob table (jobs/models.py) is named here, every
+column as a submit or a finished job writes it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
-# The AsyncJob table (jobs/models.py); bench code must not import Django to learn it.
-TABLE = "jobs_asyncjob"
-SEED_MODEL = "bench-purge"
+from harness.runs import Log
+from harness.stack import JOBS_TABLE
+
 SEED_CHUNK = 100_000
+_INSERT = f"""
+INSERT INTO {JOBS_TABLE} (
+    id, request_type, virtual_key_id, status, provider, model, fallbacks, request, result_ttl,
+    attempts, claimed_by, lease_expires_at, tries, counted, dispatched_at, created_at, started_at,
+    completed_at, expires_at, status_code, result, error
+)
+"""
 
 # Rows as a finished job leaves them: 1 in 20 failed with a relayed provider error, the rest
 # completed with a small text_completion. Completed 2 to ~2.3 hours ago with a 1-hour TTL, so every
 # row expired at least an hour ago, spread over time like a real backlog.
-_SEED_SQL = f"""
-INSERT INTO {TABLE} (
-    id, request_type, virtual_key_id, status, provider, model, fallbacks, request, result_ttl,
-    attempts, claimed_by, lease_expires_at, tries, counted, dispatched_at, created_at, started_at,
-    completed_at,
-    expires_at, status_code, result, error
-)
+EXPIRED = (
+    _INSERT  # noqa: S608 (constants only; the values are bound parameters)
+    + """
 SELECT
-    gen_random_uuid(), 'text_completion', NULL, s.status, 'openai', '{SEED_MODEL}',
+    gen_random_uuid(), 'text_completion', NULL, s.status, 'openai', 'bench-purge',
     '["anthropic/claude-bench"]'::jsonb,
     jsonb_build_object('prompt', 'Say hello to job ' || s.i, 'max_tokens', 16,
                        'temperature', 0.7),
@@ -59,32 +62,32 @@ FROM (
            now() - interval '2 hours' - i * interval '10 ms' AS done
     FROM generate_series(%(first)s::int, %(last)s::int) AS i
 ) AS s
-"""  # noqa: S608 (constants only; the values are bound parameters)
+"""
+)
+
+# Pending completions of one key, created a minute ago, a millisecond apart (oldest first), as a
+# submit writes them.
+BACKLOG = (
+    _INSERT
+    + """
+SELECT gen_random_uuid(), 'text_completion', %(key)s, 'pending', 'openai', 'gpt-bench', '[]',
+       jsonb_build_object('prompt', 'Backlog job ' || i, 'max_tokens', 16), 3600,
+       0, '', NULL, '[]', false, now(),
+       now() - interval '60 s' + i * interval '1 ms', NULL, NULL, NULL, NULL, NULL, NULL
+FROM generate_series(%(first)s::int, %(last)s::int) AS i
+"""
+)
 
 
-def seed_expired(database_url: str, rows: int, log: Callable[[str], Any] = print) -> float:
-    """Insert ``rows`` jobs that expired long ago; return the seconds it took."""
+def seed(database_url: str, sql: str, rows: int, log: Log, **params: Any) -> float:
+    """Insert ``rows`` rows with ``sql``, a chunk at a time; the seconds it took."""
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        done = 0
-        while done < rows:
-            last = min(done + SEED_CHUNK, rows)
+        for first in range(1, rows + 1, SEED_CHUNK):
             # Each chunk commits on its own, so a long seed never holds one huge transaction.
-            conn.execute(_SEED_SQL, {"first": done + 1, "last": last})
-            done = last
-            log(f"seeded {done:,}/{rows:,} expired jobs ({time.perf_counter() - started:.1f} s)")
+            last = min(first + SEED_CHUNK - 1, rows)
+            conn.execute(sql, {"first": first, "last": last, **params})  # type: ignore[arg-type]
+            log(f"  seeded {last:,}/{rows:,} jobs ({time.perf_counter() - started:.1f} s)")
         # Fresh statistics, as autovacuum would have them on a table that grew over days.
-        conn.execute(f"ANALYZE {TABLE}")
+        conn.execute(f"ANALYZE {JOBS_TABLE}")
     return time.perf_counter() - started
-
-
-def count_expired(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            f"SELECT count(*) FROM {TABLE} WHERE expires_at <= now()"  # noqa: S608
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
-# ``manage.py`` as an operator runs the purge, in its own process; it prints a JSON summary.
-COMMAND = ("purge_jobs", "--json", "--time-budget", "600")
