@@ -17,4 +17,4 @@ EXPOSE 8000
 # The web process; docker-compose.yml runs the worker, beat and migrations from this image too.
 CMD ["granian", "--interface", "wsgi", "gateway.wsgi:application", "--host", "0.0.0.0", \
      "--port", "8000", "--workers", "2", "--blocking-threads", "12", "--no-ws", \
-     "--respawn-failed-workers", "--workers-kill-timeout", "30", "--access-log"]
+     "--respawn-failed-workers", "--workers-kill-timeout", "30"]

@@ -26,6 +26,7 @@ def web_command(python: str, *, host: str, port: int, workers: int, threads: int
 
     Each thread keeps its own database connection, so a web host holds up to workers x threads
     of them. Crashed workers are replaced; a graceful stop waits up to 30 s for requests.
+    No line per request unless ``GRANIAN_LOG_ACCESS_ENABLED=true`` is set (README, "Logs").
     """
     return [
         python,
@@ -46,7 +47,6 @@ def web_command(python: str, *, host: str, port: int, workers: int, threads: int
         "--respawn-failed-workers",
         "--workers-kill-timeout",
         "30",
-        "--access-log",
     ]
 
 
