@@ -16,73 +16,56 @@ migrated.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.postgres import operations as postgres
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations import AddIndex, RemoveIndex
 from django.db.migrations.state import ProjectState
 
 
-def _concurrent(schema_editor: BaseDatabaseSchemaEditor) -> bool:
-    return schema_editor.connection.vendor == "postgresql"
+class _ConcurrentOnPostgres:
+    """Runs the Postgres operation it is mixed into on Postgres, ``plain`` elsewhere."""
+
+    plain: Any  # the operation's plain counterpart: AddIndex or RemoveIndex
+
+    def describe(self) -> str:
+        return f"{self.plain.describe(self)} (concurrently on Postgres)"
+
+    def _run(
+        self, direction: str, app_label: str, schema_editor: BaseDatabaseSchemaEditor, *states: Any
+    ) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            getattr(super(), direction)(app_label, schema_editor, *states)
+        else:
+            getattr(self.plain, direction)(self, app_label, schema_editor, *states)
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        self._run("database_forwards", app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        self._run("database_backwards", app_label, schema_editor, from_state, to_state)
 
 
-class AddIndexConcurrently(postgres.AddIndexConcurrently):
+class AddIndexConcurrently(_ConcurrentOnPostgres, postgres.AddIndexConcurrently):
     """``CREATE INDEX CONCURRENTLY`` on Postgres, a plain ``AddIndex`` elsewhere."""
 
-    def describe(self) -> str:
-        return f"{AddIndex.describe(self)} (concurrently on Postgres)"
-
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        if _concurrent(schema_editor):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        if _concurrent(schema_editor):
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+    plain = AddIndex
 
 
-class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
+class RemoveIndexConcurrently(_ConcurrentOnPostgres, postgres.RemoveIndexConcurrently):
     """``DROP INDEX CONCURRENTLY`` on Postgres, a plain ``RemoveIndex`` elsewhere."""
 
-    def describe(self) -> str:
-        return f"{RemoveIndex.describe(self)} (concurrently on Postgres)"
-
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        if _concurrent(schema_editor):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        if _concurrent(schema_editor):
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+    plain = RemoveIndex

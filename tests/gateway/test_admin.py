@@ -342,21 +342,18 @@ def test_admin_add_form_takes_the_keys_limits(admin_client):
     assert (key.requests_per_minute, key.tokens_per_minute, key.max_pending) == (60, 90000, 5)
 
 
+def change_form(key: VirtualKey, **fields: str) -> dict[str, str]:
+    """A key's change form as the admin posts it, with ``fields`` filled in."""
+    form = {"name": key.name, "allowed_models": "[]", "is_active": "on"}
+    return form | {"expires_at_0": "", "expires_at_1": ""} | fields
+
+
 def test_admin_edits_the_limits_of_an_existing_key(admin_client, key):
     url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
     page = admin_client.get(url).content.decode()
     for field in ("requests_per_minute", "tokens_per_minute", "max_pending"):
         assert f'name="{field}"' in page
-    data = {
-        "name": key.name,
-        "allowed_models": "[]",
-        "is_active": "on",
-        "expires_at_0": "",
-        "expires_at_1": "",
-        "requests_per_minute": "10",
-        "tokens_per_minute": "",
-        "max_pending": "3",
-    }
+    data = change_form(key, requests_per_minute="10", tokens_per_minute="", max_pending="3")
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.content
     key.refresh_from_db()
@@ -387,15 +384,7 @@ def test_admin_edits_the_share_beside_the_limits(admin_client, key):
     url = reverse("admin:gateway_virtualkey_change", args=[key.pk])
     page = admin_client.get(url).content.decode()
     assert re.search(r'name="max_pending".*name="share"', page, re.DOTALL)
-    data = {
-        "name": key.name,
-        "allowed_models": "[]",
-        "is_active": "on",
-        "expires_at_0": "",
-        "expires_at_1": "",
-        "share": "7",
-    }
-    response = admin_client.post(url, data)
+    response = admin_client.post(url, change_form(key, share="7"))
     assert response.status_code == 302, response.content
     key.refresh_from_db()
     assert key.share == 7
