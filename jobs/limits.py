@@ -70,7 +70,7 @@ def seconds_to_next_minute(now: datetime) -> int:
 def gate_for(key: VirtualKey | None, now: datetime) -> KeyGate | None:
     """What a submit with ``key`` at ``now`` must pass; None when the key has neither limits
     nor a budget. A budget is checked in the same statement as the limits (``sql.KeyGate``)."""
-    if key is None or not (key.has_limits or key.budget_usd is not None):
+    if key is None or not key.is_counted:
         return None
     spend_from = None
     if key.budget_usd is not None:

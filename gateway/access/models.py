@@ -118,12 +118,18 @@ class VirtualKey(models.Model):
 
     @property
     def has_limits(self) -> bool:
-        """Whether submits with this key are counted and checked (jobs/limits.py)."""
+        """Whether any of the key's request, token or pending limits is set."""
         return (
             self.requests_per_minute is not None
             or self.tokens_per_minute is not None
             or self.max_pending is not None
         )
+
+    @property
+    def is_counted(self) -> bool:
+        """Whether submits with this key pass its counters row (jobs/limits.py): it has limits
+        or a budget."""
+        return self.has_limits or self.budget_usd is not None
 
 
 class RevokedToken(models.Model):
