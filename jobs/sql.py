@@ -6,7 +6,7 @@ cost was measured and found to matter (docs/measurements.md, "The ORM on the req
 - ``insert_job``: the submit's INSERT, instead of ``AsyncJob.objects.create``.
 - ``insert_counted_job``: the same INSERT for a key with limits or a budget, only if the key's
   counters row (KeyCounters) and its spend admit it; it updates the row: on Postgres one
-  statement, so such a key pays no extra round trip and no transaction.
+  statement and no transaction, then a wait for the log's flush that holds no lock.
 - ``read_polled_job``: the poll's SELECT by primary key, instead of ``only(...).get(pk=...)``.
 - ``finish``: the engine's batch of terminal states in one transaction, one prepared UPDATE per
   job, instead of ``filter(...).update(...)`` for each.
@@ -259,16 +259,38 @@ def _gated_insert_sql(
 ) -> str:
     """Postgres: the gate and the INSERT in one statement; the job is inserted only if the gate
     updated the key's row. Each value is cast to its column's type, as a VALUES list would
-    infer it."""
+    infer it.
+
+    The statement's transaction commits without waiting for its log to reach the disk
+    (``synchronous_commit`` off for that transaction alone), so the key's row lock is released
+    at once: every submit of one key takes that lock in turn, and holding it through each
+    commit's disk flush made them one at a time (docs/measurements.md, "One key's submits share
+    its counters row"). The caller then waits for the flush with ``_make_durable`` before the
+    job is reported accepted."""
     conn = connections[alias]
     fields = _inserted(left)
     columns = ", ".join(conn.ops.quote_name(field.column) for field in fields)
     values = ", ".join(f"CAST(%s AS {field.cast_db_type(conn)})" for field in fields)  # type: ignore[attr-defined]
     gate = _gate_sql(alias, checks)
     return (
-        f"WITH gate AS ({gate} RETURNING 1) "  # noqa: S608 (names from the model)
-        f"INSERT INTO {_table(conn)} ({columns}) SELECT {values} FROM gate"
+        f"WITH gate AS ({gate} RETURNING 1), "  # noqa: S608 (names from the model)
+        f"commits AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        f"INSERT INTO {_table(conn)} ({columns}) SELECT {values} FROM gate, commits"
     )
+
+
+# A transaction that writes to the log commits synchronously, and its flush takes every record
+# before its own with it. An empty message written to the log is the cheapest such write: it
+# takes no lock and touches no table. (A transaction that only takes an id writes nothing to the
+# log but its commit, which is then asynchronous: it would not do.) Logical decoding, where it
+# is used, sees these messages under this prefix.
+FLUSH_SQL = "SELECT pg_logical_emit_message(true, 'gateway.flush', '')"
+
+
+def _make_durable(alias: str) -> None:
+    """Wait until the write-ahead log is on disk up to here."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(FLUSH_SQL)
 
 
 def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
@@ -276,8 +298,10 @@ def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
     (and then counted in them); False, and nothing written, when a limit is reached, the budget
     is spent or the key has no counters row yet.
 
-    Postgres: one statement. SQLite has one writer at a time: the UPDATE, then the INSERT, in one
-    transaction (the caller's, when it has one).
+    Postgres: one statement, committed asynchronously, then one that waits for the log's flush
+    (``_gated_insert_sql``): the job is durable when this returns in autocommit, and when the
+    caller's transaction has committed inside one. SQLite has one writer at a time: the UPDATE,
+    then the INSERT, in one transaction (the caller's, when it has one).
     """
     alias = router.db_for_write(AsyncJob, instance=job)
     conn = connections[alias]
@@ -289,6 +313,10 @@ def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
             statement = _gated_insert_sql(alias, checks, left)
             cursor.execute(statement, _gate_params(gate, conn) + values)
             admitted = cursor.rowcount == 1
+        if admitted:
+            # Now in autocommit; inside the caller's transaction, once it has committed (it
+            # shares the statement's asynchronous commit). Before any later on_commit callback.
+            transaction.on_commit(functools.partial(_make_durable, alias), using=alias)
     else:
         with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
             cursor.execute(_gate_sql(alias, checks), _gate_params(gate, conn))

@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from gateway.access.principals import Principal
 from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from gateway.http.errors import TooManyRequests
-from jobs import limits, services
+from jobs import limits, services, sql
 from jobs.models import AsyncJob, IdempotencyKey, JobStatus, KeyCounters, RequestType
 from jobs.webhooks.models import WebhookDelivery
 from jobs.webhooks.services import create_endpoint
@@ -314,26 +314,87 @@ def test_a_key_without_limits_submits_with_one_statement(dispatched, provider_ca
     assert len(queries) == 1, [q["sql"] for q in queries]
 
 
-def test_a_key_with_limits_submits_with_one_statement_on_postgres(dispatched, provider_cache):
-    key = VirtualKeyFactory(requests_per_minute=100, tokens_per_minute=10**6, max_pending=100)
+def counted_submit_statements(key: Any) -> list[str]:
+    """The statements of one submit of ``key`` in autocommit, as the web server runs it."""
     submit(key)  # caches the key and makes its counters row
     with CaptureQueriesContext(connection) as queries:
         assert submit(key).status_code == 202
-    # SQLite: the gate's UPDATE, then the INSERT, in one transaction.
-    assert len(queries) == (1 if connection.vendor == "postgresql" else 2), queries.captured_queries
+    return [query["sql"] for query in queries.captured_queries]
 
 
-def test_a_key_with_limits_and_a_budget_submits_with_one_statement_on_postgres(
+FLUSH = sql.FLUSH_SQL
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_with_limits_submits_with_one_statement_and_a_flush_on_postgres(
+    dispatched, provider_cache
+):
+    key = VirtualKeyFactory(requests_per_minute=100, tokens_per_minute=10**6, max_pending=100)
+    statements = counted_submit_statements(key)
+    if connection.vendor == "postgresql":
+        # The gated INSERT, committed without waiting for the disk, then the wait for it.
+        assert len(statements) == 2, statements
+        assert "synchronous_commit" in statements[0] and statements[1] == FLUSH
+    else:  # the gate's UPDATE, then the INSERT, in one transaction
+        assert [s.split()[0] for s in statements] == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_with_limits_and_a_budget_submits_with_one_statement_and_a_flush_on_postgres(
     dispatched, provider_cache
 ):
     key = VirtualKeyFactory(
         requests_per_minute=100, max_pending=100, budget_usd=10**6, budget_period="monthly"
     )
-    submit(key)  # caches the key and makes its counters row
-    with CaptureQueriesContext(connection) as queries:
-        assert submit(key).status_code == 202
+    statements = counted_submit_statements(key)
     # The budget's sum is in the gate's WHERE: no statement of its own.
-    assert len(queries) == (1 if connection.vendor == "postgresql" else 2), queries.captured_queries
+    if connection.vendor == "postgresql":
+        assert len(statements) == 2, statements
+        assert "synchronous_commit" in statements[0] and statements[1] == FLUSH
+    else:
+        assert [s.split()[0] for s in statements] == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "transaction"])
+def test_a_counted_submit_is_on_disk_when_the_client_is_told(dispatched, in_transaction):
+    """The gated INSERT's commit does not wait for the disk; the submit does, before it
+    returns (inside a caller's transaction: when it has committed)."""
+    key = VirtualKeyFactory(max_pending=10)
+    KeyCounters.objects.create(virtual_key=key)
+    written_up_to: list[str] = []
+
+    def note_log_end(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if connection.vendor == "postgresql" and "synchronous_commit" in sql:
+            (end,) = connection.connection.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+            written_up_to.append(str(end))
+        return result
+
+    with connection.execute_wrapper(note_log_end):
+        if in_transaction:
+            with transaction.atomic():
+                job = submit_directly(key)
+        else:
+            job = submit_directly(key)
+    if connection.vendor == "postgresql":
+        assert len(written_up_to) == 1
+        (on_disk,) = connection.connection.execute(
+            "SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", written_up_to
+        ).fetchone()
+        assert on_disk, written_up_to
+    else:  # SQLite commits the UPDATE and the INSERT together, synchronously
+        assert not written_up_to
+    assert AsyncJob.objects.filter(pk=job.pk, counted=True).exists()
+    assert counters(key).pending == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_counted_submit_under_the_asynchronous_commit_still_stops_at_the_limit(dispatched):
+    key = VirtualKeyFactory(max_pending=2, requests_per_minute=100)
+    assert [submit(key).status_code for _ in range(3)] == [202, 202, 429]
+    assert AsyncJob.objects.filter(virtual_key=key).count() == 2
+    assert counters(key).pending == 2
 
 
 def test_a_keys_first_submit_under_limits_makes_its_counters_row(dispatched):
@@ -356,6 +417,18 @@ def test_a_refusal_that_finds_room_again_tries_again(clock, dispatched, monkeypa
     assert submit(key).status_code == 202
 
 
+def submit_directly(key: Any) -> AsyncJob:
+    return services.submit_job(
+        principal=Principal(virtual_key=key),
+        request_type=RequestType.TEXT_COMPLETION,
+        provider="openai",
+        model="gpt-4o-mini",
+        fallbacks=[],
+        request={"prompt": "x"},
+        result_ttl=60,
+    )
+
+
 # --- races --------------------------------------------------------------------------------------
 
 
@@ -367,15 +440,7 @@ def race_submits(key: Any, count: int) -> list[int]:
     def one() -> None:
         start.wait()
         try:
-            services.submit_job(
-                principal=Principal(virtual_key=key),
-                request_type=RequestType.TEXT_COMPLETION,
-                provider="openai",
-                model="gpt-4o-mini",
-                fallbacks=[],
-                request={"prompt": "x"},
-                result_ttl=60,
-            )
+            submit_directly(key)
             statuses.append(202)
         except TooManyRequests:
             statuses.append(429)
