@@ -23,6 +23,7 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import F
 
 from gateway.access.models import KeySpend
+from jobs.token_usage import token_usage
 from providers.pricing import price_usage
 
 
@@ -45,7 +46,7 @@ def charge_for(
     there is nothing to charge (no result)."""
     if result is None or served_by is None:
         return None
-    prompt_tokens, completion_tokens = _tokens(result.get("usage"))
+    prompt_tokens, completion_tokens = token_usage(result)
     provider, _, model = served_by.partition("/")
     price = price_usage(provider, model, prompt_tokens, completion_tokens)
     return Charge(
@@ -56,21 +57,6 @@ def charge_for(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )
-
-
-def _tokens(usage: object) -> tuple[int, int]:
-    """(prompt, completion) tokens of a result's usage, in the shape of any of our request
-    types (``prompt_tokens``/``completion_tokens``, or the Responses API's ``input_tokens``/
-    ``output_tokens``); what is missing counts as 0."""
-    if not isinstance(usage, dict):
-        return 0, 0
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-    completion = usage.get("completion_tokens", usage.get("output_tokens"))
-    return _count(prompt), _count(completion)
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def charged_fields(charge: Charge | None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from gateway.access.models import VirtualKey
 from jobs import heartbeats, metrics, outcomes, services
 from jobs.models import AsyncJob
 from jobs.request_types import BY_TYPE
+from jobs.token_usage import token_usage
 from jobs.webhooks.deliverer import WebhookDeliverer
 from providers import registry
 from providers.base import Adapter, Credentials, Target
@@ -327,7 +328,7 @@ class JobEngine:
         provider, model = (served.provider, served.model) if served else (job.provider, job.model)
         status = "failed" if terminal.error is not None else "completed"
         metrics.count_finished(status, job.request_type, provider, model)
-        used = metrics.tokens_used(terminal.result)
+        used = token_usage(terminal.result)
         metrics.count_tokens(claimed.key_name, model, used)
         queued = (job.started_at or timezone.now()) - job.created_at
         logger.info(
@@ -342,8 +343,8 @@ class JobEngine:
                 "queue_wait_s": round(queued.total_seconds(), 3),
                 "run_time_s": round(run_seconds, 3),
                 "tries": len(outcome.attempts) if outcome is not None else 0,
-                "prompt_tokens": used.get("prompt"),
-                "completion_tokens": used.get("completion"),
+                "prompt_tokens": used.prompt,
+                "completion_tokens": used.completion,
             },
         )
 

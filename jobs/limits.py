@@ -35,7 +35,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from django.db.models import Case, F, Value, When
@@ -129,20 +128,6 @@ def busy() -> TooManyRequests:
         code="rate_limit_exceeded",
         retry_after=1,
     )
-
-
-def tokens_used(result: Any) -> int:
-    """Prompt plus completion tokens in a result's ``usage`` (``input_tokens`` and
-    ``output_tokens`` for responses); 0 without usage."""
-    usage = result.get("usage") if isinstance(result, dict) else None
-    if not isinstance(usage, dict):
-        return 0
-    total = 0
-    for names in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens")):
-        value = next((usage[name] for name in names if name in usage), 0)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            total += value
-    return total
 
 
 def count_finished(tokens_by_job: Mapping[UUID | str, int], now: datetime) -> None:

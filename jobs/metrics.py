@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, multiprocess, values
+
+from jobs.token_usage import TokenUsage
 
 _HOST = socket.gethostname().replace("_", "-")  # the collector splits file names on "_"
 
@@ -110,31 +112,8 @@ def count_answer(operation: str, request_type: str, status_code: int) -> None:
     child.inc()
 
 
-# Usage fields of the OpenAI objects a job's result holds, by direction: completions and chat
-# completions (prompt/completion_tokens), responses (input/output_tokens), embeddings (prompt).
-_USAGE_FIELDS = {
-    "prompt": ("prompt_tokens", "input_tokens"),
-    "completion": ("completion_tokens", "output_tokens"),
-}
-
-
-def tokens_used(result: Mapping[str, Any] | None) -> dict[str, int]:
-    """Tokens by direction from a result's ``usage``; empty when it reports none."""
-    usage = result.get("usage") if isinstance(result, Mapping) else None
-    if not isinstance(usage, Mapping):
-        return {}
-    used: dict[str, int] = {}
-    for direction, names in _USAGE_FIELDS.items():
-        for name in names:
-            value = usage.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                used[direction] = value
-                break
-    return used
-
-
-def count_tokens(key: str, model: str, used: Mapping[str, int]) -> None:
-    for direction, count in used.items():
+def count_tokens(key: str, model: str, used: TokenUsage) -> None:
+    for direction, count in used._asdict().items():
         if count:
             TOKENS.labels(key, model, direction).inc(count)
 

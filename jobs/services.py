@@ -30,6 +30,7 @@ from jobs.idempotency import IDEMPOTENCY_WINDOW, IdempotentSubmit
 from jobs.models import ACTIVE_STATUSES, AsyncJob, IdempotencyKey, JobStatus
 from jobs.selectors import get_visible_job
 from jobs.sql import PolledJob
+from jobs.token_usage import token_usage
 from jobs.webhooks.models import WebhookEndpoint
 from jobs.webhooks.services import add_delivery, enqueue_deliveries
 
@@ -204,7 +205,7 @@ def finish_jobs(worker_id: str, finishes: list[Finish]) -> list[bool]:
         written = sql.finish(rows, processing=JobStatus.PROCESSING.value, worker_id=worker_id)
         enqueue_deliveries(row[0] for row, ok in zip(rows, written, strict=True) if ok)
         ended = [f for f, ok in zip(finishes, written, strict=True) if ok]
-        limits.count_finished({f.job_id: limits.tokens_used(f.result) for f in ended}, now)
+        limits.count_finished({f.job_id: token_usage(f.result).total for f in ended}, now)
         record_charges(now, (c for c, ok in zip(charges, written, strict=True) if ok and c))
     for finish, charge, ok in zip(finishes, charges, written, strict=True):
         if ok and charge is not None:

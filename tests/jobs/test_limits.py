@@ -184,22 +184,6 @@ def test_a_finish_the_worker_no_longer_holds_counts_nothing(clock, dispatched):
     assert (counters(key).tokens, counters(key).pending) == (0, 1)
 
 
-@pytest.mark.parametrize(
-    ("result", "tokens"),
-    [
-        ({"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}, 7),
-        ({"usage": {"input_tokens": 5, "output_tokens": 6, "total_tokens": 11}}, 11),
-        ({"usage": {"prompt_tokens": 8, "total_tokens": 8}}, 8),  # embeddings
-        ({"usage": {"prompt_tokens": True, "completion_tokens": "9"}}, 0),
-        ({"usage": None}, 0),
-        ({"choices": []}, 0),
-        (None, 0),
-    ],
-)
-def test_tokens_used_are_prompt_plus_completion(result, tokens):
-    assert limits.tokens_used(result) == tokens
-
-
 # --- jobs pending -------------------------------------------------------------------------------
 
 

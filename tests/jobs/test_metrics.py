@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from jobs import metrics
 from jobs.engine import _count_calls
+from jobs.token_usage import TokenUsage
 from providers.base import Target
 from providers.routing import Attempt, RoutingOutcome
 
@@ -52,24 +51,8 @@ def test_a_target_never_called_has_no_latency_sample():
     assert _calls(*target, "permanent_error") == 0
 
 
-@pytest.mark.parametrize(
-    ("result", "used"),
-    [
-        ({"usage": {"prompt_tokens": 5, "completion_tokens": 7}}, {"prompt": 5, "completion": 7}),
-        ({"usage": {"input_tokens": 2, "output_tokens": 3}}, {"prompt": 2, "completion": 3}),
-        ({"usage": {"prompt_tokens": 4, "total_tokens": 4}}, {"prompt": 4}),
-        ({"usage": {"prompt_tokens": "5", "completion_tokens": True}}, {}),
-        ({"usage": None}, {}),
-        ({}, {}),
-        (None, {}),
-    ],
-)
-def test_tokens_are_read_from_the_results_usage(result, used):
-    assert metrics.tokens_used(result) == used
-
-
 def test_tokens_are_counted_by_key_name_model_and_direction():
     before = _count(metrics.TOKENS, "key-test", "m-test", "completion")
-    metrics.count_tokens("key-test", "m-test", {"prompt": 0, "completion": 9})
+    metrics.count_tokens("key-test", "m-test", TokenUsage(prompt=0, completion=9))
     assert _count(metrics.TOKENS, "key-test", "m-test", "completion") == before + 9
     assert _count(metrics.TOKENS, "key-test", "m-test", "prompt") == 0
