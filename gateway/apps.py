@@ -16,6 +16,7 @@ class ProjectConfig(AppConfig):
         from gateway import checks  # noqa: F401  (registers the settings' system checks)
 
         _skip_closing_in_process_caches()
+        _skip_redundant_request_signals()
 
 
 # Cache backends that hold nothing to close: their close() does nothing.
@@ -37,3 +38,24 @@ def _skip_closing_in_process_caches() -> None:
 
     if closes_nothing(settings.CACHES):
         request_finished.disconnect(close_caches)
+
+
+def _skip_redundant_request_signals() -> None:
+    """Receivers Django runs around every request that change nothing here:
+
+    - ``close_old_connections`` runs when a request starts and again when it ends; the start's
+      run alone closes a connection that is broken or past ``DB_CONN_MAX_AGE`` before the
+      next request of its thread uses it;
+    - ``reset_urlconf`` puts the thread's URLconf back to the default after a request that
+      changed it; no middleware here changes it (and each request sets it again at its start);
+    - ``reset_queries`` empties the log of queries, which is kept only with DEBUG on.
+    """
+    from django.conf import settings
+    from django.core.handlers.base import reset_urlconf
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections, reset_queries
+
+    request_finished.disconnect(close_old_connections)
+    request_finished.disconnect(reset_urlconf)
+    if not settings.DEBUG:
+        request_started.disconnect(reset_queries)

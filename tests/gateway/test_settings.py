@@ -236,7 +236,6 @@ def test_in_process_caches_are_not_closed_after_each_request_and_others_would_be
         ref() if isinstance(ref, weakref.ReferenceType) else ref
         for _, ref, *_ in request_finished.receivers
     ]
-    assert receivers  # the connection handling is still there
     assert close_caches not in receivers
     memcached = {"default": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache"}}
     assert not closes_nothing(memcached)
