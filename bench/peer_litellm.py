@@ -42,7 +42,7 @@ HEADERS = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application
 HEALTH_PATH = "/health/liveliness"
 RESPONSES_PATH = "/v1/responses"
 COMPLETIONS_PATH = "/v1/completions"
-REDIS_URL = "redis://127.0.0.1:6379/5"  # never db 0, which belongs to the gateway
+REDIS_URL = os.environ.get("BENCH_PEER_REDIS_URL", "redis://127.0.0.1:6379/5")  # not the gateway's
 RESULT_TTL_SECONDS = 3600  # how long the proxy keeps a background result in Redis
 
 # Two uvicorn worker processes: the machine has 2 cores, the gateway's web tier runs 2 workers

@@ -8,14 +8,15 @@ Each returns the ledger's counts (``drill.ledger``), its own figures, its own co
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from drill.ledger import Ledger
-from drill.logs import LogWindow, WorkerSaid, bells_not_rung
 from drill.observe import MODEL, Client, Drill, at, observe, submit_body, verdict
 from drill.webhooks import PATH, WebhookReceiver
 from harness.load import closed_loop
@@ -353,6 +354,63 @@ def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
 
 
 # --- 7 ------------------------------------------------------------------------------------------
+ENGINE_STARTED = re.compile(r"job engine (\S+) started")
+# Celery's consumer, each time it fails to reach the broker (an ERROR line, at any log level).
+BROKER_REFUSED = re.compile(r"consumer: Cannot connect to redis://")
+# Celery's INFO line once its consumer is connected: "<queue>-<n>@<host> ready."
+WORKER_READY = re.compile(r"@\S+ ready\.")
+# The web process, when a bell for a committed job could not be published.
+BELLS_NOT_RUNG = re.compile(r"broker unavailable, \d+ bells not rung")
+
+
+@dataclass(frozen=True)
+class WorkerSaid:
+    """What a Celery worker's log says about its engine and its broker."""
+
+    engines: tuple[str, ...]  # ids of the job engines it started, in order
+    broker_refused: int  # lines saying the broker could not be reached
+    ready: int  # lines saying the worker is consuming from the broker
+
+    @classmethod
+    def read(cls, text: str) -> WorkerSaid:
+        return cls(
+            engines=tuple(ENGINE_STARTED.findall(text)),
+            broker_refused=len(BROKER_REFUSED.findall(text)),
+            ready=len(WORKER_READY.findall(text)),
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "engines_started": len(self.engines),
+            "broker_refused_lines": self.broker_refused,
+            "ready_lines": self.ready,
+        }
+
+
+def bells_not_rung(text: str) -> int:
+    return len(BELLS_NOT_RUNG.findall(text))
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """A log file from the size it had when the window was opened: an earlier scenario's outage
+    left the same lines in the process logs, which grow over the whole run."""
+
+    path: Path
+    start: int
+
+    @classmethod
+    def from_now(cls, path: Path) -> LogWindow:
+        return cls(path, path.stat().st_size if path.exists() else 0)
+
+    def text(self) -> str:
+        if not self.path.exists():
+            return ""
+        with self.path.open("rb") as log:
+            log.seek(self.start)
+            return log.read().decode(errors="replace")
+
+
 BROKERLESS_JOBS = 200
 AFTER_BROKER_JOBS = 10
 PENDING_WAIT = 5.0  # seconds; longer than the engines' poll interval

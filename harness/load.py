@@ -1,13 +1,10 @@
-"""The tools' HTTP load, on aiohttp with keep-alive connections.
+"""The tools' HTTP load, on aiohttp with keep-alive connections, in three shapes:
 
-Three shapes:
-
-- ``closed_loop``: N connections each send requests back to back; measures the most a server
-  can take (throughput at a fixed concurrency).
-- ``open_loop``: requests start on a fixed schedule whether or not earlier ones have finished;
-  measures whether a server keeps up with a given arrival rate. Latency is counted from the
-  scheduled start, so queueing in the client counts against the server, as a real client sees it.
-- ``submit_and_follow``: submit jobs, then poll each until it is finished, for completed jobs per
+- ``closed_loop``: N connections send requests back to back: the most a server can take.
+- ``open_loop``: requests start on a fixed schedule whether or not earlier ones have finished,
+  and latency counts from the scheduled start, so queueing in the client counts against the
+  server, as a real client sees it: whether a server keeps up with an arrival rate.
+- ``submit_and_follow``: submit jobs, then poll each until it is finished: completed jobs per
   second through an asynchronous API (the gateway's, or a peer's).
 
 A request is ``ok`` when its status is one of ``ok_statuses``; ``errors`` are transport errors
@@ -26,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+
+from harness.upstream import new_event_loop
 
 T = TypeVar("T")
 Body = bytes | Callable[[int], bytes] | None
@@ -49,11 +48,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 @dataclass
 class LoadResult:
-    """What one load run measured (warm-up excluded).
-
-    ``requests`` = sum of ``statuses`` + ``errors``; ``rate`` is ``ok`` per second over
-    ``seconds``; ``latency_ms`` summarises the ok responses (see ``percentiles``).
-    """
+    """What one load run measured (warm-up excluded); ``rate`` is ``ok`` per second."""
 
     requests: int
     statuses: dict[int, int]
@@ -71,8 +66,6 @@ class LoadResult:
 
 @dataclass
 class _Tally:
-    """Collects outcomes as responses arrive; shared by both load shapes."""
-
     ok_statuses: tuple[int, ...]
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
@@ -155,12 +148,9 @@ async def closed_loop(
 ) -> LoadResult:
     """``connections`` workers send requests back to back until ``duration`` or ``total``.
 
-    The first ``warmup`` seconds of requests are sent but not counted; ``duration`` and
-    ``total`` apply to the counted part. ``url`` and ``body`` are fixed or functions of the
-    request's sequence number (0, 1, 2, ...), e.g. to poll a different job each time.
-    ``on_response(index, status, body)`` sees every response, warm-up included (a caller collecting
-    job ids needs them all). ``progress(done)`` gets the number of counted responses so far,
-    about once a second.
+    The first ``warmup`` seconds of requests are not counted. ``url`` and ``body`` are fixed or
+    functions of the request's number. ``on_response`` sees every response, warm-up included (a
+    caller collecting job ids needs them all).
     """
     if duration is None and total is None:
         raise ValueError("closed_loop needs a duration or a total")
@@ -215,12 +205,8 @@ async def open_loop(
     progress: Progress | None = None,
     max_connections: int = 256,
 ) -> LoadResult:
-    """Starts ``rate`` requests per second for ``duration`` seconds, on schedule.
-
-    Request i is due at ``start + i / rate`` whatever happened to the earlier ones; when all
-    ``max_connections`` are busy the request waits for one, and that wait counts in its latency.
-    ``seconds`` runs from the first start to the last response.
-    """
+    """Starts ``rate`` requests per second for ``duration`` seconds, on schedule; a wait for one
+    of ``max_connections`` counts in a request's latency."""
     if rate <= 0 or duration <= 0:
         raise ValueError("open_loop needs a positive rate and duration")
     tally = _Tally(ok_statuses)
@@ -254,7 +240,6 @@ async def open_loop(
 
 
 def _field(body: bytes, name: str) -> str | None:
-    """A string member of a JSON object body, or None."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -311,7 +296,6 @@ async def submit_and_follow(
     in_hand = 0
 
     async def poll(session: aiohttp.ClientSession, job_id: str) -> bool:
-        """One poll; whether to poll this job again."""
         nonlocal last_terminal
         counts["polls"] += 1
         outcome = await _send(session, "GET", poll_url(job_id), None, 0, headers)
@@ -381,9 +365,5 @@ async def submit_and_follow(
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Runs ``coro`` to completion on a uvloop loop when uvloop is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(coro)

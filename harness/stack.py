@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import psycopg
 
 from gateway.management.commands.rungateway import web_command
 from gateway.metrics_dir import reset_metrics_dir
-from harness.procs import Procs, free_port, wait_http
+from harness.procs import Procs, free_port, request_json, wait_http
 from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, control
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,14 +85,6 @@ class StackConfig:
         return env
 
 
-def post(url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-    """One POST to a server of ours; its JSON answer."""
-    request = urllib.request.Request(url, body, dict(headers))  # noqa: S310 - loopback
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        answer: dict[str, Any] = json.loads(response.read())
-    return answer
-
-
 def ensure_database(database_url: str) -> None:
     """Create the Postgres database of ``database_url`` unless it exists."""
     server, _, name = database_url.rpartition("/")
@@ -132,8 +123,7 @@ class Stack:
         return done.stdout
 
     def prepare(self, key_name: str, *key_options: str) -> None:
-        """Migrate and make a virtual key (``self.key``), with ``create_virtual_key``'s
-        ``key_options`` (its limits, its budget)."""
+        """Migrate and make a virtual key (``self.key``) with ``create_virtual_key``'s options."""
         self.manage("migrate", "-v0")
         made = self.manage("create_virtual_key", "--name", key_name, *key_options)
         self.key = made.strip().splitlines()[-1]
@@ -144,14 +134,8 @@ class Stack:
     # --- processes ------------------------------------------------------------------------------
     def start_upstream(self) -> None:
         """The fake upstream as a process of its own, at ``config.upstream_url``."""
-        argv = [
-            PYTHON,
-            "-m",
-            "harness.upstream",
-            "--port",
-            self.config.upstream_url.rsplit(":")[-1],
-        ]
-        self.procs.start("upstream", argv, cwd=REPO)
+        port = self.config.upstream_url.rsplit(":")[-1]
+        self.procs.start("upstream", [PYTHON, "-m", "harness.upstream", "--port", port], cwd=REPO)
         wait_http(f"{self.config.upstream_url}/health", log=self.procs.log_path("upstream"))
 
     def start_web(self) -> None:
@@ -233,7 +217,7 @@ class Stack:
         self.set_latency(0)
         self.truncate()
         body = json.dumps({"model": model, "prompt": "ready?", "max_tokens": 1}).encode()
-        post(f"{self.web_url}/v1/async/completions", body, self.auth)
+        request_json(f"{self.web_url}/v1/async/completions", body, self.auth)
         if self.wait_terminal(1, timeout) < 1:
             raise RuntimeError("the workers did not finish a first job in time")
         self.truncate()
@@ -268,8 +252,7 @@ class Stack:
         where: str = "true",
         every: float = 0.25,
     ) -> int:
-        """Wait until ``expected`` jobs (of those ``where`` says) are completed or failed, looking
-        ``every`` so many seconds; returns how many are."""
+        """Until ``expected`` jobs (of those ``where`` says) are completed or failed; how many."""
         deadline = time.monotonic() + timeout
         while True:
             done = self.count_where(f"({where}) AND status IN ('completed', 'failed')")
