@@ -1,16 +1,9 @@
-"""The bare reference the gateway's submit and poll paths are compared with.
-
-A hand-written ASGI application, no framework, doing the least work a durable async job API can
-do: ``POST /ref/jobs`` parses the JSON body, runs one INSERT and one Redis LPUSH and answers 202;
-``GET /ref/jobs/<uuid>`` runs one SELECT. Whatever the gateway spends beyond this is the cost of
-its framework, authentication and validation::
-
-    python -m bench.reference --port 9200 --workers 2 \\
-        --database-url postgres://root@127.0.0.1:5432/postgres --redis-url redis://127.0.0.1:6379/0
-
-Each worker process opens a psycopg async pool and one redis.asyncio client on lifespan startup.
-The Redis list only grows while a benchmark runs (trimming it would be a second command per
-request); ``prepare()`` empties it and the table before the next.
+"""The bare reference the gateway's submit and poll paths are compared with: a hand-written ASGI
+application, no framework, doing the least work a durable async job API can do. ``POST /ref/jobs``
+parses the JSON body, runs one INSERT and one Redis LPUSH and answers 202; ``GET /ref/jobs/<uuid>``
+runs one SELECT. Whatever the gateway spends beyond this is the cost of its framework,
+authentication and validation. The Redis list only grows while a benchmark runs (trimming it
+would be a second command per request); ``prepare()`` empties it and the table before the next.
 """
 
 from __future__ import annotations
@@ -94,7 +87,6 @@ class PostgresRedisBackend:
 
 
 async def respond(send: Send, status: int, payload: Any) -> None:
-    """Sends a complete JSON response."""
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -114,7 +106,7 @@ async def read_body(receive: Receive) -> bytes | None:
 
 
 class ReferenceApp:
-    """The ASGI callable: lifespan opens and closes the backend, HTTP routes to two handlers."""
+    """Lifespan opens and closes the backend; HTTP goes to two handlers."""
 
     def __init__(self, open_backend: Callable[[], Awaitable[Backend]]) -> None:
         self._open_backend = open_backend

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bench import scenarios
-from bench.scenarios import SCENARIOS, BenchStack, Sizes
+from bench.scenarios import SCENARIOS, BenchStack
 from harness import runs
 from harness.procs import Procs, free_port
 from harness.stack import REPO
@@ -154,7 +154,7 @@ def write(results: dict[str, Any], command: str, quick: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args, names = runs.arguments(__doc__, argv, SCENARIOS, "--quick", "short runs, for a check")
-    sizes = Sizes.quick() if args.quick else Sizes.full()
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
     log = runs.logger()
     results: dict[str, Any] = {"machine": runs.machine(), "sizes": sizes.__dict__}
     log_dir = REPO / ".bench" / "logs"

@@ -76,10 +76,6 @@ class BenchStack(Stack):
         self.procs.start("reference", argv, cwd=REPO)
         wait_http(f"{self.reference_url}/health", log=self.procs.log_path("reference"))
 
-    def by_status(self, where: str = "true") -> dict[str, int]:
-        sql = f"SELECT status, count(*) FROM {JOBS_TABLE} WHERE {where} GROUP BY 1"  # noqa: S608
-        return {status: int(n) for status, n in self.query(sql)}
-
     def percentiles_of(self, expression: str, where: str) -> dict[str, float]:
         """``percentiles`` of a per-job expression in ms over the rows ``where``."""
         rows = self.query(f"SELECT ({expression}) * 1000 FROM {JOBS_TABLE} WHERE {where}")  # noqa: S608
@@ -88,7 +84,7 @@ class BenchStack(Stack):
 
 @dataclass(frozen=True)
 class Sizes:
-    """How long and how large each scenario is: ``full`` for the record, ``quick`` to check."""
+    """How long and how large each scenario is: ``FULL`` for the record, ``QUICK`` to check."""
 
     seconds: float  # each closed-loop measurement (S1, S4, S7)
     warmup: float
@@ -99,13 +95,9 @@ class Sizes:
     purge_rows: int  # S6
     peer_jobs: int  # S7 completed
 
-    @classmethod
-    def full(cls) -> Sizes:
-        return cls(15.0, 3.0, 5000, 30.0, 1000.0, 1000, 1_000_000, 1000)
 
-    @classmethod
-    def quick(cls) -> Sizes:
-        return cls(2.5, 0.5, 1500, 6.0, 200.0, 1000, 100_000, 300)
+FULL = Sizes(15.0, 3.0, 5000, 30.0, 1000.0, 1000, 1_000_000, 1000)
+QUICK = Sizes(2.5, 0.5, 1500, 6.0, 200.0, 1000, 100_000, 300)
 
 
 def submit_body(n: int) -> bytes:
@@ -246,7 +238,7 @@ def _drain(stack: BenchStack, jobs: int, latency_ms: float, log: Log) -> dict[st
         "submitted": submitted.ok,
         "finished": int(finished),
         "terminal_seen": done,
-        "statuses": stack.by_status(),
+        "statuses": stack.count_by(JOBS_TABLE, "status"),
         "seconds": round(seconds, 3),
         "whole_run_jobs_per_s": round(finished / seconds, 1) if seconds else 0.0,
         "jobs_per_s": round(0.8 * finished / (last - first), 1) if last > first else 0.0,
@@ -474,7 +466,7 @@ def s8_fair_share(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         "upstream_latency_ms": LATENCY_MS,
         "in_flight_per_worker": IN_FLIGHT,
         "submits": submits.to_json(),
-        "steady_statuses": stack.by_status(mine),
+        "steady_statuses": stack.count_by(JOBS_TABLE, "status", where=mine),
         "backlog_pending_after": backlog_pending,
         "end_to_end_ms": stack.percentiles_of(
             "extract(epoch FROM completed_at - created_at)", done

@@ -18,7 +18,7 @@ from typing import Any
 from drill.ledger import Ledger
 from drill.observe import DRILL_PRICE, DRILL_SETTINGS, MODEL, Drill, drill_config
 from drill.private_services import PrivatePostgres, PrivateRedis
-from drill.scenarios import SCENARIOS, Sizes
+from drill.scenarios import LONG, SCENARIOS, SHORT, Sizes
 from harness import runs
 from harness.procs import Procs, free_port
 from harness.stack import REPO, Stack, ensure_database
@@ -155,7 +155,7 @@ def _run_scenarios(drill: Drill, names: list[str], sizes: Sizes) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     args, names = runs.arguments(__doc__, argv, SCENARIOS, "--long", "a 10-minute soak, not 75 s")
-    sizes = Sizes.long() if args.long else Sizes.short()
+    sizes = LONG if args.long else SHORT
     log = runs.logger()
     log_dir = DRILL_DIR / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ import asyncio
 import json
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -289,11 +289,10 @@ async def submit_and_follow(
     )  # fmt: skip
     if submits.errors:
         first.setdefault("submit", f"no answer to {submits.errors} submits")
-    pending = deque((started, job_id) for job_id in ids)
     last_answer: dict[str, str] = {}
     first_404: dict[str, float] = {}
     last_terminal = started
-    in_hand = 0
+    unfinished: list[str] = []
 
     async def poll(session: aiohttp.ClientSession, job_id: str) -> bool:
         nonlocal last_terminal
@@ -326,37 +325,29 @@ async def submit_and_follow(
             first.setdefault("poll", f"{status} {answer[:300].decode('utf-8', 'replace')}")
         return True
 
-    async def poller(session: aiohttp.ClientSession) -> None:
-        nonlocal in_hand
-        while time.monotonic() < deadline and (pending or in_hand):
-            if not pending:  # another poller holds a job and may put it back
-                await asyncio.sleep(min(poll_interval, 0.05))
-                continue
-            due, job_id = pending.popleft()
-            in_hand += 1
-            try:
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                if await poll(session, job_id):
-                    pending.append((time.monotonic() + poll_interval, job_id))
-            finally:
-                in_hand -= 1
+    async def follow(session: aiohttp.ClientSession, job_id: str) -> None:
+        while await poll(session, job_id):
+            if time.monotonic() >= deadline:
+                unfinished.append(job_id)
+                return
+            await asyncio.sleep(poll_interval)
 
-    async with _session(connections) as session:
-        await asyncio.gather(*(poller(session) for _ in range(max(1, min(connections, len(ids))))))
+    async with _session(connections) as session:  # its connections bound the polls at once
+        await asyncio.gather(*(follow(session, job_id) for job_id in ids))
     seconds = last_terminal - started
     return {
         "jobs": jobs,
         "submitted": len(ids),
         "completed": counts["completed"],
         "failed": counts["failed"],
-        "lost": len(pending) + counts["unknown"],
+        "lost": len(unfinished) + counts["unknown"],
         "seconds": round(seconds, 4),
         "completed_per_s": round(counts["completed"] / seconds, 2) if counts["completed"] else 0.0,
         "submit_per_s": round(submits.rate, 2),
         "submit_statuses": {str(k): n for k, n in submits.statuses.items()}
         | ({"error": submits.errors} if submits.errors else {}),
         "submit_errors": jobs - len(ids),
-        "pending_at_timeout": dict(Counter(last_answer.get(j, "never polled") for _, j in pending)),
+        "pending_at_timeout": dict(Counter(last_answer.get(j, "no answer") for j in unfinished)),
         **{name: counts[name] for name in ("polls", "poll_errors", "not_found", "unknown")},
         **{f"first_{kind}_error": first.get(kind) for kind in ("submit", "poll")},
         "first_failure": first.get("failure"),

@@ -237,6 +237,19 @@ class Stack:
                 return []
             raise
 
+    def count_by(self, table: str, *columns: str, where: str = "true") -> dict[str, Any]:
+        """Rows of ``table`` counted by one column, or by two (nested); none while it is away."""
+        names = ", ".join(columns)
+        sql = f"SELECT {names}, count(*) FROM {table} WHERE {where} GROUP BY {names}"  # noqa: S608
+        sql += f" ORDER BY {names}"
+        counts: dict[str, Any] = {}
+        for *keys, n in self.query(sql, quiet=True):
+            inner = counts
+            for key in keys[:-1]:
+                inner = inner.setdefault(str(key), {})
+            inner[str(keys[-1])] = int(n)
+        return counts
+
     def truncate(self) -> None:
         self.query(f"TRUNCATE {JOBS_TABLE}")
 

@@ -88,7 +88,7 @@ def test_write_puts_the_table_and_the_raw_json_side_by_side(tmp_path, monkeypatc
 
 
 def test_quick_sizes_are_smaller_than_the_full_run():
-    quick, full = scenarios.Sizes.quick(), scenarios.Sizes.full()
+    quick, full = scenarios.QUICK, scenarios.FULL
     assert quick.seconds < full.seconds
     assert quick.drain_jobs < full.drain_jobs == 5000
     assert quick.purge_rows < full.purge_rows == 1_000_000
