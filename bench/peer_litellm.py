@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.load import submit_and_follow
-from harness.procs import Procs, free_port, wait_http
+from harness.procs import Procs, free_port
 from harness.runs import Log
 
 LITELLM_SPEC = "litellm[proxy]==1.108.7"
@@ -147,7 +147,7 @@ def start(procs: Procs, directory: Path, upstream_url: str, model: str, log: Log
     log("starting the LiteLLM proxy")
     procs.start("peer", argv, env=env, cwd=directory)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}{HEALTH_PATH}", timeout=180, log=procs.log_path("peer"))
+    procs.wait_http("peer", f"{url}{HEALTH_PATH}", timeout=180)
     return url
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import peer_litellm, reference, seed
 from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
-from harness.procs import free_port, request_json, tree_rss_bytes, wait_http
+from harness.procs import free_port, request_json, tree_rss_bytes
 from harness.runs import Log
 from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database
 
@@ -74,7 +74,7 @@ class BenchStack(Stack):
         argv += ["--workers", str(self.config.web_processes)]
         argv += ["--database-url", self.config.database_url, "--redis-url", REDIS_URL]
         self.procs.start("reference", argv, cwd=REPO)
-        wait_http(f"{self.reference_url}/health", log=self.procs.log_path("reference"))
+        self.procs.wait_http("reference", f"{self.reference_url}/health")
 
     def percentiles_of(self, expression: str, where: str) -> dict[str, float]:
         """``percentiles`` of a per-job expression in ms over the rows ``where``."""

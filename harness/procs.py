@@ -89,38 +89,17 @@ def tree_rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
-# --- waiting ------------------------------------------------------------------------------------
-def wait_http(
-    url: str,
-    timeout: float = 60.0,
-    log: Path | None = None,
-    proc: subprocess.Popen[Any] | None = None,
-) -> None:
-    """Polls ``url`` (no proxy in between) until it answers 200; RuntimeError with the tail of
-    ``log`` when time runs out, or at once when ``proc`` (the server) has exited."""
+def http_status(url: str) -> int | str:
+    """The status a GET of ``url`` answers (no proxy in between), or why there is none."""
     parts = urlsplit(url)
-    deadline = time.monotonic() + timeout
-    while True:
-        wait = min(5.0, max(0.1, deadline - time.monotonic()))
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=wait)
-        try:
-            conn.request("GET", f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}")
-            status = conn.getresponse().status
-            if status == 200:
-                return
-            last = f"HTTP {status}"
-        except (OSError, http.client.HTTPException) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
-        exited = proc is not None and proc.poll() is not None
-        if exited or time.monotonic() >= deadline:
-            why = f"exited with {proc.returncode}" if exited and proc else f"timed out ({last})"
-            tail = log_tail(log)
-            raise RuntimeError(
-                f"{url} did not answer: {why}" + (f"\n{log}:\n{tail}" if tail else "")
-            )
-        time.sleep(0.1)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        conn.request("GET", f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}")
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
 
 
 # --- process groups -----------------------------------------------------------------------------
@@ -239,6 +218,10 @@ class Procs:
                 log = self.log_path(name)
                 raise RuntimeError(f"{name}: no {what} in {timeout:g} s; {log}:\n{log_tail(log)}")
             time.sleep(0.1)
+
+    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+        """Until ``url``, served by ``name``, answers 200."""
+        self.wait_until(name, lambda: http_status(url) == 200, f"200 from {url}", timeout)
 
     def wait_for_line(self, name: str, pattern: str, timeout: float = 60.0) -> None:
         log = self.log_path(name)

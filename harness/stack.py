@@ -25,7 +25,7 @@ import psycopg
 
 from gateway.management.commands.rungateway import web_command
 from gateway.metrics_dir import reset_metrics_dir
-from harness.procs import Procs, free_port, request_json, wait_http
+from harness.procs import Procs, free_port, request_json
 from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, control
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ class Stack:
         """The fake upstream as a process of its own, at ``config.upstream_url``."""
         port = self.config.upstream_url.rsplit(":")[-1]
         self.procs.start("upstream", [PYTHON, "-m", "harness.upstream", "--port", port], cwd=REPO)
-        wait_http(f"{self.config.upstream_url}/health", log=self.procs.log_path("upstream"))
+        self.procs.wait_http("upstream", f"{self.config.upstream_url}/health")
 
     def start_web(self) -> None:
         """The web server exactly as ``rungateway`` and docker-compose.yml start it."""
@@ -150,7 +150,7 @@ class Stack:
             threads=config.web_threads,
         )
         self._start("web", argv)
-        wait_http(f"{self.web_url}/health", log=self.procs.log_path("web"))
+        self.procs.wait_http("web", f"{self.web_url}/health")
 
     def restart_web(self) -> None:
         self.procs.stop("web")
