@@ -99,7 +99,7 @@ class Tally:
                 "title": title,
                 "message": (failure.message if failure is not None else "")[:MESSAGE_CHARS],
                 # Method, path and status only: the request's headers carry the virtual key.
-                "example": f"{interaction.request.method} {_path(interaction.request.uri)} "
+                "example": f"{interaction.request.method} {_path_qs(interaction.request.uri)} "
                 f"-> {status}",
                 "count": 0,
             },
@@ -119,9 +119,8 @@ class Tally:
         }
 
 
-def _path(uri: str) -> str:
-    parts = urlsplit(uri)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+def _path_qs(uri: str) -> str:
+    return urlsplit(uri)._replace(scheme="", netloc="").geturl()
 
 
 def round_config(
