@@ -1,10 +1,7 @@
-"""The end-to-end tier: the harness's stack (a real web server and worker) and fake upstream.
-
-The test database is the one pytest-django creates, with data committed (no per-test
-transaction), because the web and worker processes must see it. The stack gets the test
-database, the configured broker (or the embedded filesystem broker in a fresh var dir), a queue
-of its own and the fake upstream. Everything is package-scoped: started once for tests/e2e,
-stopped and cleaned up after it.
+"""The end-to-end tier: the harness's stack (a real web server and worker) and fake upstream,
+started once for tests/e2e. It runs on the test database pytest-django creates, with data
+committed (no per-test transaction) so the processes see it, the configured broker (or the
+embedded one in a fresh var dir) and a queue of its own.
 """
 
 from __future__ import annotations
