@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,25 +327,15 @@ def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     stack.set_latency(0)
     log(f"S6: seeding {sizes.purge_rows:,} expired jobs")
     seed_seconds = seed.seed(stack.config.database_url, seed.EXPIRED, sizes.purge_rows, log)
-    summary: dict[str, Any] = {}
-    failure: list[BaseException] = []
-
-    def purge_now() -> None:
-        try:
-            summary.update(json.loads(stack.manage(*PURGE_COMMAND).strip().splitlines()[-1]))
-        except BaseException as exc:  # reported, not swallowed
-            failure.append(exc)
-
     log("S6: purging while submits continue (8 connections)")
-    thread = threading.Thread(target=purge_now, name="purge")
-    thread.start()
     submits: list[LoadResult] = []
-    while thread.is_alive():
-        submits.append(_submits(stack, stack.auth, connections=8, duration=1.0, ok_statuses=(202,)))
-        log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
-    thread.join()
-    if failure:
-        raise failure[0]
+    with ThreadPoolExecutor(1, thread_name_prefix="purge") as pool:
+        purge = pool.submit(stack.manage, *PURGE_COMMAND)
+        while not purge.done():
+            options = {"connections": 8, "duration": 1.0, "ok_statuses": (202,)}
+            submits.append(_submits(stack, stack.auth, **options))
+            log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
+    summary = json.loads(purge.result().strip().splitlines()[-1])  # raises what the purge did
     left = stack.count_where("expires_at <= now()")
     stack.truncate()
     return {

@@ -33,6 +33,7 @@ OnResponse = Callable[[int, int, bytes], None]  # (request index, status, body)
 Progress = Callable[[int], None]
 
 REQUEST_TIMEOUT = 120.0
+OPEN_LOOP_CONNECTIONS = 256
 PROGRESS_SECONDS = 1.0
 ERROR_PAUSE = 0.01  # after a transport error, so a dead server does not spin the loop
 
@@ -203,10 +204,9 @@ async def open_loop(
     ok_statuses: tuple[int, ...] = (200, 202),
     on_response: OnResponse | None = None,
     progress: Progress | None = None,
-    max_connections: int = 256,
 ) -> LoadResult:
     """Starts ``rate`` requests per second for ``duration`` seconds, on schedule; a wait for one
-    of ``max_connections`` counts in a request's latency."""
+    of ``OPEN_LOOP_CONNECTIONS`` counts in a request's latency."""
     if rate <= 0 or duration <= 0:
         raise ValueError("open_loop needs a positive rate and duration")
     tally = _Tally(ok_statuses)
@@ -224,7 +224,7 @@ async def open_loop(
             on_response(index, *outcome)
 
     async def schedule() -> None:
-        async with _session(max_connections) as session:
+        async with _session(OPEN_LOOP_CONNECTIONS) as session:
             tasks: list[asyncio.Task[None]] = []
             while len(tasks) < planned:
                 due_now = min(planned, int((time.perf_counter() - start) * rate) + 1)

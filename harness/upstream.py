@@ -495,11 +495,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    stopping = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)  # for the server's thread too
     upstream = FakeUpstream(port=args.port, latency_ms=args.latency_ms, record=False).start()
-    stopping.wait()
+    signal.sigwait(stopping)
     upstream.stop()
 
 
