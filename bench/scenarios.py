@@ -332,8 +332,8 @@ def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     with ThreadPoolExecutor(1, thread_name_prefix="purge") as pool:
         purge = pool.submit(stack.manage, *PURGE_COMMAND)
         while not purge.done():
-            options = {"connections": 8, "duration": 1.0, "ok_statuses": (202,)}
-            submits.append(_submits(stack, stack.auth, **options))
+            load = _submits(stack, stack.auth, connections=8, duration=1.0, ok_statuses=(202,))
+            submits.append(load)
             log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
     summary = json.loads(purge.result().strip().splitlines()[-1])  # raises what the purge did
     left = stack.count_where("expires_at <= now()")
