@@ -1,19 +1,14 @@
-"""The peer in scenario S7: the LiteLLM proxy, measured on the same fake upstream as the gateway.
-
-LiteLLM is pinned to ``litellm[proxy]==1.108.7`` and lives in its own virtualenv (later releases
-need packages the package index lacks, and its dependency set must not mix with the gateway's).
-
-What S7 measures on it:
+"""The peer in scenario S7: the LiteLLM proxy (``LITELLM_SPEC``, in a virtualenv of its own: later
+releases need packages the package index lacks, and its dependencies must not mix with the
+gateway's), measured on the same fake upstream as the gateway.
 
 - **background mode**: ``POST /v1/responses`` with ``"background": true`` answers at once with a
-  ``queued`` response whose id starts ``litellm_poll_``; the proxy then runs the call itself in an
-  asyncio task *inside the web worker that took the request*, and keeps the state (queued →
-  in_progress → completed / failed) in Redis, where ``GET /v1/responses/{id}`` reads it. Nothing is
-  written to a database: a restart loses every job in flight, and the result lives only for the
-  cache TTL. This needs ``litellm_settings.responses.background_mode.polling_via_cache`` and a
-  Redis for the proxy (``general_settings.coordination_redis``); ``config`` sets both. For it the
-  proxy calls the upstream's ``POST /v1/responses`` with ``"stream": true`` and reads Server-Sent
-  Events until ``response.completed``, which the fake upstream sends.
+  ``queued`` response (id ``litellm_poll_...``); the proxy runs the call in an asyncio task
+  *inside the web worker that took the request* (for which it streams the upstream's
+  ``POST /v1/responses`` until ``response.completed``) and keeps its state in Redis, where
+  ``GET /v1/responses/{id}`` reads it. Nothing is written to a database: a restart loses every job
+  in flight, and a result lives for the cache TTL. ``config`` turns this on
+  (``polling_via_cache``) and gives the proxy its Redis (``coordination_redis``).
 - **plain completions**: ``POST /v1/completions``, relayed synchronously.
 """
 
@@ -28,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.load import submit_and_follow
-from harness.procs import Procs, free_port, wait_http
+from harness.procs import Procs, free_port
 from harness.runs import Log
 
 LITELLM_SPEC = "litellm[proxy]==1.108.7"
@@ -42,7 +37,7 @@ HEADERS = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application
 HEALTH_PATH = "/health/liveliness"
 RESPONSES_PATH = "/v1/responses"
 COMPLETIONS_PATH = "/v1/completions"
-REDIS_URL = "redis://127.0.0.1:6379/5"  # never db 0, which belongs to the gateway
+REDIS_URL = os.environ.get("BENCH_PEER_REDIS_URL", "redis://127.0.0.1:6379/5")  # not the gateway's
 RESULT_TTL_SECONDS = 3600  # how long the proxy keeps a background result in Redis
 
 # Two uvicorn worker processes: the machine has 2 cores, the gateway's web tier runs 2 workers
@@ -75,11 +70,8 @@ _DROPPED_ENV_PREFIXES = ("REDIS_", "LITELLM_", "OPENAI_", "PYTHONPATH")
 
 
 def ensure_venv(venv_dir: Path, log: Log = print) -> Path:
-    """Creates ``venv_dir`` and installs LiteLLM in it unless a finished install is there.
-
-    A marker file naming ``LITELLM_SPEC`` is written only after pip succeeded, so an interrupted
-    install is redone on the next call (a minute or so). Returns the venv's python.
-    """
+    """The python of ``venv_dir``, with LiteLLM installed; the marker naming ``LITELLM_SPEC`` is
+    written once pip succeeded, so an interrupted install is done again."""
     python = venv_dir / "bin" / "python"
     marker = venv_dir / MARKER_NAME
     if python.exists() and marker.exists() and marker.read_text().strip() == LITELLM_SPEC:
@@ -155,7 +147,7 @@ def start(procs: Procs, directory: Path, upstream_url: str, model: str, log: Log
     log("starting the LiteLLM proxy")
     procs.start("peer", argv, env=env, cwd=directory)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}{HEALTH_PATH}", timeout=180, log=procs.log_path("peer"))
+    procs.wait_http("peer", f"{url}{HEALTH_PATH}", timeout=180)
     return url
 
 
@@ -172,8 +164,7 @@ def completion_body(model: str) -> bytes:
 
 
 async def measure_completed(base_url: str, *, model: str, jobs: int, **options: Any) -> Any:
-    """Submits ``jobs`` background responses, then polls each until it is terminal (see
-    ``harness.load.submit_and_follow`` for ``options`` and the figures)."""
+    """``harness.load.submit_and_follow`` of ``jobs`` background responses."""
     base_url = base_url.rstrip("/")
     return await submit_and_follow(
         base_url + RESPONSES_PATH,

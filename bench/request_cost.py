@@ -2,6 +2,7 @@
 
     python -m bench.request_cost                 # CPU time per request (this thread's clock)
     python -m bench.request_cost --instructions  # instructions per request, under callgrind
+    python -m bench.request_cost --schemas       # validating each request type's example body
 
 Both call the gateway's WSGI application directly, as a web server thread would, on the bench
 database (Postgres on 127.0.0.1, as ``make bench`` uses), with a valid key: a submit of a small
@@ -20,6 +21,7 @@ with no measured requests and once with ``--requests``, and divides the differen
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -197,11 +200,31 @@ def instructions(count: int) -> dict[str, int]:
     }
 
 
+def schema_costs() -> dict[str, float]:
+    """Microseconds ``parse_request`` takes on each type's example body (the one the API document
+    shows), the best of 7 runs of 20,000."""
+    import django
+
+    django.setup()
+    from jobs.request_types import KINDS as TYPES
+    from jobs.schemas.base import parse_request
+
+    costs: dict[str, float] = {}
+    for kind in TYPES:
+        [body, *_] = kind.schema.model_json_schema()["examples"]
+        parse_request(kind.schema, body)  # the example must be valid
+        parse = functools.partial(parse_request, kind.schema, body)
+        best = min(timeit.repeat(parse, number=20_000, repeat=7))
+        costs[kind.request_type.value] = best / 20_000 * 1e6  # µs
+    return costs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = runs.parser(__doc__)
     parser.add_argument("--instructions", action="store_true", help="count under callgrind")
     parser.add_argument("--requests", type=int, default=None, help="measured requests per kind")
     parser.add_argument("--rounds", type=int, default=3, help="CPU-time rounds per kind")
+    parser.add_argument("--schemas", action="store_true", help="request body validation only")
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Nothing listens at the upstream address: no request here reaches a provider.
@@ -209,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(config.env())
     if args.child:
         _run(args.child, args.requests or 0)
+        return 0
+    if args.schemas:
+        for request_type, micros in schema_costs().items():
+            print(f"{request_type:16} {micros:6.1f} µs per body")
         return 0
     ensure_database(config.database_url)
     if args.instructions:

@@ -1,7 +1,5 @@
-"""The benchmark's scenarios S1-S8 (S1 and S4 also for chat completions). Each returns its raw
-figures as a dict for the report.
-
-Every figure that is compared is measured in the same run as what it is compared with (this
+"""The benchmark's scenarios S1-S8 (S1 and S4 also for chat completions), each returning its raw
+figures. Every figure compared is measured in the same run as what it is compared with (this
 machine is shared and noisy), so the targets are ratios or pairs.
 """
 
@@ -9,23 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from bench import peer_litellm, reference, seed
 from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
-from harness.procs import free_port, tree_rss_bytes, wait_http
+from harness.procs import free_port, request_json, tree_rss_bytes
 from harness.runs import Log
-from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database, post
+from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database
 
 SUBMIT_PATH = "/v1/async/completions"
 BENCH_MODEL = "openai/gpt-bench"
 PEER_MODEL = "gpt-bench"
-DATABASE_URL = "postgres://root@127.0.0.1:5432/gateway_bench"
-REDIS_URL = "redis://127.0.0.1:6379/3"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/gateway_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 JSON = {"Content-Type": "application/json"}
 FINISHED = "status IN ('completed', 'failed')"
 
@@ -75,21 +74,17 @@ class BenchStack(Stack):
         argv += ["--workers", str(self.config.web_processes)]
         argv += ["--database-url", self.config.database_url, "--redis-url", REDIS_URL]
         self.procs.start("reference", argv, cwd=REPO)
-        wait_http(f"{self.reference_url}/health", log=self.procs.log_path("reference"))
-
-    def by_status(self, where: str = "true") -> dict[str, int]:
-        sql = f"SELECT status, count(*) FROM {JOBS_TABLE} WHERE {where} GROUP BY 1"  # noqa: S608
-        return {status: int(n) for status, n in self.query(sql)}
+        self.procs.wait_http("reference", f"{self.reference_url}/health")
 
     def percentiles_of(self, expression: str, where: str) -> dict[str, float]:
-        """``percentiles`` of a per-job expression in ms, rounded, over the rows ``where``."""
+        """``percentiles`` of a per-job expression in ms over the rows ``where``."""
         rows = self.query(f"SELECT ({expression}) * 1000 FROM {JOBS_TABLE} WHERE {where}")  # noqa: S608
         return {k: round(v, 2) for k, v in percentiles([float(ms) for (ms,) in rows]).items()}
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """How long and how large each scenario is: ``full`` for the record, ``quick`` to check."""
+    """How long and how large each scenario is: ``FULL`` for the record, ``QUICK`` to check."""
 
     seconds: float  # each closed-loop measurement (S1, S4, S7)
     warmup: float
@@ -100,13 +95,9 @@ class Sizes:
     purge_rows: int  # S6
     peer_jobs: int  # S7 completed
 
-    @classmethod
-    def full(cls) -> Sizes:
-        return cls(15.0, 3.0, 5000, 30.0, 1000.0, 1000, 1_000_000, 1000)
 
-    @classmethod
-    def quick(cls) -> Sizes:
-        return cls(2.5, 0.5, 1500, 6.0, 200.0, 1000, 100_000, 300)
+FULL = Sizes(15.0, 3.0, 5000, 30.0, 1000.0, 1000, 1_000_000, 1000)
+QUICK = Sizes(2.5, 0.5, 1500, 6.0, 200.0, 1000, 100_000, 300)
 
 
 def submit_body(n: int) -> bytes:
@@ -170,21 +161,22 @@ def _versus_reference(
     return {"gateway": gateway, "reference": ref, "ratio": _ratio(gateway["rate"], ref["rate"])}
 
 
+def _submits(stack: Stack, headers: dict[str, str], rate: float = 0, **options: Any) -> LoadResult:
+    """Completion submits to the gateway: at ``rate`` a second (open loop), or back to back."""
+    url, options = f"{stack.web_url}{SUBMIT_PATH}", {"body": submit_body, **options}
+    if rate:
+        return run(open_loop(url, rate=rate, headers=headers, ok_statuses=(202,), **options))
+    return run(closed_loop(url, headers=headers, **options))
+
+
 def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
-    url = f"{stack.web_url}{SUBMIT_PATH}"
-    progress = _progress(log, "submitted")
-    return run(
-        closed_loop(url, body=submit_body, headers=stack.auth, total=count, progress=progress)
-    )
+    return _submits(stack, stack.auth, total=count, progress=_progress(log, "submitted"))
 
 
 def warm_up(stack: BenchStack, sizes: Sizes, log: Log) -> None:
-    """Submits to every route of the gateway, and to the reference, for a while, not measured.
-
-    Whichever scenario came first used to measure a stack just started (connections opening,
-    the table's first pages, code paths run once) and read about a tenth lower than the same
-    scenario run second; each measurement's own warm-up is too short to absorb that.
-    """
+    """Submits to every route of the gateway, and to the reference, for a while, not measured:
+    a stack just started (connections opening, the table's first pages, code paths run once)
+    reads lower, and each measurement's own warm-up is too short to absorb that."""
     log("warming up every route, not measured")
     targets = [
         (f"{stack.web_url}{shape.path}", shape.body, stack.auth) for shape in (COMPLETION, CHAT)
@@ -212,11 +204,11 @@ def s4_polls(
     """Polls/s of a completed job against the reference GET of one row by primary key."""
     stack.truncate()
     stack.set_latency(0)
-    job_id = post(f"{stack.web_url}{shape.path}", shape.body(0), stack.auth)["id"]
+    job_id = request_json(f"{stack.web_url}{shape.path}", shape.body(0), stack.auth)["id"]
     stack.wait_terminal(1, timeout=60)
     if stack.count_where("status = 'completed'") != 1:
         raise RuntimeError("S4: the job to poll did not complete")
-    ref_id = post(f"{stack.reference_url}{reference.JOBS_PATH}", shape.body(0), JSON)["id"]
+    ref_id = request_json(f"{stack.reference_url}{reference.JOBS_PATH}", shape.body(0), JSON)["id"]
     ours, theirs = f"{shape.path}/{job_id}", f"{reference.JOBS_PATH}/{ref_id}"
     get = {"method": "GET", "ok_statuses": (200,)}
     return _versus_reference(stack, sizes, log, "S4", ours, theirs, their_headers=None, **get)
@@ -246,7 +238,7 @@ def _drain(stack: BenchStack, jobs: int, latency_ms: float, log: Log) -> dict[st
         "submitted": submitted.ok,
         "finished": int(finished),
         "terminal_seen": done,
-        "statuses": stack.by_status(),
+        "statuses": stack.count_by(JOBS_TABLE, "status"),
         "seconds": round(seconds, 3),
         "whole_run_jobs_per_s": round(finished / seconds, 1) if seconds else 0.0,
         "jobs_per_s": round(0.8 * finished / (last - first), 1) if last > first else 0.0,
@@ -272,16 +264,9 @@ def s3_added_latency(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any
     latency, seconds = sizes.steady_latency_ms, sizes.steady_seconds
     stack.set_latency(latency)
     log(f"S3: 50 jobs/s for {seconds:g} s, upstream latency {latency:g} ms")
-    load = open_loop(
-        f"{stack.web_url}{SUBMIT_PATH}",
-        rate=50.0,
-        duration=seconds,
-        body=submit_body,
-        headers=stack.auth,
-        ok_statuses=(202,),
-        progress=_progress(log, "submitted"),
+    submits = _submits(
+        stack, stack.auth, 50.0, duration=seconds, progress=_progress(log, "submitted")
     )
-    submits = run(load)
     stack.wait_terminal(submits.ok, timeout=120, progress=_progress(log, "finished"))
     upstream = f"{latency / 1000}"
     claim, written = "started_at - created_at", "completed_at - started_at"
@@ -342,33 +327,15 @@ def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     stack.set_latency(0)
     log(f"S6: seeding {sizes.purge_rows:,} expired jobs")
     seed_seconds = seed.seed(stack.config.database_url, seed.EXPIRED, sizes.purge_rows, log)
-    summary: dict[str, Any] = {}
-    failure: list[BaseException] = []
-
-    def purge_now() -> None:
-        try:
-            summary.update(json.loads(stack.manage(*PURGE_COMMAND).strip().splitlines()[-1]))
-        except BaseException as exc:  # reported, not swallowed
-            failure.append(exc)
-
     log("S6: purging while submits continue (8 connections)")
-    thread = threading.Thread(target=purge_now, name="purge")
-    thread.start()
     submits: list[LoadResult] = []
-    while thread.is_alive():
-        load = closed_loop(
-            f"{stack.web_url}{SUBMIT_PATH}",
-            body=submit_body,
-            headers=stack.auth,
-            connections=8,
-            duration=1.0,
-            ok_statuses=(202,),
-        )
-        submits.append(run(load))
-        log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
-    thread.join()
-    if failure:
-        raise failure[0]
+    with ThreadPoolExecutor(1, thread_name_prefix="purge") as pool:
+        purge = pool.submit(stack.manage, *PURGE_COMMAND)
+        while not purge.done():
+            load = _submits(stack, stack.auth, connections=8, duration=1.0, ok_statuses=(202,))
+            submits.append(load)
+            log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
+    summary = json.loads(purge.result().strip().splitlines()[-1])  # raises what the purge did
     left = stack.count_where("expires_at <= now()")
     stack.truncate()
     return {
@@ -388,22 +355,19 @@ def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
 
 def s7_peer(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """LiteLLM proxy on the same upstream: background submits/s, completions/s, completed/s."""
-    directory = REPO / ".bench"
     peer_url = peer_litellm.start(
-        stack.procs, directory, stack.config.upstream_url, PEER_MODEL, log
+        stack.procs, REPO / ".bench", stack.config.upstream_url, PEER_MODEL, log
     )
+
+    def peer(path: str, body: bytes, label: str) -> dict[str, Any]:
+        options = {"headers": peer_litellm.HEADERS, "ok_statuses": (200, 202)}
+        return _measured(f"{peer_url}{path}", sizes, log, label, body=body, **options)
+
     stack.truncate()
     stack.set_latency(1000)
-    peer = {"headers": peer_litellm.HEADERS, "ok_statuses": (200, 202)}
     log("S7: peer background submits, upstream latency 1 s")
-    background = _measured(
-        f"{peer_url}{peer_litellm.RESPONSES_PATH}",
-        sizes,
-        log,
-        "peer background submits",
-        body=peer_litellm.background_body(PEER_MODEL),
-        **peer,
-    )
+    body = peer_litellm.background_body(PEER_MODEL)
+    background = peer(peer_litellm.RESPONSES_PATH, body, "peer background submits")
     log("S7: gateway submits, workers running, upstream latency 1 s")
     url = f"{stack.web_url}{SUBMIT_PATH}"
     ours = _measured(url, sizes, log, "gateway submits", body=submit_body, headers=stack.auth)
@@ -414,25 +378,16 @@ def s7_peer(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         peer_litellm.measure_completed(peer_url, model=PEER_MODEL, jobs=sizes.peer_jobs)
     )
     log(f"S7: gateway completed jobs ({sizes.peer_jobs:,}, submit then poll)")
+    poll_url = lambda job_id: f"{url}/{job_id}"  # noqa: E731
     follow = submit_and_follow(
-        url,
-        submit_body(0),
-        poll_url=lambda job_id: f"{url}/{job_id}",
-        headers=stack.auth,
-        jobs=sizes.peer_jobs,
+        url, submit_body(0), poll_url=poll_url, headers=stack.auth, jobs=sizes.peer_jobs
     )
     ours_done = run(follow)
     stack.truncate()
     stack.set_latency(0)
     log("S7: peer plain /v1/completions, upstream latency 0")
-    plain = _measured(
-        f"{peer_url}{peer_litellm.COMPLETIONS_PATH}",
-        sizes,
-        log,
-        "peer completions",
-        body=peer_litellm.completion_body(PEER_MODEL),
-        **peer,
-    )
+    body = peer_litellm.completion_body(PEER_MODEL)
+    plain = peer(peer_litellm.COMPLETIONS_PATH, body, "peer completions")
     stack.procs.stop("peer")
     return {
         "peer_background_submits": background,
@@ -484,15 +439,7 @@ def s8_fair_share(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         time.sleep(FILL_SECONDS)  # the workers fill every slot with the backlog first
         log(f"S8: a second key submits {RATE:g} jobs/s for {sizes.steady_seconds:g} s, latency 1 s")
         headers = {"Authorization": f"Bearer {steady}", **JSON}
-        load = open_loop(
-            f"{stack.web_url}{SUBMIT_PATH}",
-            rate=RATE,
-            duration=sizes.steady_seconds,
-            body=submit_body,
-            headers=headers,
-            ok_statuses=(202,),
-        )
-        submits = run(load)
+        submits = _submits(stack, headers, RATE, duration=sizes.steady_seconds)
         stack.wait_terminal(submits.ok, timeout=300, where=mine)
         backlog_pending = stack.count_where(
             f"virtual_key_id = {backlog_key} AND status = 'pending'"
@@ -509,7 +456,7 @@ def s8_fair_share(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         "upstream_latency_ms": LATENCY_MS,
         "in_flight_per_worker": IN_FLIGHT,
         "submits": submits.to_json(),
-        "steady_statuses": stack.by_status(mine),
+        "steady_statuses": stack.count_by(JOBS_TABLE, "status", where=mine),
         "backlog_pending_after": backlog_pending,
         "end_to_end_ms": stack.percentiles_of(
             "extract(epoch FROM completed_at - created_at)", done

@@ -1,22 +1,8 @@
-"""What a scenario's client saw, and the counts the drill judges it by.
-
-Every submit carries a unique marker as its prompt, so each job row can be traced back to the
-submit that made it. The counts:
-
-- **accepted**: submits answered 202 with a job id. **unanswered**: no HTTP answer at all (a
-  refused or reset connection, a timeout); **refused**: any other answer (503 during a database
-  outage), each checked for the error shape.
-- **completed** / **failed** (by error code): accepted jobs by the final poll at the end.
-- **lost**: an accepted job that the final poll, after the deadline, does not show as
-  ``completed`` or ``failed`` (still pending or processing, or gone: 404).
-- **duplicated**: an accepted job whose terminal outcome changed after a poll had shown it (the
-  final poll disagrees with the first terminal poll on status, status code, result id or error
-  code), plus every job row beyond the first that one submit produced.
-- **charged twice**: charges in the keys' spend ledger beyond the jobs that carry a cost (a job
-  is charged once, by the write of its terminal state); **completed uncharged**: completed jobs
-  without a cost. Each scenario starts with an empty job table and ledger.
-- **created without 202**: job rows whose submit was refused or unanswered. Not an error for an
-  unanswered submit (the client cannot know), but a refused submit must have created nothing.
+"""What a scenario's client saw, and the counts the drill judges it by (the report's legend in
+drill/run.py says what each means). Every submit carries a unique marker as its prompt, so each
+job row can be traced back to the submit that made it; each scenario starts with an empty job
+table and spend ledger. A job row after an unanswered submit is no error (the client cannot
+know), but a refused submit must have created nothing.
 """
 
 from __future__ import annotations
@@ -127,7 +113,6 @@ class Ledger:
         return [s.job_id for s in self.submissions.values() if s.accepted and s.job_id]
 
     def unseen_ids(self) -> list[str]:
-        """Accepted jobs no poll has shown terminal yet."""
         return list(self._unseen)
 
     def seen(self, job_id: str, observation: Observation) -> None:
@@ -142,7 +127,7 @@ class Ledger:
 
     # --- the table's side -------------------------------------------------------------------------
     def table_rows(self, rows: list[tuple[str, str, str]]) -> None:
-        """(job id, marker, status) of every job row the scenario left."""
+        """(job id, marker, status) of every job row."""
         self.rows = {}
         self.unfinished_rows = set()
         for job_id, marker, status in rows:

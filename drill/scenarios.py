@@ -8,14 +8,15 @@ Each returns the ledger's counts (``drill.ledger``), its own figures, its own co
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from drill.ledger import Ledger
-from drill.logs import LogWindow, WorkerSaid, bells_not_rung
 from drill.observe import MODEL, Client, Drill, at, observe, submit_body, verdict
 from drill.webhooks import PATH, WebhookReceiver
 from harness.load import closed_loop
@@ -39,13 +40,9 @@ class Sizes:
     max_rate_seconds: float
     soak_seconds: float
 
-    @classmethod
-    def short(cls) -> Sizes:
-        return cls(max_rate_seconds=8.0, soak_seconds=75.0)
 
-    @classmethod
-    def long(cls) -> Sizes:
-        return cls(max_rate_seconds=15.0, soak_seconds=600.0)
+SHORT = Sizes(max_rate_seconds=8.0, soak_seconds=75.0)
+LONG = Sizes(max_rate_seconds=15.0, soak_seconds=600.0)
 
 
 # --- shared steps -------------------------------------------------------------------------------
@@ -81,19 +78,6 @@ async def _wait_for(ready: Callable[[], bool], seconds: float, every: float = 0.
     return round(time.monotonic() - started, 1)
 
 
-def _by(drill: Drill, table: str, *columns: str) -> dict[str, Any]:
-    """Rows of ``table`` counted by one column, or by two (nested)."""
-    names = ", ".join(columns)
-    sql = f"SELECT {names}, count(*) FROM {table} GROUP BY {names} ORDER BY {names}"  # noqa: S608
-    counts: dict[str, Any] = {}
-    for *keys, n in drill.stack.query(sql, quiet=True):
-        inner = counts
-        for key in keys[:-1]:
-            inner = inner.setdefault(str(key), {})
-        inner[str(keys[-1])] = int(n)
-    return counts
-
-
 def _everything_completed(summary: dict[str, Any]) -> dict[str, bool]:
     return {
         "every_submit_accepted": summary["accepted"] == summary["submitted"],
@@ -125,7 +109,7 @@ def s1_worker_killed(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     summary = _observed(drill, "s1", 3000, load, DEADLINE).summary()
     last = stack.query(f"SELECT extract(epoch FROM max(completed_at)) FROM {JOBS_TABLE}")[0][0]  # noqa: S608
     held["last_completed_after_s"] = round(float(last or 0) - held.pop("killed_at"), 1)
-    attempts = _by(drill, JOBS_TABLE, "attempts")
+    attempts = stack.count_by(JOBS_TABLE, "attempts")
     stack.start_worker(1)
     checks = {
         "all_in_flight_at_kill": held["processing"] == jobs,
@@ -353,6 +337,63 @@ def s6_soak(drill: Drill, sizes: Sizes) -> dict[str, Any]:
 
 
 # --- 7 ------------------------------------------------------------------------------------------
+ENGINE_STARTED = re.compile(r"job engine (\S+) started")
+# Celery's consumer, each time it fails to reach the broker (an ERROR line, at any log level).
+BROKER_REFUSED = re.compile(r"consumer: Cannot connect to redis://")
+# Celery's INFO line once its consumer is connected: "<queue>-<n>@<host> ready."
+WORKER_READY = re.compile(r"@\S+ ready\.")
+# The web process, when a bell for a committed job could not be published.
+BELLS_NOT_RUNG = re.compile(r"broker unavailable, \d+ bells not rung")
+
+
+@dataclass(frozen=True)
+class WorkerSaid:
+    """What a Celery worker's log says about its engine and its broker."""
+
+    engines: tuple[str, ...]  # ids of the job engines it started, in order
+    broker_refused: int  # lines saying the broker could not be reached
+    ready: int  # lines saying the worker is consuming from the broker
+
+    @classmethod
+    def read(cls, text: str) -> WorkerSaid:
+        return cls(
+            engines=tuple(ENGINE_STARTED.findall(text)),
+            broker_refused=len(BROKER_REFUSED.findall(text)),
+            ready=len(WORKER_READY.findall(text)),
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "engines_started": len(self.engines),
+            "broker_refused_lines": self.broker_refused,
+            "ready_lines": self.ready,
+        }
+
+
+def bells_not_rung(text: str) -> int:
+    return len(BELLS_NOT_RUNG.findall(text))
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """A log file from the size it had when the window was opened: an earlier scenario's outage
+    left the same lines in the process logs, which grow over the whole run."""
+
+    path: Path
+    start: int
+
+    @classmethod
+    def from_now(cls, path: Path) -> LogWindow:
+        return cls(path, path.stat().st_size if path.exists() else 0)
+
+    def text(self) -> str:
+        if not self.path.exists():
+            return ""
+        with self.path.open("rb") as log:
+            log.seek(self.start)
+            return log.read().decode(errors="replace")
+
+
 BROKERLESS_JOBS = 200
 AFTER_BROKER_JOBS = 10
 PENDING_WAIT = 5.0  # seconds; longer than the engines' poll interval
@@ -389,7 +430,7 @@ def s7_worker_without_broker(drill: Drill, sizes: Sizes) -> dict[str, Any]:
         # The engine may finish the jobs before the consumer has said it cannot connect.
         await _wait_for(lambda: WorkerSaid.read(worker.text()).broker_refused > 0, LOG_LINE_WAIT)
         figures["worker_log_while_down"] = WorkerSaid.read(worker.text())
-        figures["claims"] = _by(drill, JOBS_TABLE, "claimed_by", "attempts")
+        figures["claims"] = stack.count_by(JOBS_TABLE, "claimed_by", "attempts")
         figures["upstream_calls"] = stack.upstream_stats()["requests"]
         await at(0, drill.redis.start, drill.log, "Redis started")
         await client.submit(drill.marker("s7-after"), MODEL, AFTER_BROKER_JOBS)
@@ -471,7 +512,7 @@ def s8_webhooks_through_worker_kill(drill: Drill, sizes: Sizes) -> dict[str, Any
         await _wait_for(_quiet(receiver), HOLD_DEADLINE, every=0.1)
         held = receiver.held()
         figures["deliveries_at_kill"] = await asyncio.to_thread(
-            _by, drill, DELIVERIES_TABLE, "status"
+            stack.count_by, DELIVERIES_TABLE, "status"
         )
         drill.log(f"  fault: kill -9 worker-0 with {len(held)} notices held by the receiver")
         await asyncio.to_thread(stack.kill_worker, 0)
@@ -480,7 +521,7 @@ def s8_webhooks_through_worker_kill(drill: Drill, sizes: Sizes) -> dict[str, Any
         await asyncio.to_thread(stack.start_worker, 0)
 
         def all_delivered() -> bool:
-            delivered = _by(drill, DELIVERIES_TABLE, "status") == {"delivered": jobs}
+            delivered = stack.count_by(DELIVERIES_TABLE, "status") == {"delivered": jobs}
             return delivered and not receiver.arrivals.unnotified(client.ledger.accepted_ids())
 
         await _wait_for(all_delivered, HOOK_DEADLINE, every=1.0)
@@ -500,8 +541,8 @@ def s8_webhooks_through_worker_kill(drill: Drill, sizes: Sizes) -> dict[str, Any
         stack.start_worker(1)
     summary = ledger.summary()
     figures["webhooks"] = receiver.arrivals.summary(ledger.accepted_ids())
-    figures["deliveries_at_end"] = _by(drill, DELIVERIES_TABLE, "status")
-    figures["delivery_attempts"] = _by(drill, DELIVERIES_TABLE, "attempts")
+    figures["deliveries_at_end"] = stack.count_by(DELIVERIES_TABLE, "status")
+    figures["delivery_attempts"] = stack.count_by(DELIVERIES_TABLE, "attempts")
     checks = webhook_checks(summary, figures["webhooks"], figures)
     return verdict(summary, checks) | figures
 

@@ -1,13 +1,10 @@
-"""The tools' HTTP load, on aiohttp with keep-alive connections.
+"""The tools' HTTP load, on aiohttp with keep-alive connections, in three shapes:
 
-Three shapes:
-
-- ``closed_loop``: N connections each send requests back to back; measures the most a server
-  can take (throughput at a fixed concurrency).
-- ``open_loop``: requests start on a fixed schedule whether or not earlier ones have finished;
-  measures whether a server keeps up with a given arrival rate. Latency is counted from the
-  scheduled start, so queueing in the client counts against the server, as a real client sees it.
-- ``submit_and_follow``: submit jobs, then poll each until it is finished, for completed jobs per
+- ``closed_loop``: N connections send requests back to back: the most a server can take.
+- ``open_loop``: requests start on a fixed schedule whether or not earlier ones have finished,
+  and latency counts from the scheduled start, so queueing in the client counts against the
+  server, as a real client sees it: whether a server keeps up with an arrival rate.
+- ``submit_and_follow``: submit jobs, then poll each until it is finished: completed jobs per
   second through an asynchronous API (the gateway's, or a peer's).
 
 A request is ``ok`` when its status is one of ``ok_statuses``; ``errors`` are transport errors
@@ -20,12 +17,14 @@ import asyncio
 import json
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+
+from harness.upstream import new_event_loop
 
 T = TypeVar("T")
 Body = bytes | Callable[[int], bytes] | None
@@ -34,6 +33,7 @@ OnResponse = Callable[[int, int, bytes], None]  # (request index, status, body)
 Progress = Callable[[int], None]
 
 REQUEST_TIMEOUT = 120.0
+OPEN_LOOP_CONNECTIONS = 256
 PROGRESS_SECONDS = 1.0
 ERROR_PAUSE = 0.01  # after a transport error, so a dead server does not spin the loop
 
@@ -49,11 +49,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 @dataclass
 class LoadResult:
-    """What one load run measured (warm-up excluded).
-
-    ``requests`` = sum of ``statuses`` + ``errors``; ``rate`` is ``ok`` per second over
-    ``seconds``; ``latency_ms`` summarises the ok responses (see ``percentiles``).
-    """
+    """What one load run measured (warm-up excluded); ``rate`` is ``ok`` per second."""
 
     requests: int
     statuses: dict[int, int]
@@ -71,8 +67,6 @@ class LoadResult:
 
 @dataclass
 class _Tally:
-    """Collects outcomes as responses arrive; shared by both load shapes."""
-
     ok_statuses: tuple[int, ...]
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
@@ -155,12 +149,9 @@ async def closed_loop(
 ) -> LoadResult:
     """``connections`` workers send requests back to back until ``duration`` or ``total``.
 
-    The first ``warmup`` seconds of requests are sent but not counted; ``duration`` and
-    ``total`` apply to the counted part. ``url`` and ``body`` are fixed or functions of the
-    request's sequence number (0, 1, 2, ...), e.g. to poll a different job each time.
-    ``on_response(index, status, body)`` sees every response, warm-up included (a caller collecting
-    job ids needs them all). ``progress(done)`` gets the number of counted responses so far,
-    about once a second.
+    The first ``warmup`` seconds of requests are not counted. ``url`` and ``body`` are fixed or
+    functions of the request's number. ``on_response`` sees every response, warm-up included (a
+    caller collecting job ids needs them all).
     """
     if duration is None and total is None:
         raise ValueError("closed_loop needs a duration or a total")
@@ -213,14 +204,9 @@ async def open_loop(
     ok_statuses: tuple[int, ...] = (200, 202),
     on_response: OnResponse | None = None,
     progress: Progress | None = None,
-    max_connections: int = 256,
 ) -> LoadResult:
-    """Starts ``rate`` requests per second for ``duration`` seconds, on schedule.
-
-    Request i is due at ``start + i / rate`` whatever happened to the earlier ones; when all
-    ``max_connections`` are busy the request waits for one, and that wait counts in its latency.
-    ``seconds`` runs from the first start to the last response.
-    """
+    """Starts ``rate`` requests per second for ``duration`` seconds, on schedule; a wait for one
+    of ``OPEN_LOOP_CONNECTIONS`` counts in a request's latency."""
     if rate <= 0 or duration <= 0:
         raise ValueError("open_loop needs a positive rate and duration")
     tally = _Tally(ok_statuses)
@@ -238,7 +224,7 @@ async def open_loop(
             on_response(index, *outcome)
 
     async def schedule() -> None:
-        async with _session(max_connections) as session:
+        async with _session(OPEN_LOOP_CONNECTIONS) as session:
             tasks: list[asyncio.Task[None]] = []
             while len(tasks) < planned:
                 due_now = min(planned, int((time.perf_counter() - start) * rate) + 1)
@@ -254,7 +240,6 @@ async def open_loop(
 
 
 def _field(body: bytes, name: str) -> str | None:
-    """A string member of a JSON object body, or None."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -304,14 +289,12 @@ async def submit_and_follow(
     )  # fmt: skip
     if submits.errors:
         first.setdefault("submit", f"no answer to {submits.errors} submits")
-    pending = deque((started, job_id) for job_id in ids)
     last_answer: dict[str, str] = {}
     first_404: dict[str, float] = {}
     last_terminal = started
-    in_hand = 0
+    unfinished: list[str] = []
 
     async def poll(session: aiohttp.ClientSession, job_id: str) -> bool:
-        """One poll; whether to poll this job again."""
         nonlocal last_terminal
         counts["polls"] += 1
         outcome = await _send(session, "GET", poll_url(job_id), None, 0, headers)
@@ -342,37 +325,29 @@ async def submit_and_follow(
             first.setdefault("poll", f"{status} {answer[:300].decode('utf-8', 'replace')}")
         return True
 
-    async def poller(session: aiohttp.ClientSession) -> None:
-        nonlocal in_hand
-        while time.monotonic() < deadline and (pending or in_hand):
-            if not pending:  # another poller holds a job and may put it back
-                await asyncio.sleep(min(poll_interval, 0.05))
-                continue
-            due, job_id = pending.popleft()
-            in_hand += 1
-            try:
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                if await poll(session, job_id):
-                    pending.append((time.monotonic() + poll_interval, job_id))
-            finally:
-                in_hand -= 1
+    async def follow(session: aiohttp.ClientSession, job_id: str) -> None:
+        while await poll(session, job_id):
+            if time.monotonic() >= deadline:
+                unfinished.append(job_id)
+                return
+            await asyncio.sleep(poll_interval)
 
-    async with _session(connections) as session:
-        await asyncio.gather(*(poller(session) for _ in range(max(1, min(connections, len(ids))))))
+    async with _session(connections) as session:  # its connections bound the polls at once
+        await asyncio.gather(*(follow(session, job_id) for job_id in ids))
     seconds = last_terminal - started
     return {
         "jobs": jobs,
         "submitted": len(ids),
         "completed": counts["completed"],
         "failed": counts["failed"],
-        "lost": len(pending) + counts["unknown"],
+        "lost": len(unfinished) + counts["unknown"],
         "seconds": round(seconds, 4),
         "completed_per_s": round(counts["completed"] / seconds, 2) if counts["completed"] else 0.0,
         "submit_per_s": round(submits.rate, 2),
         "submit_statuses": {str(k): n for k, n in submits.statuses.items()}
         | ({"error": submits.errors} if submits.errors else {}),
         "submit_errors": jobs - len(ids),
-        "pending_at_timeout": dict(Counter(last_answer.get(j, "never polled") for _, j in pending)),
+        "pending_at_timeout": dict(Counter(last_answer.get(j, "no answer") for j in unfinished)),
         **{name: counts[name] for name in ("polls", "poll_errors", "not_found", "unknown")},
         **{f"first_{kind}_error": first.get(kind) for kind in ("submit", "poll")},
         "first_failure": first.get("failure"),
@@ -381,9 +356,5 @@ async def submit_and_follow(
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Runs ``coro`` to completion on a uvloop loop when uvloop is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(coro)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +32,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def request_json(url: str, body: bytes | None = None, headers: Mapping[str, str] = {}) -> Any:
+    """One request to a server of ours (a POST when there is a body); its JSON answer."""
+    request = urllib.request.Request(url, body, dict(headers))  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
 def log_tail(log: Path | None, lines: int = 40) -> str:
     """The last lines of a log file, or an empty string when there is none."""
     if log is None or not log.exists():
@@ -39,11 +48,8 @@ def log_tail(log: Path | None, lines: int = 40) -> str:
 
 # --- /proc --------------------------------------------------------------------------------------
 def _live_stats() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, pgrp) of every process that is not a zombie.
-
-    Zombies are left out: an orphan's zombie may linger when the container's init does not reap,
-    and it holds no resources.
-    """
+    """pid -> (ppid, pgrp) of every process but zombies, which an init that does not reap may
+    leave behind, holding nothing."""
     stats: dict[int, tuple[int, int]] = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
@@ -83,47 +89,22 @@ def tree_rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
-# --- waiting ------------------------------------------------------------------------------------
-def wait_http(
-    url: str,
-    timeout: float = 60.0,
-    log: Path | None = None,
-    proc: subprocess.Popen[Any] | None = None,
-) -> None:
-    """Polls ``url`` (no proxy in between) until it answers 200.
-
-    Raises RuntimeError naming the url, the last outcome and the tail of ``log`` when the
-    deadline passes, or at once when ``proc`` (the server's process) has exited.
-    """
+def http_status(url: str) -> int | str:
+    """The status a GET of ``url`` answers (no proxy in between), or why there is none."""
     parts = urlsplit(url)
-    deadline = time.monotonic() + timeout
-    while True:
-        wait = min(5.0, max(0.1, deadline - time.monotonic()))
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=wait)
-        try:
-            conn.request("GET", f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}")
-            status = conn.getresponse().status
-            if status == 200:
-                return
-            last = f"HTTP {status}"
-        except (OSError, http.client.HTTPException) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
-        exited = proc is not None and proc.poll() is not None
-        if exited or time.monotonic() >= deadline:
-            why = f"exited with {proc.returncode}" if exited and proc else f"timed out ({last})"
-            tail = log_tail(log)
-            raise RuntimeError(
-                f"{url} did not answer: {why}" + (f"\n{log}:\n{tail}" if tail else "")
-            )
-        time.sleep(0.1)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        conn.request("GET", f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}")
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
 
 
 # --- process groups -----------------------------------------------------------------------------
 def _stop_group(proc: subprocess.Popen[Any], sig: signal.Signals, timeout: float) -> bool:
-    """Sends ``sig`` to the group, then waits until the leader is reaped and no live process is
-    left in it; whether that happened within ``timeout``."""
+    """Whether the group's leader was reaped and no member is left ``timeout`` after ``sig``."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
     deadline = time.monotonic() + timeout
@@ -135,12 +116,8 @@ def _stop_group(proc: subprocess.Popen[Any], sig: signal.Signals, timeout: float
 
 
 class Procs:
-    """Child processes by name; stops them all on exit, error or Ctrl-C.
-
-    Each runs in a new session (its own process group) with stdout and stderr in
-    ``log_dir/<name>.log``. Use as a context manager; ``stop_all`` is also registered with
-    ``atexit``, and SIGTERM becomes SystemExit while the context is open so the cleanup runs.
-    """
+    """Child processes by name, output in ``log_dir/<name>.log``; stops them all on exit, error
+    or Ctrl-C (``atexit`` too, and SIGTERM becomes SystemExit while the context is open)."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = Path(log_dir)
@@ -164,7 +141,6 @@ class Procs:
             atexit.unregister(self.stop_all)
 
     def log_path(self, name: str) -> Path:
-        """Where the output of process ``name`` goes."""
         return self.log_dir / f"{name}.log"
 
     def start(
@@ -174,8 +150,7 @@ class Procs:
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
     ) -> subprocess.Popen[Any]:
-        """Starts ``argv`` as ``name`` in a new process group; ``env`` is its whole environment
-        (None: ours)."""
+        """Starts ``argv`` as ``name``; ``env`` is its whole environment (None: ours)."""
         if self.alive(name):
             raise ValueError(f"a process named {name!r} is already running")
         self._forget(name)
@@ -197,10 +172,7 @@ class Procs:
         return proc
 
     def stop(self, name: str, timeout: float = 15.0) -> int | None:
-        """SIGTERM to the process group, then SIGKILL what is left after ``timeout`` seconds.
-
-        Returns the leader's exit code (None for an unknown name).
-        """
+        """SIGTERM to the group, SIGKILL what is left after ``timeout``; the leader's exit code."""
         if name not in self._procs:
             return None
         proc, _ = self._procs[name]
@@ -212,7 +184,6 @@ class Procs:
         return proc.returncode
 
     def stop_all(self) -> None:
-        """Stops every process, the last started first."""
         for name in reversed(list(self._procs)):
             self.stop(name)
 
@@ -225,14 +196,12 @@ class Procs:
         ]
 
     def alive(self, name: str) -> bool:
-        """Whether the process started as ``name`` is still running."""
         return name in self._procs and self._procs[name][0].poll() is None
 
     def check_alive(self, *names: str) -> None:
-        """Raises RuntimeError, with its log's tail, for the first of ``names`` that has exited."""
+        """RuntimeError, with its log's tail, for the first of ``names`` that has exited."""
         for name in names:
-            proc = self._procs[name][0] if name in self._procs else None
-            if proc is not None and proc.poll() is not None:
+            if name in self._procs and (proc := self._procs[name][0]).poll() is not None:
                 log = self.log_path(name)
                 raise RuntimeError(
                     f"{name} exited with {proc.returncode}; log {log}:\n{log_tail(log)}"
@@ -250,8 +219,11 @@ class Procs:
                 raise RuntimeError(f"{name}: no {what} in {timeout:g} s; {log}:\n{log_tail(log)}")
             time.sleep(0.1)
 
+    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+        """Until ``url``, served by ``name``, answers 200."""
+        self.wait_until(name, lambda: http_status(url) == 200, f"200 from {url}", timeout)
+
     def wait_for_line(self, name: str, pattern: str, timeout: float = 60.0) -> None:
-        """Until ``name``'s log has a line matching ``pattern``."""
         log = self.log_path(name)
         found = lambda: re.search(pattern, log.read_text(errors="replace")) is not None  # noqa: E731
         self.wait_until(name, found, repr(pattern), timeout)

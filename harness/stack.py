@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import psycopg
 
 from gateway.management.commands.rungateway import web_command
 from gateway.metrics_dir import reset_metrics_dir
-from harness.procs import Procs, free_port, wait_http
+from harness.procs import Procs, free_port, request_json
 from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, control
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,14 +85,6 @@ class StackConfig:
         return env
 
 
-def post(url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-    """One POST to a server of ours; its JSON answer."""
-    request = urllib.request.Request(url, body, dict(headers))  # noqa: S310 - loopback
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        answer: dict[str, Any] = json.loads(response.read())
-    return answer
-
-
 def ensure_database(database_url: str) -> None:
     """Create the Postgres database of ``database_url`` unless it exists."""
     server, _, name = database_url.rpartition("/")
@@ -132,8 +123,7 @@ class Stack:
         return done.stdout
 
     def prepare(self, key_name: str, *key_options: str) -> None:
-        """Migrate and make a virtual key (``self.key``), with ``create_virtual_key``'s
-        ``key_options`` (its limits, its budget)."""
+        """Migrate and make a virtual key (``self.key``) with ``create_virtual_key``'s options."""
         self.manage("migrate", "-v0")
         made = self.manage("create_virtual_key", "--name", key_name, *key_options)
         self.key = made.strip().splitlines()[-1]
@@ -144,15 +134,9 @@ class Stack:
     # --- processes ------------------------------------------------------------------------------
     def start_upstream(self) -> None:
         """The fake upstream as a process of its own, at ``config.upstream_url``."""
-        argv = [
-            PYTHON,
-            "-m",
-            "harness.upstream",
-            "--port",
-            self.config.upstream_url.rsplit(":")[-1],
-        ]
-        self.procs.start("upstream", argv, cwd=REPO)
-        wait_http(f"{self.config.upstream_url}/health", log=self.procs.log_path("upstream"))
+        port = self.config.upstream_url.rsplit(":")[-1]
+        self.procs.start("upstream", [PYTHON, "-m", "harness.upstream", "--port", port], cwd=REPO)
+        self.procs.wait_http("upstream", f"{self.config.upstream_url}/health")
 
     def start_web(self) -> None:
         """The web server exactly as ``rungateway`` and docker-compose.yml start it."""
@@ -166,7 +150,7 @@ class Stack:
             threads=config.web_threads,
         )
         self._start("web", argv)
-        wait_http(f"{self.web_url}/health", log=self.procs.log_path("web"))
+        self.procs.wait_http("web", f"{self.web_url}/health")
 
     def restart_web(self) -> None:
         self.procs.stop("web")
@@ -233,7 +217,7 @@ class Stack:
         self.set_latency(0)
         self.truncate()
         body = json.dumps({"model": model, "prompt": "ready?", "max_tokens": 1}).encode()
-        post(f"{self.web_url}/v1/async/completions", body, self.auth)
+        request_json(f"{self.web_url}/v1/async/completions", body, self.auth)
         if self.wait_terminal(1, timeout) < 1:
             raise RuntimeError("the workers did not finish a first job in time")
         self.truncate()
@@ -253,6 +237,19 @@ class Stack:
                 return []
             raise
 
+    def count_by(self, table: str, *columns: str, where: str = "true") -> dict[str, Any]:
+        """Rows of ``table`` counted by one column, or by two (nested); none while it is away."""
+        names = ", ".join(columns)
+        sql = f"SELECT {names}, count(*) FROM {table} WHERE {where} GROUP BY {names}"  # noqa: S608
+        sql += f" ORDER BY {names}"
+        counts: dict[str, Any] = {}
+        for *keys, n in self.query(sql, quiet=True):
+            inner = counts
+            for key in keys[:-1]:
+                inner = inner.setdefault(str(key), {})
+            inner[str(keys[-1])] = int(n)
+        return counts
+
     def truncate(self) -> None:
         self.query(f"TRUNCATE {JOBS_TABLE}")
 
@@ -268,8 +265,7 @@ class Stack:
         where: str = "true",
         every: float = 0.25,
     ) -> int:
-        """Wait until ``expected`` jobs (of those ``where`` says) are completed or failed, looking
-        ``every`` so many seconds; returns how many are."""
+        """Until ``expected`` jobs (of those ``where`` says) are completed or failed; how many."""
         deadline = time.monotonic() + timeout
         while True:
             done = self.count_where(f"({where}) AND status IN ('completed', 'failed')")

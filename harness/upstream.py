@@ -39,12 +39,13 @@ import signal
 import socket
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from harness.procs import request_json
 
 # The keys the gateway is configured with. The Anthropic one is not shaped like an "sk-" key on
 # purpose: only the gateway's knowledge of its configured keys can keep it out of responses, job
@@ -272,10 +273,9 @@ class FakeUpstream:
         self._calls: list[Call] = []
         self._trap_calls: list[TrapCall] = []
         self._flaky_seen: set[str] = set()  # prompts flaky-503 has refused once
-        self._in_flight: Counter[str] = Counter()
-        self._peak: Counter[str] = Counter()
+        self._in_flight: Counter[str | None] = Counter()  # by model; None: all of them
+        self._peak: Counter[str | None] = Counter()
         self._by_model: Counter[str] = Counter()
-        self._total_in_flight = self._total_peak = 0
         self._serial = 0  # reply ids: a counter is cheaper than uuid4, and never reset
         self._sock = _listening_socket(port)
         self.port: int = self._sock.getsockname()[1]
@@ -343,8 +343,8 @@ class FakeUpstream:
         with self._lock:
             return {
                 "requests": self._by_model.total(),
-                "in_flight": self._total_in_flight,
-                "peak_in_flight": self._total_peak,
+                "in_flight": self._in_flight[None],
+                "peak_in_flight": self._peak[None],
                 "latency_ms": self.latency_ms,
                 "by_model": dict(self._by_model),
             }
@@ -355,7 +355,6 @@ class FakeUpstream:
             self._by_model.clear()
             self._calls.clear()
             self._peak = Counter(self._in_flight)
-            self._total_peak = self._total_in_flight
 
     # --- handlers -------------------------------------------------------------------------------
     async def _control(self, request: web.Request) -> web.Response:
@@ -398,10 +397,9 @@ class FakeUpstream:
             first_try = model == "flaky-503" and first_prompt not in self._flaky_seen
             if first_try:
                 self._flaky_seen.add(first_prompt)
-            self._in_flight[model] += 1
-            self._peak[model] = max(self._peak[model], self._in_flight[model])
-            self._total_in_flight += 1
-            self._total_peak = max(self._total_peak, self._total_in_flight)
+            for name in (model, None):
+                self._in_flight[name] += 1
+                self._peak[name] = max(self._peak[name], self._in_flight[name])
         try:
             if first_try:
                 response: web.StreamResponse = _error(
@@ -411,8 +409,7 @@ class FakeUpstream:
                 response = await self._answer(request, body, model, prompts, reply_id)
         finally:
             with self._lock:
-                self._in_flight[model] -= 1
-                self._total_in_flight -= 1
+                self._in_flight.subtract((model, None))
         if self.record:
             headers = {k.lower(): v for k, v in request.headers.items()}
             call = Call(path, model, prompts, headers, response.status, time.time())
@@ -488,12 +485,8 @@ class FakeUpstream:
 
 def control(base_url: str, what: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     """Steer or read a running upstream: ``latency`` (with ``{"ms": N}``), ``stats``, ``reset``."""
-    data = None if what == "stats" else json.dumps(payload or {}).encode()
-    request = urllib.request.Request(  # noqa: S310 - our own loopback server
-        f"{base_url}{CONTROL}/{what}", data=data, method="POST" if data else "GET"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        answer: dict[str, Any] = json.loads(response.read())
+    body = None if what == "stats" else json.dumps(payload or {}).encode()
+    answer: dict[str, Any] = request_json(f"{base_url}{CONTROL}/{what}", body)
     return answer
 
 
@@ -502,11 +495,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    stopping = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)  # for the server's thread too
     upstream = FakeUpstream(port=args.port, latency_ms=args.latency_ms, record=False).start()
-    stopping.wait()
+    signal.sigwait(stopping)
     upstream.stop()
 
 

@@ -21,7 +21,7 @@ import redis
 
 from bench import reference
 from bench.reference import REDIS_LIST, TABLE, JobRow, ReferenceApp
-from harness.procs import Procs, free_port, wait_http
+from harness.procs import Procs, free_port
 
 LOCAL_DATABASE_URL = "postgres://root@127.0.0.1:5432/postgres"
 # A database of its own on the Redis the tests use, away from Celery's queues.
@@ -242,8 +242,8 @@ def test_serves_post_and_get_under_uvicorn_with_postgres_and_redis(
     reference.prepare(schema_url, REDIS_URL)
     try:
         with Procs(tmp_path) as procs:
-            proc = procs.start("reference", argv)
-            wait_http(f"{base}/health", timeout=30, log=procs.log_path("reference"), proc=proc)
+            procs.start("reference", argv)
+            procs.wait_http("reference", f"{base}/health", timeout=30)
 
             status, created = http("POST", f"{base}/ref/jobs", b'{"prompt": "hello"}')
             assert (status, created["status"]) == (202, "pending")

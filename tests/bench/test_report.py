@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import report, run, scenarios
+from bench import run, scenarios
 
 
 def load(rate: float) -> dict:
@@ -38,8 +38,8 @@ RESULTS = {
 }
 
 
-def by_scenario() -> dict[str, report.Row]:
-    return {row.scenario: row for row in report.rows(RESULTS)}
+def by_scenario() -> dict[str, run.Row]:
+    return {row.scenario: row for row in run.rows(RESULTS)}
 
 
 def test_a_ratio_at_or_over_its_target_is_met_and_shows_both_rates():
@@ -68,7 +68,7 @@ def test_a_failed_scenario_shows_its_error_and_counts_as_not_met():
 def test_memory_is_met_only_when_all_jobs_were_in_flight():
     assert by_scenario()["S5"].met is True
     short = {**RESULTS, "s5": {**RESULTS["s5"], "peak_in_flight_upstream": 600}}
-    assert {row.scenario: row for row in report.rows(short)}["S5"].met is False
+    assert {row.scenario: row for row in run.rows(short)}["S5"].met is False
 
 
 def test_scenarios_not_run_are_listed_as_such():
@@ -77,8 +77,8 @@ def test_scenarios_not_run_are_listed_as_such():
 
 
 def test_write_puts_the_table_and_the_raw_json_side_by_side(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "BENCH_DIR", tmp_path)
-    path = report.write(RESULTS, "make bench-quick", quick=True)
+    monkeypatch.setattr(run, "BENCH_DIR", tmp_path)
+    path = run.write(RESULTS, "make bench-quick", quick=True)
 
     text = path.read_text()
     assert "make bench-quick" in text
@@ -88,7 +88,7 @@ def test_write_puts_the_table_and_the_raw_json_side_by_side(tmp_path, monkeypatc
 
 
 def test_quick_sizes_are_smaller_than_the_full_run():
-    quick, full = scenarios.Sizes.quick(), scenarios.Sizes.full()
+    quick, full = scenarios.QUICK, scenarios.FULL
     assert quick.seconds < full.seconds
     assert quick.drain_jobs < full.drain_jobs == 5000
     assert quick.purge_rows < full.purge_rows == 1_000_000
@@ -120,9 +120,9 @@ def fair_share(p99_ms: float, backlog_left: int) -> dict:
 
 
 def test_fair_share_is_met_within_two_seconds_of_the_latency_while_the_backlog_lasts():
-    def row(p99_ms: float, backlog_left: int) -> report.Row:
+    def row(p99_ms: float, backlog_left: int) -> run.Row:
         results = {**RESULTS, "s8": fair_share(p99_ms, backlog_left)}
-        return {row.scenario: row for row in report.rows(results)}["S8"]
+        return {row.scenario: row for row in run.rows(results)}["S8"]
 
     met = row(2900.0, 10_000)
     assert met.met is True

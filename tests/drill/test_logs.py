@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drill.logs import LogWindow, WorkerSaid, bells_not_rung
+from drill.scenarios import LogWindow, WorkerSaid, bells_not_rung
 
 ENGINE = (
     "2026-11-29 07:30:35,389 INFO jobs.engine job engine vm:28003:694f0013 started: "

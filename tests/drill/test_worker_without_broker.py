@@ -6,8 +6,12 @@ from typing import Any
 
 import pytest
 
-from drill.logs import WorkerSaid
-from drill.scenarios import AFTER_BROKER_JOBS, BROKERLESS_JOBS, worker_without_broker_checks
+from drill.scenarios import (
+    AFTER_BROKER_JOBS,
+    BROKERLESS_JOBS,
+    WorkerSaid,
+    worker_without_broker_checks,
+)
 
 ENGINE = "vm:28003:694f0013"
 TOTAL = BROKERLESS_JOBS + AFTER_BROKER_JOBS

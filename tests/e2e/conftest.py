@@ -1,10 +1,7 @@
-"""The end-to-end tier: the harness's stack (a real web server and worker) and fake upstream.
-
-The test database is the one pytest-django creates, with data committed (no per-test
-transaction), because the web and worker processes must see it. The stack gets the test
-database, the configured broker (or the embedded filesystem broker in a fresh var dir), a queue
-of its own and the fake upstream. Everything is package-scoped: started once for tests/e2e,
-stopped and cleaned up after it.
+"""The end-to-end tier: the harness's stack (a real web server and worker) and fake upstream,
+started once for tests/e2e. It runs on the test database pytest-django creates, with data
+committed (no per-test transaction) so the processes see it, the configured broker (or the
+embedded one in a fresh var dir) and a queue of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import dj_database_url
 import httpx
@@ -83,16 +80,9 @@ def _original_database_name() -> str:
 
 def _database_url(db: dict[str, Any]) -> str:
     """The URL of the database Django is connected to now (the test database)."""
-    engine = db["ENGINE"].rsplit(".", 1)[-1]
-    if engine == "sqlite3":
+    if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{Path(db['NAME']).resolve()}"
-    if engine == "postgresql":
-        auth = quote(db.get("USER") or "", safe="")
-        if db.get("PASSWORD"):
-            auth += ":" + quote(db["PASSWORD"], safe="")
-        host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
-        return f"postgres://{auth}@{host}/{quote(db['NAME'], safe='')}"
-    raise RuntimeError(f"the e2e tier does not know how to hand {engine} to child processes")
+    return urlsplit(settings.DATABASE_URL)._replace(path=f"/{quote(db['NAME'], safe='')}").geturl()
 
 
 @pytest.fixture(scope="package")

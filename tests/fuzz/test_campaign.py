@@ -10,8 +10,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from fuzz import campaign
-from fuzz.run import table
+from fuzz import run
 
 DOCUMENT = {
     "openapi": "3.0.3",
@@ -75,7 +74,7 @@ def broken_server() -> Iterator[str]:
 
 
 def test_the_tally_counts_every_answer_and_catches_5xx_and_undocumented_ones(broken_server):
-    tally = campaign.fuzz(
+    tally = run.fuzz(
         broken_server, "sk-bf-irrelevant", target=30, seed=1, examples=10, log=lambda _: None
     )
 
@@ -90,10 +89,10 @@ def test_the_tally_counts_every_answer_and_catches_5xx_and_undocumented_ones(bro
 
 
 def test_the_report_shows_the_figures_and_failures(broken_server):
-    tally = campaign.fuzz(
+    tally = run.fuzz(
         broken_server, "sk-bf-irrelevant", target=10, seed=2, examples=5, log=lambda _: None
     )
-    text = table(tally.as_dict())
+    text = run.table(tally.as_dict())
     assert f"| requests sent | {tally.requests} |" in text
     assert f"| responses 5xx | {tally.server_errors} |" in text
     assert "not_a_server_error" in text

@@ -19,8 +19,8 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
-from fuzz.campaign import CHECKS
 from fuzz.numbers import add_extreme_numbers
+from fuzz.run import CHECKS
 from jobs.request_types import KINDS
 
 SEED = 20261126

@@ -15,7 +15,6 @@ from harness.procs import (
     free_port,
     group_members,
     tree_rss_bytes,
-    wait_http,
 )
 
 SLEEPER = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"]
@@ -109,7 +108,7 @@ def test_wait_http_returns_once_the_server_answers(tmp_path: Path) -> None:
     server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
     with Procs(tmp_path) as procs:
         procs.start("http", server, cwd=tmp_path)
-        wait_http(f"http://127.0.0.1:{port}/", timeout=10)
+        procs.wait_http("http", f"http://127.0.0.1:{port}/", timeout=10)
 
 
 def test_wait_http_names_the_url_and_the_log_tail(tmp_path: Path) -> None:
@@ -117,7 +116,7 @@ def test_wait_http_names_the_url_and_the_log_tail(tmp_path: Path) -> None:
     log.write_text("booting\nTraceback: address in use\n")
     url = f"http://127.0.0.1:{free_port()}/health"
     with pytest.raises(RuntimeError, match="address in use") as raised:
-        wait_http(url, timeout=0.3, log=log)
+        Procs(tmp_path).wait_http("server", url, timeout=0.3)
     assert url in str(raised.value)
 
 
@@ -127,7 +126,7 @@ def test_wait_http_fails_at_once_when_the_process_died(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         started = time.monotonic()
         with pytest.raises(RuntimeError, match="exited with 3"):
-            wait_http(f"http://127.0.0.1:{free_port()}/", timeout=30, proc=proc)
+            procs.wait_http("dies", f"http://127.0.0.1:{free_port()}/", timeout=30)
         assert time.monotonic() - started < 5
 
 

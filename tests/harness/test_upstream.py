@@ -17,7 +17,7 @@ from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from harness.procs import Procs, free_port, wait_http
+from harness.procs import Procs, free_port
 from harness.upstream import (
     ANTHROPIC_PATH,
     CHAT_PATH,
@@ -301,9 +301,7 @@ def test_runs_as_a_module_with_a_start_latency_until_sigterm(tmp_path: Path):
     port = free_port()
     argv = [sys.executable, "-m", "harness.upstream", "--port", str(port), "--latency-ms", "30"]
     with Procs(tmp_path) as procs:
-        proc = procs.start("upstream", argv)
-        wait_http(
-            f"http://127.0.0.1:{port}/health", timeout=20, log=tmp_path / "upstream.log", proc=proc
-        )
+        procs.start("upstream", argv)
+        procs.wait_http("upstream", f"http://127.0.0.1:{port}/health", timeout=20)
         assert control(f"http://127.0.0.1:{port}", "stats")["latency_ms"] == 30
         assert procs.stop("upstream") == 0  # a clean exit on SIGTERM
