@@ -18,7 +18,15 @@ from bench import peer_litellm, reference, seed
 from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
 from harness.procs import free_port, request_json, tree_rss_bytes
 from harness.runs import Log
-from harness.stack import JOBS_TABLE, PYTHON, REPO, Stack, StackConfig, ensure_database
+from harness.stack import (
+    JOBS_TABLE,
+    PYTHON,
+    REPO,
+    UNREACHED_LIMITS,
+    Stack,
+    StackConfig,
+    ensure_database,
+)
 
 SUBMIT_PATH = "/v1/async/completions"
 BENCH_MODEL = "openai/gpt-bench"
@@ -46,15 +54,6 @@ def bench_config(upstream_url: str) -> StackConfig:
     )
 
 
-# The benchmark's key carries every limit and a budget (README, "Limits" and "Budgets and
-# spend"), none of them reachable, so that every submit pays for the checks and none is refused.
-UNREACHED = str(10**9)
-BENCH_KEY_LIMITS = (
-    *("--requests-per-minute", UNREACHED, "--tokens-per-minute", UNREACHED),
-    *("--max-pending", UNREACHED, "--budget", UNREACHED, "--budget-period", "monthly"),
-)
-
-
 class BenchStack(Stack):
     """The stack with the bare reference handlers beside it."""
 
@@ -64,7 +63,7 @@ class BenchStack(Stack):
 
     def prepare(self, key_name: str, *key_options: str) -> None:
         ensure_database(self.config.database_url)
-        super().prepare(key_name, *(key_options or BENCH_KEY_LIMITS))
+        super().prepare(key_name, *(key_options or UNREACHED_LIMITS))
         self.truncate()
         reference.prepare(self.config.database_url, REDIS_URL)
 

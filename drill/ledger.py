@@ -14,6 +14,7 @@ from typing import Any
 
 TERMINAL = ("completed", "failed", "cancelled")
 SPEND_TABLE = "gateway_keyspend"  # KeySpend (gateway/access/models.py); no Django here
+COUNTERS_TABLE = "jobs_keycounters"  # KeyCounters (jobs/models.py)
 ERROR_SHAPE_KEYS = {"event_id", "type", "is_bifrost_error", "status_code", "error", "extra_fields"}
 ERROR_KEYS = {"type", "code", "message", "param", "event_id"}
 
@@ -90,6 +91,7 @@ class Ledger:
     unfinished_rows: set[str] = field(default_factory=set)  # ids of rows not terminal at the end
     charged_twice: int = 0
     completed_uncharged: int = 0
+    pending_miscounted: int = 0  # the keys' pending counters less their counted active jobs
     _unseen: set[str] = field(default_factory=set)  # accepted, not yet seen terminal
 
     # --- the client's side ------------------------------------------------------------------------
@@ -140,6 +142,10 @@ class Ledger:
         self.charged_twice = ledger - charged
         self.completed_uncharged = completed - charged
 
+    def counters(self, pending: int, active_counted: int) -> None:
+        """The keys' counters of jobs pending or processing beside the job table's."""
+        self.pending_miscounted = pending - active_counted
+
     # --- the counts -------------------------------------------------------------------------------
     def changed_after_seen(self) -> list[str]:
         return [
@@ -187,6 +193,7 @@ class Ledger:
             "extra_rows": self.extra_rows(),
             "charged_twice": self.charged_twice,
             "completed_uncharged": self.completed_uncharged,
+            "pending_miscounted": self.pending_miscounted,
             "created_without_202": self.created_without_202(),
             "rows_of_unknown_submits": sum(
                 len(ids) for marker, ids in self.rows.items() if marker not in self.submissions

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from drill.ledger import SPEND_TABLE, Ledger, Observation, is_error_shape
+from drill.ledger import COUNTERS_TABLE, SPEND_TABLE, Ledger, Observation, is_error_shape
 from drill.private_services import PrivatePostgres, PrivateRedis
 from harness.load import closed_loop, open_loop
 from harness.procs import tree_rss_bytes
@@ -217,8 +217,9 @@ class Client:
         await asyncio.gather(*(last(job_id) for job_id in self.ledger.accepted_ids()))
 
     async def read_tables(self) -> None:
-        """Every job row (id, marker, status), and the jobs completed and charged beside the
-        charges in the keys' spend ledger, all keys."""
+        """Every job row (id, marker, status); the jobs completed and charged beside the charges
+        in the keys' spend ledger, and the keys' pending counters beside their counted jobs
+        pending or processing, all keys."""
         rows = await self.drill.query(
             f"SELECT id::text, request->>'prompt', status FROM {JOBS_TABLE}"  # noqa: S608
         )
@@ -229,6 +230,12 @@ class Client:
             f"(SELECT coalesce(sum(requests), 0) FROM {SPEND_TABLE})"
         )
         self.ledger.charges(*(int(n) for n in charges[0]))
+        counters = await self.drill.query(
+            f"SELECT (SELECT coalesce(sum(pending), 0) FROM {COUNTERS_TABLE}), "  # noqa: S608
+            f"(SELECT count(*) FROM {JOBS_TABLE} WHERE counted "
+            "AND status IN ('pending', 'processing'))"
+        )
+        self.ledger.counters(*(int(n) for n in counters[0]))
 
 
 async def _report_progress(ledger: Ledger, label: str, log: Log) -> None:
@@ -279,13 +286,15 @@ async def observe(
 
 def verdict(summary: dict[str, Any], checks: dict[str, bool]) -> dict[str, Any]:
     """A scenario's figures with its pass/fail: 0 lost, 0 duplicated, every completed job charged
-    once, and its own condition: every one of its ``checks``, which its names describe."""
-    charged_once = summary["charged_twice"] == 0 and summary["completed_uncharged"] == 0
+    once, the keys' pending counters equal to their jobs pending or processing, and its own
+    condition: every one of its ``checks``, which its names describe."""
+    accounted = summary["charged_twice"] == 0 and summary["completed_uncharged"] == 0
+    accounted = accounted and summary["pending_miscounted"] == 0
     extra_ok = all(checks.values())
     return {
         **summary,
         "extra_condition": ", ".join(name.replace("_", " ") for name in checks),
         "extra_ok": extra_ok,
-        "passed": summary["lost"] == 0 and summary["duplicated"] == 0 and charged_once and extra_ok,
+        "passed": summary["lost"] == 0 and summary["duplicated"] == 0 and accounted and extra_ok,
         "checks": checks,
     }

@@ -21,7 +21,7 @@ from drill.private_services import PrivatePostgres, PrivateRedis
 from drill.scenarios import LONG, SCENARIOS, SHORT, Sizes
 from harness import runs
 from harness.procs import Procs, free_port
-from harness.stack import REPO, Stack, ensure_database
+from harness.stack import REPO, UNREACHED_LIMITS, Stack, ensure_database
 
 DRILL_DIR = REPO / ".drill"
 REPORT = REPO / "RELIABILITY.md"
@@ -57,7 +57,9 @@ LEGEND = """\
 **lost**: accepted, but not `completed`/`failed` at the final poll after the deadline.
 **duplicated**: a finished job whose outcome changed after a poll had shown it, or a second job
 row from one submit. **charged twice**: charges in the keys' spend ledger beyond one per job that
-carries a cost (every completed job must carry one; the drill's model is priced).
+carries a cost (every completed job must carry one; the drill's model is priced); the drill's key
+has every limit, unreachable, and a scenario also fails when the keys' counters of jobs pending
+or processing differ from the job table's.
 **unanswered**: no HTTP answer at all (not counted as accepted). **refused**: any answer but
 202."""
 
@@ -69,6 +71,9 @@ def row(number: str, title: str, data: dict[str, Any] | None) -> list[str]:
     if "error" in data:
         return [number, title, *["-"] * 9, f"error: {data['error']}", "FAILED"]
     twice, uncharged = str(data["charged_twice"]), data["completed_uncharged"]
+    notes = [f"{uncharged:,} completed uncharged"] if uncharged else []
+    if miscounted := data.get("pending_miscounted", 0):
+        notes.append(f"pending counters off by {miscounted:,}")
     return [
         number,
         title,
@@ -78,7 +83,7 @@ def row(number: str, title: str, data: dict[str, Any] | None) -> list[str]:
         runs.counts(data["failed"]),
         str(data["lost"]),
         str(data["duplicated"]),
-        f"{twice} ({uncharged:,} completed uncharged)" if uncharged else twice,
+        f"{twice} ({', '.join(notes)})" if notes else twice,
         f"{data['unanswered']:,}",
         runs.counts(data["refused"]),
         f"{data['extra_condition']}: {'yes' if data['extra_ok'] else 'NO'}",
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             stack = Stack(procs, config)
             drill = Drill(stack, postgres, redis, log, tag=f"drill{int(time.time())}")
             log("migrating, making a virtual key")
-            stack.prepare("drill")
+            stack.prepare("drill", *UNREACHED_LIMITS)
             stack.truncate()
             stack.manage("set_model_price", MODEL, *DRILL_PRICE)
             log("starting the upstream, the web server, two workers and beat")

@@ -31,6 +31,12 @@ from harness.upstream import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, contro
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 JOBS_TABLE = "jobs_asyncjob"
+# Every limit and a budget (README, "Limits" and "Budgets and spend"), none of them reachable:
+# a key made with these pays for every check at submit and is never refused.
+UNREACHED_LIMITS = (
+    *("--requests-per-minute", str(10**9), "--tokens-per-minute", str(10**9)),
+    *("--max-pending", str(10**9), "--budget", str(10**9), "--budget-period", "monthly"),
+)
 # What configures a gateway, or a provider it would call: never inherited from the shell.
 GATEWAY_VARIABLE = re.compile(
     r"(GATEWAY|CELERY|DJANGO|DB)_\w+|\w+_(API_KEY|BASE_URL)|DATABASE_URL|SECRET_KEY|ALLOWED_HOSTS"

@@ -155,6 +155,14 @@ def test_the_error_shape_needs_every_documented_key():
     assert not is_error_shape(b"[]")
 
 
+def test_pending_counters_are_compared_with_the_counted_jobs_pending_or_processing():
+    ledger = Ledger()
+    ledger.counters(pending=4, active_counted=4)
+    assert ledger.summary()["pending_miscounted"] == 0
+    ledger.counters(pending=3, active_counted=5)
+    assert ledger.summary()["pending_miscounted"] == -2
+
+
 def test_charges_beyond_one_per_charged_job_and_completed_jobs_uncharged_are_counted():
     ledger = Ledger()
     ledger.charges(completed=10, charged=10, ledger=10)

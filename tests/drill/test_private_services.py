@@ -38,7 +38,13 @@ def test_as_root_the_cluster_runs_as_the_postgres_account(monkeypatch):
 
 
 def test_a_scenario_passes_only_with_nothing_lost_or_duplicated_and_its_own_condition():
-    clean = {"lost": 0, "duplicated": 0, "charged_twice": 0, "completed_uncharged": 0}
+    clean = {
+        "lost": 0,
+        "duplicated": 0,
+        "charged_twice": 0,
+        "completed_uncharged": 0,
+        "pending_miscounted": 0,
+    }
     held, broken = {"own": True, "other": True}, {"own": True, "other": False}
     assert verdict(clean, held)["passed"]
     assert not verdict(clean, broken)["passed"]
@@ -48,3 +54,4 @@ def test_a_scenario_passes_only_with_nothing_lost_or_duplicated_and_its_own_cond
     assert not verdict({**clean, "duplicated": 1}, held)["passed"]
     assert not verdict({**clean, "charged_twice": 1}, held)["passed"]
     assert not verdict({**clean, "completed_uncharged": 1}, held)["passed"]
+    assert not verdict({**clean, "pending_miscounted": -1}, held)["passed"]

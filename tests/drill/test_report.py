@@ -65,6 +65,9 @@ def test_the_charges_column_shows_charges_beyond_one_per_job_and_completed_jobs_
     data = {**RESULTS, "scenarios": {"1": scenario(charged_twice=2, completed_uncharged=3)}}
     row = run.table(data, {"1": "x"}).splitlines()[2].split(" | ")
     assert row[8] == "2 (3 completed uncharged)"
+    data = {**RESULTS, "scenarios": {"1": scenario(pending_miscounted=2)}}
+    row = run.table(data, {"1": "x"}).splitlines()[2].split(" | ")
+    assert row[8] == "0 (pending counters off by 2)"
 
 
 def test_a_scenario_that_raised_shows_its_error_and_fails():
