@@ -89,12 +89,22 @@ def _wait_until_the_worker_is_full(api: GatewayClient, e2e_db: Database, key_id:
 
 def _cancel_backlog(e2e_db: Database, key_id: int) -> None:
     """The later tests need the worker: the backlog is cancelled, which stops its calls."""
+    from django.db import OperationalError
     from django.utils import timezone
 
     from jobs.models import ACTIVE_STATUSES, AsyncJob
 
     now = timezone.now()
-    with e2e_db.access():
-        AsyncJob.objects.filter(virtual_key_id=key_id, status__in=ACTIVE_STATUSES).update(
-            status="cancelled", completed_at=now, expires_at=now
-        )
+    # The worker is finishing some of these jobs meanwhile, a few rows per transaction in its
+    # own order: Postgres may end this one UPDATE of every row as a deadlock's victim, and it is
+    # then run again.
+    for attempt in range(5):
+        try:
+            with e2e_db.access():
+                AsyncJob.objects.filter(virtual_key_id=key_id, status__in=ACTIVE_STATUSES).update(
+                    status="cancelled", completed_at=now, expires_at=now
+                )
+            return
+        except OperationalError as error:
+            if "deadlock" not in str(error) or attempt == 4:
+                raise
