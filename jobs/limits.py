@@ -8,7 +8,7 @@ statement on Postgres, in the same transaction on SQLite. The row lock orders co
 of one key across every web process and host, and the WHERE is checked again on the row as the
 previous submit committed it, so two submits racing for the last slot cannot both win. A key
 with a budget passes the same way: the UPDATE's WHERE also sums the key's ledger for the period
-(``gateway.access.budgets``), so a budgeted key pays no extra round trip either, and a refusal
+(``gateway.access.budgets``), so a budget adds no statement of its own, and a refusal
 is then told apart (402 or 429) by reading the ledger and the row again. Keys with neither limits
 nor a budget never touch the row: no query, no transaction.
 
