@@ -328,10 +328,12 @@ def test_a_result_that_arrives_after_the_cancel_never_overwrites_it(engines, mon
 def test_engine_never_claims_a_job_cancelled_while_pending(engines):
     transport = GatedTransport(json_response(200, openai_completion()))
     transport.release.set()
-    engine = start(engines, transport)
+    # Cancelled before the engine runs: a running engine's own look at the table could claim
+    # it in the moment it is pending, before the cancel, which is another test's case.
     cancelled = AsyncJobFactory(request={"prompt": "cancelled"})
     cancel(cancelled)
     later = AsyncJobFactory()
+    engine = start(engines, transport)
 
     engine.wake()
     wait_for(lambda: status_of(later) == JobStatus.COMPLETED)
