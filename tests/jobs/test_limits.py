@@ -306,36 +306,25 @@ def counted_submit_statements(key: Any) -> list[str]:
     return [query["sql"] for query in queries.captured_queries]
 
 
-FLUSH = sql.FLUSH_SQL
-
-
 @pytest.mark.django_db(transaction=True)
-def test_a_key_with_limits_submits_with_one_statement_and_a_flush_on_postgres(
-    dispatched, provider_cache
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"requests_per_minute": 100, "tokens_per_minute": 10**6, "max_pending": 100},
+        # The budget's sum is in the gate's WHERE: no statement of its own.
+        {"requests_per_minute": 100, "max_pending": 100, "budget_usd": 10**6},
+    ],
+    ids=["limits", "limits-and-budget"],
+)
+def test_a_counted_key_submits_with_one_statement_and_a_flush_on_postgres(
+    dispatched, provider_cache, fields
 ):
-    key = VirtualKeyFactory(requests_per_minute=100, tokens_per_minute=10**6, max_pending=100)
-    statements = counted_submit_statements(key)
+    statements = counted_submit_statements(VirtualKeyFactory(budget_period="monthly", **fields))
     if connection.vendor == "postgresql":
         # The gated INSERT, committed without waiting for the disk, then the wait for it.
         assert len(statements) == 2, statements
-        assert "synchronous_commit" in statements[0] and statements[1] == FLUSH
+        assert "synchronous_commit" in statements[0] and statements[1] == sql.FLUSH_SQL
     else:  # the gate's UPDATE, then the INSERT, in one transaction
-        assert [s.split()[0] for s in statements] == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_key_with_limits_and_a_budget_submits_with_one_statement_and_a_flush_on_postgres(
-    dispatched, provider_cache
-):
-    key = VirtualKeyFactory(
-        requests_per_minute=100, max_pending=100, budget_usd=10**6, budget_period="monthly"
-    )
-    statements = counted_submit_statements(key)
-    # The budget's sum is in the gate's WHERE: no statement of its own.
-    if connection.vendor == "postgresql":
-        assert len(statements) == 2, statements
-        assert "synchronous_commit" in statements[0] and statements[1] == FLUSH
-    else:
         assert [s.split()[0] for s in statements] == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
 
 
