@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,7 +133,8 @@ def _progress(log: Log, label: str) -> Callable[[int], None]:
 def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> dict[str, Any]:
     """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
     options = {"ok_statuses": (202,), "progress": _progress(log, label), **options}
-    return run(closed_loop(url, duration=sizes.seconds, warmup=sizes.warmup, **options)).to_json()
+    options = {"duration": sizes.seconds, "warmup": sizes.warmup, **options}
+    return run(closed_loop(url, **options)).to_json()
 
 
 def _ratio(a: float, b: float) -> float:
@@ -149,15 +151,39 @@ def _versus_reference(
     their_headers: dict[str, str] | None = JSON,
     **options: Any,
 ) -> dict[str, Any]:
-    """The gateway's ``ours`` and the reference's ``theirs`` under the same closed loop."""
-    log(f"{what}: gateway at {ours} (64 connections)")
-    url = f"{stack.web_url}{ours}"
-    gateway = _measured(url, sizes, log, "gateway", headers=stack.auth, **options)
-    log(f"{what}: reference at {theirs}")
-    url = f"{stack.reference_url}{theirs}"
-    ref = _measured(url, sizes, log, "reference", headers=their_headers, **options)
+    """The gateway's ``ours`` and the reference's ``theirs`` under the same closed loop, taking
+    turns (``TURN_ORDER``), each side's turns then summed into one rate."""
+    log(f"{what}: gateway at {ours}, reference at {theirs} (64 connections, turns {TURN_ORDER})")
+    sides = {
+        "gateway": (f"{stack.web_url}{ours}", stack.auth),
+        "reference": (f"{stack.reference_url}{theirs}", their_headers),
+    }
+    turns: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    turn_sizes = dataclasses.replace(sizes, seconds=sizes.seconds / 2, warmup=sizes.warmup / 2)
+    for side in TURN_ORDER.split():
+        url, headers = sides[side]
+        turns[side].append(_measured(url, turn_sizes, log, side, headers=headers, **options))
     stack.truncate()
+    gateway, ref = _summed(turns["gateway"]), _summed(turns["reference"])
     return {"gateway": gateway, "reference": ref, "ratio": _ratio(gateway["rate"], ref["rate"])}
+
+
+# Each side measures twice, half the duration each time, the gateway first and last: a swing in
+# what else the shared machine runs, or a slow drift, lands on both sides alike, not on whichever
+# side happened to be measuring then.
+TURN_ORDER = "gateway reference reference gateway"
+
+
+def _summed(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's turns as one measurement: their counts and seconds summed, the rate of the sum;
+    each turn's own figures under ``turns``."""
+    summed = {name: sum(turn[name] for turn in turns) for name in ("requests", "errors", "ok")}
+    seconds = sum(turn["seconds"] for turn in turns)
+    statuses: Counter[str] = Counter()
+    for turn in turns:
+        statuses.update(turn["statuses"])
+    rate = summed["ok"] / seconds if seconds else 0.0
+    return {**summed, "seconds": seconds, "rate": rate, "statuses": dict(statuses), "turns": turns}
 
 
 def _submits(stack: Stack, headers: dict[str, str], rate: float = 0, **options: Any) -> LoadResult:
