@@ -60,6 +60,10 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.db.backends": {"level": "INFO"},
+            # Django's own line for every 4xx answer would repeat the gateway's "error answered"
+            # line (gateway.http.errors) in another shape; its lines for 5xx, with their
+            # tracebacks, stay.
+            "django.request": {"level": "ERROR"},
             # axes announces itself at every start: noise before a command's own output.
             "axes.apps": {"level": "WARNING"},
             # Celery's line per task received and run, and beat's per task sent: beat's periodic

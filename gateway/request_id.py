@@ -29,7 +29,7 @@ class RequestIdMiddleware:
     """First in MIDDLEWARE, so the id is bound for everything a request logs.
 
     The id stays bound in the request's thread after the response leaves this middleware:
-    Django logs a 4xx or 5xx answer (``django.request``) only then, and the thread's next
+    Django logs a 5xx answer (``django.request``) only then, and the thread's next
     request binds its own id before it logs anything. Other threads start without one.
     """
 

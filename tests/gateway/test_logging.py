@@ -81,6 +81,19 @@ def test_an_error_is_logged_as_json_with_its_request_id_and_the_clients_event_id
     assert line["timestamp"].endswith("Z")
 
 
+@pytest.mark.parametrize("path", [MISSING_JOB, "/no-such-page"])
+def test_an_error_answered_is_one_line_not_one_of_djangos_beside_it(key_client, json_lines, path):
+    response = key_client.get(path)
+    assert response.status_code == 404
+    assert [line["event"] for line in _parsed(json_lines)] == ["error answered"]
+
+
+def test_djangos_line_for_a_server_error_stays(json_lines):
+    logging.getLogger("django.request").error("Internal Server Error: %s", "/v1/x")
+    logging.getLogger("django.request").warning("Not Found: %s", "/v1/x")
+    assert [line["event"] for line in _parsed(json_lines)] == ["Internal Server Error: /v1/x"]
+
+
 def test_lines_of_other_libraries_carry_the_bound_ids_too(json_lines):
     bind_contextvars(job_id="job-1")
     logging.getLogger("celery.worker").warning("something %s", "happened")
