@@ -153,14 +153,17 @@ def _versus_reference(
 ) -> dict[str, Any]:
     """The gateway's ``ours`` and the reference's ``theirs`` under the same closed loop, taking
     turns (``TURN_ORDER``), each side's turns then summed into one rate."""
-    log(f"{what}: gateway at {ours}, reference at {theirs} (64 connections, turns {TURN_ORDER})")
+    log(f"{what}: gateway at {ours}, reference at {theirs} (64 connections; turns: {TURN_ORDER})")
     sides = {
         "gateway": (f"{stack.web_url}{ours}", stack.auth),
         "reference": (f"{stack.reference_url}{theirs}", their_headers),
     }
     turns: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
-    turn_sizes = dataclasses.replace(sizes, seconds=sizes.seconds / 2, warmup=sizes.warmup / 2)
-    for side in TURN_ORDER.split():
+    each = TURN_ORDER.count("gateway")  # turns per side, as many for the reference
+    turn_sizes = dataclasses.replace(
+        sizes, seconds=sizes.seconds / each, warmup=sizes.warmup / each
+    )
+    for side in TURN_ORDER:
         url, headers = sides[side]
         turns[side].append(_measured(url, turn_sizes, log, side, headers=headers, **options))
     stack.truncate()
@@ -171,7 +174,7 @@ def _versus_reference(
 # Each side measures twice, half the duration each time, the gateway first and last: a swing in
 # what else the shared machine runs, or a slow drift, lands on both sides alike, not on whichever
 # side happened to be measuring then.
-TURN_ORDER = "gateway reference reference gateway"
+TURN_ORDER = ("gateway", "reference", "reference", "gateway")
 
 
 def _summed(turns: list[dict[str, Any]]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def test_the_gateway_measures_first_and_last_the_reference_between(monkeypatch):
     )
     result = _versus_reference(stack, FULL, lambda line: None, "S1", "/ours", "/theirs")
 
-    assert TURN_ORDER.split() == ["gateway", "reference", "reference", "gateway"]
+    assert TURN_ORDER == ("gateway", "reference", "reference", "gateway")
     assert [(label, url) for label, url, _, _ in calls] == [
         ("gateway", "http://gw/ours"),
         ("reference", "http://ref/theirs"),
