@@ -17,6 +17,7 @@ class ProjectConfig(AppConfig):
 
         _skip_closing_in_process_caches()
         _skip_redundant_request_signals()
+        _close_connections_of_ended_threads()
 
 
 # Cache backends that hold nothing to close: their close() does nothing.
@@ -59,3 +60,13 @@ def _skip_redundant_request_signals() -> None:
     request_finished.disconnect(reset_urlconf)
     if not settings.DEBUG:
         request_started.disconnect(reset_queries)
+
+
+def _close_connections_of_ended_threads() -> None:
+    """A request thread's database connections close when the thread ends
+    (``gateway.thread_connections``)."""
+    from django.core.signals import request_started
+
+    from gateway.thread_connections import track_thread
+
+    request_started.connect(track_thread, dispatch_uid="gateway-track-thread")

@@ -29,6 +29,7 @@ print(json.dumps({"started": names(request_started), "finished": names(request_f
 CLOSE_OLD = "django.db.close_old_connections"
 RESET_QUERIES = "django.db.reset_queries"
 RESET_URLCONF = "django.core.handlers.base.reset_urlconf"
+TRACK_THREAD = "gateway.thread_connections.track_thread"  # tests/gateway/test_thread_connections.py
 
 
 def receivers(**environ: str) -> dict[str, list[str]]:
@@ -41,7 +42,7 @@ def receivers(**environ: str) -> dict[str, list[str]]:
 
 def test_a_request_closes_old_connections_once_when_it_starts_and_resets_nothing_after():
     found = receivers(DEBUG="false")
-    assert found["started"] == [CLOSE_OLD]
+    assert found["started"] == [CLOSE_OLD, TRACK_THREAD]
     assert CLOSE_OLD not in found["finished"]
     assert RESET_URLCONF not in found["finished"]
 
