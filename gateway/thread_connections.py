@@ -15,6 +15,7 @@ ends, and with it the ``_ThreadEnd``, which closes the connections then.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -33,6 +34,8 @@ class _ThreadEnd:
         self.wrappers = wrappers
 
     def __del__(self) -> None:
+        if sys.is_finalizing():
+            return  # the process is ending: its sockets close with it, and nothing may wait now
         for wrapper in self.wrappers:
             try:
                 # The wrapper's own close() checks that it runs on the thread that opened the
