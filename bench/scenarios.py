@@ -132,13 +132,19 @@ def _progress(log: Log, label: str) -> Callable[[int], None]:
 
 def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> dict[str, Any]:
     """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
-    options = {"ok_statuses": (202,), "progress": _progress(log, label), **options}
-    options = {"duration": sizes.seconds, "warmup": sizes.warmup, **options}
-    return run(closed_loop(url, **options)).to_json()
+    defaults = {"ok_statuses": (202,), "progress": _progress(log, label)}
+    defaults |= {"duration": sizes.seconds, "warmup": sizes.warmup}
+    return run(closed_loop(url, **(defaults | options))).to_json()
 
 
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
+
+
+# Each side measures twice, half the duration each time, the gateway first and last: a swing in
+# what else the shared machine runs, or a slow drift, lands on both sides alike, not on whichever
+# side happened to be measuring then.
+TURN_ORDER = ("gateway", "reference", "reference", "gateway")
 
 
 def _versus_reference(
@@ -169,12 +175,6 @@ def _versus_reference(
     stack.truncate()
     gateway, ref = _summed(turns["gateway"]), _summed(turns["reference"])
     return {"gateway": gateway, "reference": ref, "ratio": _ratio(gateway["rate"], ref["rate"])}
-
-
-# Each side measures twice, half the duration each time, the gateway first and last: a swing in
-# what else the shared machine runs, or a slow drift, lands on both sides alike, not on whichever
-# side happened to be measuring then.
-TURN_ORDER = ("gateway", "reference", "reference", "gateway")
 
 
 def _summed(turns: list[dict[str, Any]]) -> dict[str, Any]:
