@@ -132,7 +132,7 @@ def _progress(log: Log, label: str) -> Callable[[int], None]:
 
 def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> dict[str, Any]:
     """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
-    defaults = {"ok_statuses": (202,), "progress": _progress(log, label)}
+    defaults: dict[str, Any] = {"ok_statuses": (202,), "progress": _progress(log, label)}
     defaults |= {"duration": sizes.seconds, "warmup": sizes.warmup}
     return run(closed_loop(url, **(defaults | options))).to_json()
 
