@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # carry job ids; the task accepts and ignores them.
 BELL = "jobs.run_jobs"
 
-# While bells go out back to back (the last one under BUSY_SECONDS ago), the publisher waits
+# While bells go out back to back (the last one ended under BUSY_SECONDS ago), the publisher waits
 # LINGER_SECONDS before taking a batch, so a busy web process sends a few larger messages instead
 # of one per submit. Publishing a message costs as much CPU as the rest of a submit, so under load
 # the wait pays for itself many times; the jobs' rows are committed meanwhile, and engines that
@@ -156,10 +156,13 @@ class Publisher:
             if time.monotonic() - self._last_send < self._busy_seconds:
                 time.sleep(self._linger_seconds)
             try:
-                self._last_send = time.monotonic()
                 self._send(self._take_batch(first))
             except Exception:  # dispatch already logs; the thread must live on
                 logger.exception("job publisher: a bell could not be rung")
+            # Timed from the bell's end: under load a bell takes longer than BUSY_SECONDS (the
+            # request threads hold the interpreter), and timed from its start, every job that
+            # queued meanwhile would look like light traffic and get a bell of its own.
+            self._last_send = time.monotonic()
 
 
 _publisher = Publisher()

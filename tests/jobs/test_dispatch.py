@@ -94,6 +94,30 @@ def test_a_busy_publisher_waits_to_ring_once_for_the_jobs_that_follow_a_bell(set
     assert batches == [1, 5]
 
 
+def test_a_publisher_whose_bells_are_slow_still_waits_for_the_jobs_that_follow(settings):
+    # Under load a bell takes longer than busy_seconds; the jobs that follow it are still busy
+    # traffic, rung for together after the linger, not one bell each.
+    settings.GATEWAY_DISPATCH_BATCH = 100
+    batches: list[int] = []
+    rung = threading.Event()
+
+    def send(jobs):
+        time.sleep(0.3)
+        batches.append(jobs)
+        rung.set()
+        return 1
+
+    publisher = Publisher(send, busy_seconds=0.2, linger_seconds=0.5)
+    publisher.submit()
+    assert rung.wait(timeout=5)
+    for _ in range(3):  # spaced out, within the linger
+        publisher.submit()
+        time.sleep(0.05)
+    publisher.stop()
+
+    assert batches == [1, 3]
+
+
 def test_an_idle_publisher_rings_at_once(settings):
     batches: list[int] = []
     publisher = Publisher(lambda jobs: batches.append(jobs) or 1, busy_seconds=0, linger_seconds=60)
