@@ -313,9 +313,11 @@ def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
             statement = _gated_insert_sql(alias, checks, left)
             cursor.execute(statement, _gate_params(gate, conn) + values)
             admitted = cursor.rowcount == 1
-        if admitted:
-            # Now in autocommit; inside the caller's transaction, once it has committed (it
-            # shares the statement's asynchronous commit). Before any later on_commit callback.
+            if admitted and not conn.in_atomic_block:
+                cursor.execute(FLUSH_SQL)  # committed already (autocommit): durable now
+        if admitted and conn.in_atomic_block:
+            # Once the caller's transaction has committed (it shares the statement's
+            # asynchronous commit), before any later on_commit callback.
             transaction.on_commit(functools.partial(_make_durable, alias), using=alias)
     else:
         with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
