@@ -102,12 +102,13 @@ def test_a_publisher_whose_bells_are_slow_still_waits_for_the_jobs_that_follow(s
     rung = threading.Event()
 
     def send(jobs):
-        time.sleep(0.3)
+        if not batches:
+            time.sleep(1.2)  # the first bell takes longer than busy_seconds
         batches.append(jobs)
         rung.set()
         return 1
 
-    publisher = Publisher(send, busy_seconds=0.2, linger_seconds=0.5)
+    publisher = Publisher(send, busy_seconds=1.0, linger_seconds=0.5)
     publisher.submit()
     assert rung.wait(timeout=5)
     for _ in range(3):  # spaced out, within the linger
