@@ -315,10 +315,10 @@ def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
             admitted = cursor.rowcount == 1
             if admitted and not conn.in_atomic_block:
                 cursor.execute(FLUSH_SQL)  # committed already (autocommit): durable now
-        if admitted and conn.in_atomic_block:
-            # Once the caller's transaction has committed (it shares the statement's
-            # asynchronous commit), before any later on_commit callback.
-            transaction.on_commit(functools.partial(_make_durable, alias), using=alias)
+            elif admitted:
+                # Once the caller's transaction has committed (it shares the statement's
+                # asynchronous commit), before any later on_commit callback.
+                transaction.on_commit(functools.partial(_make_durable, alias), using=alias)
     else:
         with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
             cursor.execute(_gate_sql(alias, checks), _gate_params(gate, conn))
