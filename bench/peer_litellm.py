@@ -29,6 +29,7 @@ from harness.runs import Log
 LITELLM_SPEC = "litellm[proxy]==1.108.7"
 VENV_DIR = Path(__file__).resolve().parent.parent / ".bench" / "litellm-venv"
 MARKER_NAME = ".bench-installed"  # holds LITELLM_SPEC once the install has succeeded
+MODEL = "gpt-bench"  # the one model the proxy serves, at the upstream as openai/<MODEL>
 
 # A key for the benchmark only: the proxy runs on 127.0.0.1 for the length of one run.
 MASTER_KEY = "sk-bench-litellm-peer"
@@ -72,8 +73,7 @@ _DROPPED_ENV_PREFIXES = ("REDIS_", "LITELLM_", "OPENAI_", "PYTHONPATH")
 def ensure_venv(venv_dir: Path, log: Log = print) -> Path:
     """The python of ``venv_dir``, with LiteLLM installed; the marker naming ``LITELLM_SPEC`` is
     written once pip succeeded, so an interrupted install is done again."""
-    python = venv_dir / "bin" / "python"
-    marker = venv_dir / MARKER_NAME
+    python, marker = venv_dir / "bin" / "python", venv_dir / MARKER_NAME
     if python.exists() and marker.exists() and marker.read_text().strip() == LITELLM_SPEC:
         return python
     started = time.monotonic()
@@ -91,18 +91,14 @@ def ensure_venv(venv_dir: Path, log: Log = print) -> Path:
 
 def config(upstream_url: str, model: str, redis_url: str = REDIS_URL) -> dict[str, Any]:
     """The proxy's configuration: one model, ``openai/<model>`` at the upstream's ``/v1`` base
-    (``upstream_url`` is its root or that base), background results kept in ``redis_url``."""
-    base = upstream_url.rstrip("/")
-    params = {
-        "model": f"openai/{model}",
-        "api_base": base if base.endswith("/v1") else base + "/v1",
-        "api_key": "bench-upstream-key",
-    }
+    (``upstream_url`` is its root or that base), background results kept in ``redis_url`` (with
+    the proxy's usage counters)."""
+    base = upstream_url.rstrip("/").removesuffix("/v1") + "/v1"
+    params = {"model": f"openai/{model}", "api_base": base, "api_key": "bench-upstream-key"}
     background = {"polling_via_cache": "all", "ttl": RESULT_TTL_SECONDS}
     redis = {"url": redis_url, "max_connections": REDIS_MAX_CONNECTIONS}
     return {
         "model_list": [{"model_name": model, "litellm_params": params}],
-        # The Redis the proxy keeps background results in (and its usage counters).
         "general_settings": {"coordination_redis": redis},
         "litellm_settings": {"responses": {"background_mode": background}},
     }
@@ -120,47 +116,40 @@ def command(python: Path, *, port: int, config_file: Path) -> tuple[list[str], d
         for key, value in os.environ.items()
         if key not in _DROPPED_ENV and not key.startswith(_DROPPED_ENV_PREFIXES)
     }
-    env.update(
-        {
-            "LITELLM_MASTER_KEY": MASTER_KEY,
-            # Use the price map shipped in the package: at start the proxy otherwise fetches it
-            # from the internet, which this machine must not (and cannot) reach.
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "LITELLM_TELEMETRY_DISABLED": "true",
-            "PATH": f"{python.parent}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return argv, env
+    return argv, env | {
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+        # The price map shipped in the package: at start the proxy otherwise fetches it from the
+        # internet, which this machine must not (and cannot) reach.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY_DISABLED": "true",
+        "PATH": f"{python.parent}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
-def start(procs: Procs, directory: Path, upstream_url: str, model: str, log: Log) -> str:
-    """Install (once), configure and start the proxy as ``peer``; its base URL once it answers
-    (it takes tens of seconds)."""
+def start(procs: Procs, upstream_url: str, log: Log) -> str:
+    """Install (once), configure and start the proxy as ``peer`` (in ``.bench``, beside its venv);
+    its base URL once it answers (it takes tens of seconds)."""
     python = ensure_venv(VENV_DIR, log=log)
-    config_file = directory / "litellm-config.yaml"
-    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file = VENV_DIR.parent / "litellm-config.yaml"
     # JSON is valid YAML, so no YAML library is needed to write it.
-    config_file.write_text(json.dumps(config(upstream_url, model), indent=2) + "\n")
+    config_file.write_text(json.dumps(config(upstream_url, MODEL), indent=2) + "\n")
     port = free_port()
     argv, env = command(python, port=port, config_file=config_file)
     log("starting the LiteLLM proxy")
-    procs.start("peer", argv, env=env, cwd=directory)
-    url = f"http://127.0.0.1:{port}"
-    procs.wait_http("peer", f"{url}{HEALTH_PATH}", timeout=180)
-    return url
+    procs.start("peer", argv, env=env, cwd=VENV_DIR.parent)
+    procs.wait_http("peer", f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=180)
+    return f"http://127.0.0.1:{port}"
 
 
 def background_body(model: str) -> bytes:
-    return json.dumps(
-        {"model": model, "input": "Say hello to the benchmark.", "background": True}
-    ).encode()
+    body = {"model": model, "input": "Say hello to the benchmark.", "background": True}
+    return json.dumps(body).encode()
 
 
 def completion_body(model: str) -> bytes:
-    return json.dumps(
-        {"model": model, "prompt": "Say hello to the benchmark.", "max_tokens": 16}
-    ).encode()
+    body = {"model": model, "prompt": "Say hello to the benchmark.", "max_tokens": 16}
+    return json.dumps(body).encode()
 
 
 async def measure_completed(base_url: str, *, model: str, jobs: int, **options: Any) -> Any:

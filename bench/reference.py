@@ -43,13 +43,8 @@ class PostgresRedisBackend:
 
     def __init__(self) -> None:
         # Autocommit: each statement is its own transaction, one round trip per request.
-        self.pool = AsyncConnectionPool(
-            os.environ[DATABASE_URL_ENV],
-            min_size=4,
-            max_size=16,
-            kwargs={"autocommit": True},
-            open=False,
-        )
+        url, kwargs = os.environ[DATABASE_URL_ENV], {"autocommit": True}
+        self.pool = AsyncConnectionPool(url, max_size=16, kwargs=kwargs, open=False)  # min_size 4
         self.redis = redis.asyncio.Redis.from_url(os.environ[REDIS_URL_ENV])
 
     @classmethod
@@ -72,13 +67,6 @@ class PostgresRedisBackend:
     async def close(self) -> None:
         await self.pool.close()
         await self.redis.aclose()
-
-
-async def respond(send: Send, status: int, payload: Any) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def read_body(receive: Receive) -> bytes | None:
@@ -105,7 +93,11 @@ class ReferenceApp:
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
             status, payload = await self.answer(scope["method"], scope["path"], receive)
-            await respond(send, status, payload)
+            body = json.dumps(payload).encode()
+            length = b"%d" % len(body)
+            headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while (await receive())["type"] == "lifespan.startup":
@@ -129,14 +121,15 @@ class ReferenceApp:
             return 405, {"error": "Method not allowed."}
         if self.backend is None:
             raise RuntimeError("the backend opens on lifespan startup; run with lifespan on")
-        return await (
-            self.submit(self.backend, receive)
-            if method == "POST"
-            else self.poll(self.backend, path)
-        )
-
-    async def submit(self, backend: PostgresRedisBackend, receive: Receive) -> tuple[int, Any]:
-        """POST /ref/jobs: store the body, publish the id, answer 202."""
+        if method == "GET":  # GET /ref/jobs/<uuid>: the stored job, or 404
+            try:
+                row = await self.backend.get_job(uuid.UUID(path[len(JOBS_PATH) + 1 :]))
+            except ValueError:
+                row = None
+            if row is None:
+                return 404, {"error": "No such job."}
+            return 200, {"id": str(row[0]), "body": row[1], "created_at": row[2].isoformat()}
+        # POST /ref/jobs: store the body, publish the id, answer 202.
         raw = await read_body(receive)
         if raw is None:
             return 400, {"error": "The body is missing or too large."}
@@ -147,19 +140,9 @@ class ReferenceApp:
         if not isinstance(body, dict):
             return 400, {"error": "The body must be a JSON object."}
         job_id = uuid.uuid4()
-        await backend.insert_job(job_id, body)
-        await backend.publish(json.dumps({"id": str(job_id)}).encode())
+        await self.backend.insert_job(job_id, body)
+        await self.backend.publish(json.dumps({"id": str(job_id)}).encode())
         return 202, {"id": str(job_id), "status": "pending"}
-
-    async def poll(self, backend: PostgresRedisBackend, path: str) -> tuple[int, Any]:
-        """GET /ref/jobs/<uuid>: the stored job, or 404."""
-        try:
-            row = await backend.get_job(uuid.UUID(path[len(JOBS_PATH) + 1 :]))
-        except ValueError:
-            row = None
-        if row is None:
-            return 404, {"error": "No such job."}
-        return 200, {"id": str(row[0]), "body": row[1], "created_at": row[2].isoformat()}
 
 
 app = ReferenceApp(PostgresRedisBackend.open)
@@ -173,11 +156,8 @@ def prepare(database_url: str, redis_url: str) -> None:
             "created_at timestamptz NOT NULL DEFAULT now())"
         )
         conn.execute(f"TRUNCATE {TABLE}")
-    client = redis.Redis.from_url(redis_url)
-    try:
+    with redis.Redis.from_url(redis_url) as client:
         client.delete(REDIS_LIST)
-    finally:
-        client.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,12 +32,13 @@ import sys
 import time
 import timeit
 from collections.abc import Callable
+from contextlib import closing
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
-from bench.scenarios import CHAT, SUBMIT_PATH, bench_config
+from bench.scenarios import CHAT, COMPLETION, bench_config
 from harness import runs
 from harness.stack import REPO, ensure_database
 
@@ -53,8 +54,6 @@ def _requests() -> dict[str, Callable[[], bytes]]:
 
     django.setup()
     from django.core.management import call_command
-
-    call_command("migrate", "-v0")
     from django.utils import timezone
 
     from gateway.access.models import VirtualKey
@@ -63,59 +62,36 @@ def _requests() -> dict[str, Callable[[], bytes]]:
     from jobs.charges import Charge, record_charges
     from jobs.models import AsyncJob, JobStatus
 
+    call_command("migrate", "-v0")
     services.dispatch_soon = lambda: None
-    key, raw = VirtualKey.create_with_key(name=f"request-cost-{time.time_ns()}")
-    _, limited_raw = VirtualKey.create_with_key(
-        name=f"request-cost-limited-{time.time_ns()}",
-        requests_per_minute=UNREACHED,
-        tokens_per_minute=UNREACHED,
-        max_pending=UNREACHED,
+    name = f"request-cost-{time.time_ns()}"
+    key, raw = VirtualKey.create_with_key(name=name)
+    unreached = dict.fromkeys(
+        ("requests_per_minute", "tokens_per_minute", "max_pending"), UNREACHED
     )
+    _, limited = VirtualKey.create_with_key(name=f"{name}-limited", **unreached)
     # A key with a budget it never reaches, and a month of spend on two models in its ledger:
     # its submits read what it spent this month before they write.
-    budget_key, budget_raw = VirtualKey.create_with_key(
-        name=f"request-cost-budget-{time.time_ns()}", budget_usd=10**9, budget_period="monthly"
+    budget_key, budgeted = VirtualKey.create_with_key(
+        name=f"{name}-budget", budget_usd=10**9, budget_period="monthly"
     )
     for days_ago in range(31):
-        record_charges(
-            timezone.now() - timedelta(days=days_ago),
-            [
-                Charge(budget_key.pk, model, Decimal("0.001"), True, 30, 10)
-                for model in ("openai/gpt-4o", "openai/gpt-4o-mini")
-            ],
-        )
-    usage = {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
+        models = ("openai/gpt-4o", "openai/gpt-4o-mini")
+        charges = [Charge(budget_key.pk, model, Decimal("0.001"), True, 30, 10) for model in models]
+        record_charges(timezone.now() - timedelta(days=days_ago), charges)
     hello = "Hello from the fake upstream."
+    usage = dict(prompt_tokens=3, completion_tokens=6, total_tokens=9)
+    text = dict(id="cmpl-bench", object="text_completion", choices=[{"text": hello, "index": 0}])
+    message = dict(index=0, message={"role": "assistant", "content": hello}, finish_reason="stop")
+    chat = dict(id="chatcmpl-bench", object="chat.completion", created=1, choices=[message])
     completed = {"virtual_key": key, "provider": "openai", "model": "gpt-bench", "result_ttl": 3600}
     completed |= {"status": JobStatus.COMPLETED, "status_code": 200}
-    job = AsyncJob.objects.create(
-        request_type="text_completion",
-        request={"prompt": "Say hi"},
-        result={
-            "id": "cmpl-bench",
-            "object": "text_completion",
-            "model": "gpt-bench",
-            "choices": [{"text": hello, "index": 0}],
-            "usage": usage,
-        },
-        **completed,
-    )
-    message = {"role": "assistant", "content": hello}
-    chat_job = AsyncJob.objects.create(
-        request_type="chat_completion",
-        request={"messages": [{"role": "user", "content": "Say hi"}]},
-        result={
-            "id": "chatcmpl-bench",
-            "object": "chat.completion",
-            "created": 1,
-            "model": "gpt-bench",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": usage,
-        },
-        **completed,
-    )
+    create = functools.partial(AsyncJob.objects.create, **completed)
+    answer = {"model": "gpt-bench", "usage": usage}
+    job = create(request_type="text_completion", request={"prompt": "Say hi"}, result=text | answer)
+    chat_request = {"messages": [{"role": "user", "content": "Say hi"}]}
+    chat_job = create(request_type="chat_completion", request=chat_request, result=chat | answer)
     body = json.dumps({"model": "openai/gpt-bench", "prompt": "Say hi", "max_tokens": 16}).encode()
-    chat_body = CHAT.body(0)
 
     def send(method: str, path: str, payload: bytes, expected: str, token: str = raw) -> bytes:
         environ = {
@@ -134,33 +110,24 @@ def _requests() -> dict[str, Callable[[], bytes]]:
         setup_testing_defaults(environ)  # the rest, as any WSGI server sets it
         statuses: list[str] = []
 
-        def start_response(status: str, headers: Any, *exc_info: Any) -> Any:
+        def start_response(status: str, *_: Any) -> Any:
             statuses.append(status)
 
         response: Any = application(environ, start_response)
-        try:
+        with closing(response):
             content = b"".join(response)
-        finally:
-            response.close()
         if not statuses[0].startswith(expected):
             raise RuntimeError(f"{method} {path} answered {statuses[0]}: {content[:300]!r}")
         return content
 
     return {
-        "submit": lambda: send("POST", SUBMIT_PATH, body, "202"),
-        "poll": lambda: send("GET", f"{SUBMIT_PATH}/{job.id}", b"", "200"),
-        "chat_submit": lambda: send("POST", CHAT.path, chat_body, "202"),
+        "submit": lambda: send("POST", COMPLETION.path, body, "202"),
+        "poll": lambda: send("GET", f"{COMPLETION.path}/{job.id}", b"", "200"),
+        "chat_submit": lambda: send("POST", CHAT.path, CHAT.body(0), "202"),
         "chat_poll": lambda: send("GET", f"{CHAT.path}/{chat_job.id}", b"", "200"),
-        "limited_submit": lambda: send("POST", SUBMIT_PATH, body, "202", limited_raw),
-        "budget_submit": lambda: send("POST", SUBMIT_PATH, body, "202", budget_raw),
+        "limited_submit": lambda: send("POST", COMPLETION.path, body, "202", limited),
+        "budget_submit": lambda: send("POST", COMPLETION.path, body, "202", budgeted),
     }
-
-
-def _run(kind: str, count: int) -> None:
-    """The child under callgrind: warm up, then ``count`` requests of ``kind``."""
-    send = _requests()[kind]
-    for _ in range(WARMUP + count):
-        send()
 
 
 def cpu_times(count: int, rounds: int) -> dict[str, list[float]]:
@@ -168,8 +135,7 @@ def cpu_times(count: int, rounds: int) -> dict[str, list[float]]:
     requests = _requests()
     figures: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for _ in range(rounds):
-        for kind in KINDS:
-            send = requests[kind]
+        for kind, send in requests.items():
             for _ in range(WARMUP):
                 send()
             started = time.thread_time()
@@ -180,6 +146,7 @@ def cpu_times(count: int, rounds: int) -> dict[str, list[float]]:
 
 
 def _callgrind_total(kind: str, count: int) -> int:
+    """Instructions of a child run of this module: warm-up, then ``count`` requests of ``kind``."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
     command += ["-m", "bench.request_cost", "--child", kind, "--requests", str(count)]
     done = subprocess.run(  # noqa: S603 - our own fixed command
@@ -195,9 +162,8 @@ def instructions(count: int) -> dict[str, int]:
     """Instructions per request of each kind: (run with ``count``) - (run with none), / count."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
-    return {
-        kind: (_callgrind_total(kind, count) - _callgrind_total(kind, 0)) // count for kind in KINDS
-    }
+    totals = {kind: _callgrind_total(kind, count) - _callgrind_total(kind, 0) for kind in KINDS}
+    return {kind: total // count for kind, total in totals.items()}
 
 
 def schema_costs() -> dict[str, float]:
@@ -231,20 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     config = bench_config("http://127.0.0.1:9")
     os.environ.update(config.env())
     if args.child:
-        _run(args.child, args.requests or 0)
-        return 0
-    if args.schemas:
+        send = _requests()[args.child]
+        for _ in range(WARMUP + (args.requests or 0)):
+            send()
+    elif args.schemas:
         for request_type, micros in schema_costs().items():
             print(f"{request_type:16} {micros:6.1f} µs per body")
-        return 0
-    ensure_database(config.database_url)
-    if args.instructions:
+    elif args.instructions:
+        ensure_database(config.database_url)
         for kind, count in instructions(args.requests or 400).items():
             print(f"{kind}: {count:,} instructions per request")
-        return 0
-    for kind, figures in cpu_times(args.requests or 2000, args.rounds).items():
-        shown = ", ".join(f"{value:.0f}" for value in figures)
-        print(f"{kind}: {min(figures):.0f} µs of CPU per request (rounds: {shown})")
+    else:
+        ensure_database(config.database_url)
+        for kind, figures in cpu_times(args.requests or 2000, args.rounds).items():
+            shown = ", ".join(f"{value:.0f}" for value in figures)
+            print(f"{kind}: {min(figures):.0f} µs of CPU per request (rounds: {shown})")
     return 0
 
 

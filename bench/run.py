@@ -21,16 +21,9 @@ from harness.stack import REPO
 
 BENCH_DIR = Path(__file__).resolve().parent
 Figures = dict[str, Any]
-
-
-class Target(NamedTuple):
-    """A scenario's row: what it measures, its target, its figure (a ``str.format`` template of
-    its results) and whether the target was met."""
-
-    what: str
-    target: str
-    figure: str
-    met: Callable[[Figures], bool]
+# A scenario's row: what it measures, its target, its figure (a ``str.format`` template of its
+# results) and whether the target was met.
+Target = tuple[str, str, str, Callable[[Figures], bool]]
 
 
 class Row(NamedTuple):
@@ -39,15 +32,15 @@ class Row(NamedTuple):
     figure: str
     target: str
     met: bool | None  # None: not measured in this run
+    verdict: str
 
-    @property
-    def verdict(self) -> str:
-        return {True: "met", False: "NOT met", None: "not run"}[self.met]
+
+VERDICTS = {True: "met", False: "NOT met", None: "not run"}
 
 
 def _versus_reference(what: str) -> Target:
     figure = "{ratio:.2f} ({gateway[rate]:.0f}/s vs {reference[rate]:.0f}/s)"
-    return Target(f"{what} ÷ bare reference", "≥ 0.45", figure, lambda d: d["ratio"] >= 0.45)
+    return (f"{what} ÷ bare reference", "≥ 0.45", figure, lambda d: d["ratio"] >= 0.45)
 
 
 def _fair_share_met(d: Figures) -> bool:
@@ -60,10 +53,10 @@ def _fair_share_met(d: Figures) -> bool:
     )
 
 
-TARGETS = {
+TARGETS: dict[str, Target] = {
     "s1": _versus_reference("accepted completions submits/s (64 connections)"),
     "s1chat": _versus_reference("accepted chat completions submits/s (64 connections)"),
-    "s2": Target(
+    "s2": (
         "jobs completed/s at 1 s ÷ at 0 latency (backlog drained, steady rate)",
         "≥ 0.8 and ≥ 300/s at 1 s",
         "{ratio:.2f} ({one_second[jobs_per_s]:.0f}/s vs {zero[jobs_per_s]:.0f}/s, "
@@ -71,7 +64,7 @@ TARGETS = {
         "vs {zero[whole_run_jobs_per_s]:.0f}/s)",
         lambda d: d["ratio"] >= 0.8 and d["one_second"]["jobs_per_s"] >= 300,
     ),
-    "s3": Target(
+    "s3": (
         "added latency at a steady 50 jobs/s",
         "p50 ≤ 15 ms, p99 ≤ 100 ms",
         "p50 {added_ms[p50]:.1f} ms, p99 {added_ms[p99]:.1f} ms ({added_ms[n]:.0f} jobs)",
@@ -81,14 +74,14 @@ TARGETS = {
     ),
     "s4": _versus_reference("polls/s of a completed completion job"),
     "s4chat": _versus_reference("polls/s of a completed chat completion job"),
-    "s5": Target(
+    "s5": (
         "peak RSS of all workers, 1,000 jobs in flight at 5 s",
         "≤ 1 GiB",
         "{peak_rss_mib:.0f} MiB ({workers} workers, {peak_in_flight_upstream} calls in flight at "
         "the upstream)",
         lambda d: d["peak_rss_bytes"] <= 2**30 and (d["peak_in_flight_upstream"] or 0) >= d["jobs"],
     ),
-    "s6": Target(
+    "s6": (
         "purge of expired rows while submits continue",
         "≥ 100k rows/s, longest statement ≤ 1 s",
         "{purge[rows_per_s]:,.0f} rows/s, longest {purge[longest_statement_s]:.3f} s "
@@ -100,7 +93,7 @@ TARGETS = {
             and d["submits_during"]["not_accepted"] == 0
         ),
     ),
-    "s7": Target(
+    "s7": (
         "vs LiteLLM 1.108.7: submits/s and completed jobs/s (1 s latency)",
         "both ≥ 3x",
         "submits {submit_ratio:.1f}x ({gateway_submits[rate]:.0f}/s vs "
@@ -110,7 +103,7 @@ TARGETS = {
         "{peer_plain_completions[rate]:.0f}/s",
         lambda d: d["submit_ratio"] >= 3 and d["completed_ratio"] >= 3,
     ),
-    "s8": Target(
+    "s8": (
         "another key's jobs behind one key's 20,000-job backlog, 1 s latency, 10 jobs/s",
         "p99 ≤ latency + 2 s (3,000 ms)",
         "p50 {end_to_end_ms[p50]:.0f} ms, p99 {end_to_end_ms[p99]:.0f} ms submit to completed "
@@ -124,14 +117,14 @@ TARGETS = {
 def rows(results: dict[str, Any]) -> list[Row]:
     """One row per scenario, from the raw results (a scenario that failed shows its error)."""
     out = []
-    for key, target in TARGETS.items():
+    for key, (what, target, template, met_by) in TARGETS.items():
         data, figure, met = results.get(key), "-", None
         if data is not None and "error" in data:
             figure, met = f"failed: {data['error']}", False
         elif data is not None:
-            figure, met = target.figure.format(**data), target.met(data)
+            figure, met = template.format(**data), met_by(data)
         label = f"{key[:2].upper()} {key[2:]}".strip()  # s1chat: S1 chat
-        out.append(Row(label, target.what, figure, target.target, met))
+        out.append(Row(label, what, figure, target, met, VERDICTS[met]))
     return out
 
 
@@ -156,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args, names = runs.arguments(__doc__, argv, SCENARIOS, "--quick", "short runs, for a check")
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     log = runs.logger()
-    results: dict[str, Any] = {"machine": runs.machine(), "sizes": sizes.__dict__}
+    results: dict[str, Any] = {"machine": runs.machine(), "sizes": sizes._asdict()}
     log_dir = REPO / ".bench" / "logs"
     log(f"logs of every process: {log_dir}")
     with Procs(log_dir) as procs:
@@ -175,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.stop_workers()
             elif name != "s8" and not stack.worker_pids():  # S8 starts its own, fewer slots
                 stack.start_workers(ready_with=scenarios.BENCH_MODEL)
+            stack.truncate()
             return SCENARIOS[name](stack, sizes, log)
 
         results |= runs.run_each(names, scenario, log)

@@ -1,6 +1,7 @@
 """The benchmark's scenarios S1-S8 (S1 and S4 also for chat completions), each returning its raw
 figures. Every figure compared is measured in the same run as what it is compared with (this
-machine is shared and noisy), so the targets are ratios or pairs.
+machine is shared and noisy), so the targets are ratios or pairs. The runner empties the job table
+before each scenario.
 """
 
 from __future__ import annotations
@@ -8,30 +9,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import peer_litellm, reference, seed
 from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
 from harness.procs import free_port, request_json, tree_rss_bytes
 from harness.runs import Log
-from harness.stack import (
-    JOBS_TABLE,
-    PYTHON,
-    REPO,
-    UNREACHED_LIMITS,
-    Stack,
-    StackConfig,
-    ensure_database,
-)
+from harness.stack import JOBS_TABLE, REPO, UNREACHED_LIMITS, Stack, StackConfig, ensure_database
 
 SUBMIT_PATH = "/v1/async/completions"
 BENCH_MODEL = "openai/gpt-bench"
-PEER_MODEL = "gpt-bench"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/gateway_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 JSON = {"Content-Type": "application/json"}
@@ -40,6 +32,8 @@ FINISHED = "status IN ('completed', 'failed')"
 
 def bench_config(upstream_url: str) -> StackConfig:
     """The gateway as the benchmark runs it: production services, two workers."""
+    # Per worker process. S2's 1 s latency needs room for all its 5,000 jobs at once.
+    settings = {"GATEWAY_WORKER_MAX_IN_FLIGHT": "4096", "GATEWAY_RETRIES": "0"}
     return StackConfig(
         database_url=DATABASE_URL,
         var_dir=REPO / ".bench" / "var",
@@ -47,11 +41,7 @@ def bench_config(upstream_url: str) -> StackConfig:
         broker_url=REDIS_URL,
         upstream_url=upstream_url,
         workers=2,
-        settings={
-            # Per worker process. S2's 1 s latency needs room for all its 5,000 jobs at once.
-            "GATEWAY_WORKER_MAX_IN_FLIGHT": "4096",
-            "GATEWAY_RETRIES": "0",
-        },
+        settings=settings,
     )
 
 
@@ -70,20 +60,29 @@ class BenchStack(Stack):
 
     def start_reference(self) -> None:
         """As many processes as the gateway's web server."""
-        argv = [PYTHON, "-m", "bench.reference", "--port", self.reference_url.rsplit(":", 1)[1]]
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.reference",
+            "--port",
+            self.reference_url.rsplit(":", 1)[1],
+        ]
         argv += ["--workers", str(self.config.web_processes)]
         argv += ["--database-url", self.config.database_url, "--redis-url", REDIS_URL]
         self.procs.start("reference", argv, cwd=REPO)
         self.procs.wait_http("reference", f"{self.reference_url}/health")
 
-    def percentiles_of(self, expression: str, where: str) -> dict[str, float]:
-        """``percentiles`` of a per-job expression in ms over the rows ``where``."""
-        rows = self.query(f"SELECT ({expression}) * 1000 FROM {JOBS_TABLE} WHERE {where}")  # noqa: S608
+    def percentiles_of(
+        self, interval: str, where: str = "true", less: float = 0
+    ) -> dict[str, float]:
+        """``percentiles`` in ms of a completed job's ``interval`` less ``less`` seconds, over
+        the completed jobs ``where``."""
+        ms = f"(extract(epoch FROM {interval}) - {less}) * 1000"
+        rows = self.query(f"SELECT {ms} FROM {JOBS_TABLE} WHERE {where} AND status = 'completed'")  # noqa: S608
         return {k: round(v, 2) for k, v in percentiles([float(ms) for (ms,) in rows]).items()}
 
 
-@dataclass(frozen=True)
-class Sizes:
+class Sizes(NamedTuple):
     """How long and how large each scenario is: ``FULL`` for the record, ``QUICK`` to check."""
 
     seconds: float  # each closed-loop measurement (S1, S4, S7)
@@ -114,12 +113,9 @@ def chat_body(n: int) -> bytes:
     return json.dumps({"model": BENCH_MODEL, "messages": messages, "max_tokens": 16}).encode()
 
 
-@dataclass(frozen=True)
-class RequestShape:
-    """A request type as the benchmark submits it: its route and a body per job number."""
-
+class RequestShape(NamedTuple):
     path: str
-    body: Callable[[int], bytes]
+    body: Callable[[int], bytes]  # the body of job number n
 
 
 COMPLETION = RequestShape(SUBMIT_PATH, submit_body)
@@ -132,9 +128,8 @@ def _progress(log: Log, label: str) -> Callable[[int], None]:
 
 def _measured(url: str, sizes: Sizes, log: Log, label: str, **options: Any) -> dict[str, Any]:
     """One measured closed loop: 64 keep-alive connections for the scenario's duration."""
-    defaults: dict[str, Any] = {"ok_statuses": (202,), "progress": _progress(log, label)}
-    defaults |= {"duration": sizes.seconds, "warmup": sizes.warmup}
-    return run(closed_loop(url, **(defaults | options))).to_json()
+    options = {"ok_statuses": (202,), "progress": _progress(log, label), **options}
+    return run(closed_loop(url, duration=sizes.seconds, warmup=sizes.warmup, **options)).to_json()
 
 
 def _ratio(a: float, b: float) -> float:
@@ -148,27 +143,20 @@ TURN_ORDER = ("gateway", "reference", "reference", "gateway")
 
 
 def _versus_reference(
-    stack: BenchStack,
-    sizes: Sizes,
-    log: Log,
-    what: str,
-    ours: str,
-    theirs: str,
-    their_headers: dict[str, str] | None = JSON,
-    **options: Any,
+    stack: BenchStack, sizes: Sizes, log: Log, what: str, ours: str, theirs: str, **options: Any
 ) -> dict[str, Any]:
     """The gateway's ``ours`` and the reference's ``theirs`` under the same closed loop, taking
     turns (``TURN_ORDER``), each side's turns then summed into one rate."""
     log(f"{what}: gateway at {ours}, reference at {theirs} (64 connections; turns: {TURN_ORDER})")
+    # The reference takes no key; a GET has no body, so it gets no Content-Type either.
+    their_headers = None if options.get("method") == "GET" else JSON
     sides = {
         "gateway": (f"{stack.web_url}{ours}", stack.auth),
         "reference": (f"{stack.reference_url}{theirs}", their_headers),
     }
-    turns: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     each = TURN_ORDER.count("gateway")  # turns per side, as many for the reference
-    turn_sizes = dataclasses.replace(
-        sizes, seconds=sizes.seconds / each, warmup=sizes.warmup / each
-    )
+    turn_sizes = sizes._replace(seconds=sizes.seconds / each, warmup=sizes.warmup / each)
+    turns: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for side in TURN_ORDER:
         url, headers = sides[side]
         turns[side].append(_measured(url, turn_sizes, log, side, headers=headers, **options))
@@ -180,13 +168,11 @@ def _versus_reference(
 def _summed(turns: list[dict[str, Any]]) -> dict[str, Any]:
     """One side's turns as one measurement: their counts and seconds summed, the rate of the sum;
     each turn's own figures under ``turns``."""
-    summed = {name: sum(turn[name] for turn in turns) for name in ("requests", "errors", "ok")}
-    seconds = sum(turn["seconds"] for turn in turns)
-    statuses: Counter[str] = Counter()
-    for turn in turns:
-        statuses.update(turn["statuses"])
-    rate = summed["ok"] / seconds if seconds else 0.0
-    return {**summed, "seconds": seconds, "rate": rate, "statuses": dict(statuses), "turns": turns}
+    names = ("requests", "errors", "ok", "seconds")
+    summed = {name: sum(turn[name] for turn in turns) for name in names}
+    statuses = sum((Counter(turn["statuses"]) for turn in turns), Counter[str]())
+    rate = summed["ok"] / summed["seconds"] if summed["seconds"] else 0.0
+    return {**summed, "rate": rate, "statuses": dict(statuses), "turns": turns}
 
 
 def _submits(stack: Stack, headers: dict[str, str], rate: float = 0, **options: Any) -> LoadResult:
@@ -197,8 +183,16 @@ def _submits(stack: Stack, headers: dict[str, str], rate: float = 0, **options: 
     return run(closed_loop(url, headers=headers, **options))
 
 
-def _submit_jobs(stack: Stack, count: int, log: Log) -> LoadResult:
-    return _submits(stack, stack.auth, total=count, progress=_progress(log, "submitted"))
+def _backlog(stack: BenchStack, jobs: int, latency_ms: float, log: Log, what: str) -> LoadResult:
+    """``jobs`` submitted with the workers stopped, then the workers started."""
+    stack.stop_workers()
+    stack.truncate()
+    stack.set_latency(latency_ms)
+    log(f"{what}: {jobs:,} jobs submitted with the workers stopped")
+    submitted = _submits(stack, stack.auth, total=jobs, progress=_progress(log, "submitted"))
+    log(f"{what}: workers started, upstream latency {latency_ms:g} ms")
+    stack.start_workers()
+    return submitted
 
 
 def warm_up(stack: BenchStack, sizes: Sizes, log: Log) -> None:
@@ -206,13 +200,10 @@ def warm_up(stack: BenchStack, sizes: Sizes, log: Log) -> None:
     a stack just started (connections opening, the table's first pages, code paths run once)
     reads lower, and each measurement's own warm-up is too short to absorb that."""
     log("warming up every route, not measured")
-    targets = [
-        (f"{stack.web_url}{shape.path}", shape.body, stack.auth) for shape in (COMPLETION, CHAT)
-    ]
+    targets = [(f"{stack.web_url}{path}", body, stack.auth) for path, body in (COMPLETION, CHAT)]
     targets.append((f"{stack.reference_url}{reference.JOBS_PATH}", submit_body, JSON))
     for url, body, headers in targets:
         run(closed_loop(url, body=body, headers=headers, duration=2 * sizes.warmup))
-    stack.truncate()
 
 
 def s1_submits(
@@ -220,7 +211,6 @@ def s1_submits(
 ) -> dict[str, Any]:
     """Accepted submits/s against the bare reference handler (which stores the same body),
     workers stopped for both."""
-    stack.truncate()
     return _versus_reference(
         stack, sizes, log, "S1", shape.path, reference.JOBS_PATH, body=shape.body
     )
@@ -230,7 +220,6 @@ def s4_polls(
     stack: BenchStack, sizes: Sizes, log: Log, shape: RequestShape = COMPLETION
 ) -> dict[str, Any]:
     """Polls/s of a completed job against the reference GET of one row by primary key."""
-    stack.truncate()
     stack.set_latency(0)
     job_id = request_json(f"{stack.web_url}{shape.path}", shape.body(0), stack.auth)["id"]
     stack.wait_terminal(1, timeout=60)
@@ -239,17 +228,11 @@ def s4_polls(
     ref_id = request_json(f"{stack.reference_url}{reference.JOBS_PATH}", shape.body(0), JSON)["id"]
     ours, theirs = f"{shape.path}/{job_id}", f"{reference.JOBS_PATH}/{ref_id}"
     get = {"method": "GET", "ok_statuses": (200,)}
-    return _versus_reference(stack, sizes, log, "S4", ours, theirs, their_headers=None, **get)
+    return _versus_reference(stack, sizes, log, "S4", ours, theirs, **get)
 
 
 def _drain(stack: BenchStack, jobs: int, latency_ms: float, log: Log) -> dict[str, Any]:
-    stack.stop_workers()
-    stack.truncate()
-    stack.set_latency(latency_ms)
-    log(f"S2: {jobs:,} jobs submitted with the workers stopped")
-    submitted = _submit_jobs(stack, jobs, log)
-    log(f"S2: workers started, upstream latency {latency_ms:g} ms")
-    stack.start_workers()
+    submitted = _backlog(stack, jobs, latency_ms, log, "S2")
     done = stack.wait_terminal(jobs, timeout=600, progress=_progress(log, "finished"))
     # The steady rate: jobs finished between the 10th and the 90th percentile of completion, the
     # workers booting one after the other and the last wave of calls left out.
@@ -278,7 +261,6 @@ def s2_throughput(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Jobs completed/s draining a backlog, at 1 s and at 0 upstream latency (steady rate)."""
     slow = _drain(stack, sizes.drain_jobs, 1000.0, log)
     fast = _drain(stack, sizes.drain_jobs, 0.0, log)
-    stack.truncate()
     return {
         "one_second": slow,
         "zero": fast,
@@ -288,42 +270,29 @@ def s2_throughput(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
 
 def s3_added_latency(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """completed_at - created_at - upstream latency, at a steady 50 submits/s."""
-    stack.truncate()
     latency, seconds = sizes.steady_latency_ms, sizes.steady_seconds
     stack.set_latency(latency)
     log(f"S3: 50 jobs/s for {seconds:g} s, upstream latency {latency:g} ms")
-    submits = _submits(
-        stack, stack.auth, 50.0, duration=seconds, progress=_progress(log, "submitted")
-    )
+    progress = _progress(log, "submitted")
+    submits = _submits(stack, stack.auth, 50.0, duration=seconds, progress=progress)
     stack.wait_terminal(submits.ok, timeout=120, progress=_progress(log, "finished"))
-    upstream = f"{latency / 1000}"
-    claim, written = "started_at - created_at", "completed_at - started_at"
-    parts = {
-        "added": f"extract(epoch FROM completed_at - created_at) - {upstream}",
-        "submit_to_claim": f"extract(epoch FROM {claim})",
-        "claim_to_done_minus_upstream": f"extract(epoch FROM {written}) - {upstream}",
-    }
-    figures = {
-        name: stack.percentiles_of(sql, "status = 'completed'") for name, sql in parts.items()
-    }
-    stack.truncate()
+    upstream = latency / 1000
+    claim_to_done = stack.percentiles_of("completed_at - started_at", less=upstream)
     return {
         "rate": 50.0,
         "upstream_latency_ms": latency,
         "submits": submits.to_json(),
-        "added_ms": figures.pop("added"),
-        "parts_ms": figures,
+        "added_ms": stack.percentiles_of("completed_at - created_at", less=upstream),
+        "parts_ms": {
+            "submit_to_claim": stack.percentiles_of("started_at - created_at"),
+            "claim_to_done_minus_upstream": claim_to_done,
+        },
     }
 
 
 def s5_memory(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Peak RSS of all worker processes while 1,000 jobs are in flight at 5 s latency."""
-    stack.stop_workers()
-    stack.truncate()
-    stack.set_latency(5000)
-    log(f"S5: {sizes.inflight_jobs:,} jobs submitted, then the workers started; 5 s latency")
-    _submit_jobs(stack, sizes.inflight_jobs, log)
-    stack.start_workers()
+    _backlog(stack, sizes.inflight_jobs, 5000, log, "S5")
     time.sleep(0.5)
     baseline = tree_rss_bytes(stack.worker_pids())
     peak = 0
@@ -333,88 +302,74 @@ def s5_memory(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         peak = max(peak, tree_rss_bytes(stack.worker_pids()))
 
     stack.wait_terminal(sizes.inflight_jobs, timeout=180, progress=sample, every=0.2)
-    upstream = stack.upstream_stats()
-    stack.truncate()
     return {
         "jobs": sizes.inflight_jobs,
         "workers": len(stack.worker_pids()),
         "peak_rss_bytes": peak,
         "peak_rss_mib": round(peak / 2**20, 1),
         "rss_half_a_second_after_start_mib": round(baseline / 2**20, 1),
-        "peak_in_flight_upstream": upstream.get("peak_in_flight"),
+        "peak_in_flight_upstream": stack.upstream_stats().get("peak_in_flight"),
     }
-
-
-# ``manage.py`` as an operator runs the purge, in its own process; it prints a JSON summary.
-PURGE_COMMAND = ("purge_jobs", "--json", "--time-budget", "600")
 
 
 def s6_purge(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """Purge of expired rows while submits continue: rows/s and the longest statement."""
-    stack.truncate()
     stack.set_latency(0)
     log(f"S6: seeding {sizes.purge_rows:,} expired jobs")
     seed_seconds = seed.seed(stack.config.database_url, seed.EXPIRED, sizes.purge_rows, log)
     log("S6: purging while submits continue (8 connections)")
     submits: list[LoadResult] = []
     with ThreadPoolExecutor(1, thread_name_prefix="purge") as pool:
-        purge = pool.submit(stack.manage, *PURGE_COMMAND)
+        # ``manage.py`` as an operator runs the purge, in its own process; it prints a JSON summary.
+        purge = pool.submit(stack.manage, "purge_jobs", "--json", "--time-budget", "600")
         while not purge.done():
             load = _submits(stack, stack.auth, connections=8, duration=1.0, ok_statuses=(202,))
             submits.append(load)
             log(f"  purging... {sum(r.ok for r in submits):,} submits accepted meanwhile")
     summary = json.loads(purge.result().strip().splitlines()[-1])  # raises what the purge did
-    left = stack.count_where("expires_at <= now()")
-    stack.truncate()
+    latencies = [r.latency_ms.get("max", 0.0) for r in submits]
     return {
         "rows_seeded": sizes.purge_rows,
         "seed_seconds": round(seed_seconds, 1),
         "purge": summary,
-        "expired_left": left,
+        "expired_left": stack.count_where("expires_at <= now()"),
         "submits_during": {
             "accepted": sum(r.ok for r in submits),
             "not_accepted": sum(r.requests - r.ok for r in submits),
-            "max_latency_ms": round(
-                max((r.latency_ms.get("max", 0.0) for r in submits), default=0.0), 1
-            ),
+            "max_latency_ms": round(max(latencies, default=0.0), 1),
         },
     }
 
 
 def s7_peer(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
     """LiteLLM proxy on the same upstream: background submits/s, completions/s, completed/s."""
-    peer_url = peer_litellm.start(
-        stack.procs, REPO / ".bench", stack.config.upstream_url, PEER_MODEL, log
-    )
+    peer_url = peer_litellm.start(stack.procs, stack.config.upstream_url, log)
 
     def peer(path: str, body: bytes, label: str) -> dict[str, Any]:
         options = {"headers": peer_litellm.HEADERS, "ok_statuses": (200, 202)}
         return _measured(f"{peer_url}{path}", sizes, log, label, body=body, **options)
 
-    stack.truncate()
     stack.set_latency(1000)
     log("S7: peer background submits, upstream latency 1 s")
-    body = peer_litellm.background_body(PEER_MODEL)
+    body = peer_litellm.background_body(peer_litellm.MODEL)
     background = peer(peer_litellm.RESPONSES_PATH, body, "peer background submits")
     log("S7: gateway submits, workers running, upstream latency 1 s")
     url = f"{stack.web_url}{SUBMIT_PATH}"
     ours = _measured(url, sizes, log, "gateway submits", body=submit_body, headers=stack.auth)
     stack.wait_terminal(ours["ok"], timeout=300, progress=_progress(log, "gateway finished"))
     stack.truncate()
-    log(f"S7: peer completed jobs ({sizes.peer_jobs:,}, submit then poll)")
-    peer_done = run(
-        peer_litellm.measure_completed(peer_url, model=PEER_MODEL, jobs=sizes.peer_jobs)
-    )
-    log(f"S7: gateway completed jobs ({sizes.peer_jobs:,}, submit then poll)")
-    poll_url = lambda job_id: f"{url}/{job_id}"  # noqa: E731
+    jobs = sizes.peer_jobs
+    log(f"S7: peer completed jobs ({jobs:,}, submit then poll)")
+    peer_done = run(peer_litellm.measure_completed(peer_url, model=peer_litellm.MODEL, jobs=jobs))
+    log(f"S7: gateway completed jobs ({jobs:,}, submit then poll)")
     follow = submit_and_follow(
-        url, submit_body(0), poll_url=poll_url, headers=stack.auth, jobs=sizes.peer_jobs
+        url, submit_body(0), poll_url=lambda job: f"{url}/{job}", headers=stack.auth, jobs=jobs
     )
     ours_done = run(follow)
     stack.truncate()
     stack.set_latency(0)
     log("S7: peer plain /v1/completions, upstream latency 0")
-    body = peer_litellm.completion_body(PEER_MODEL)
+    body = peer_litellm.completion_body(peer_litellm.MODEL)
     plain = peer(peer_litellm.COMPLETIONS_PATH, body, "peer completions")
     stack.procs.stop("peer")
     return {
@@ -461,22 +416,18 @@ def s8_fair_share(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         stack.start_workers(ready_with=BENCH_MODEL)
         stack.set_latency(LATENCY_MS)
         log(f"S8: seeding {BACKLOG:,} pending jobs of one key")
-        seed_seconds = seed.seed(
-            stack.config.database_url, seed.BACKLOG, BACKLOG, log, key=backlog_key
-        )
+        url = stack.config.database_url
+        seed_seconds = seed.seed(url, seed.BACKLOG, BACKLOG, log, key=backlog_key)
         time.sleep(FILL_SECONDS)  # the workers fill every slot with the backlog first
         log(f"S8: a second key submits {RATE:g} jobs/s for {sizes.steady_seconds:g} s, latency 1 s")
         headers = {"Authorization": f"Bearer {steady}", **JSON}
         submits = _submits(stack, headers, RATE, duration=sizes.steady_seconds)
         stack.wait_terminal(submits.ok, timeout=300, where=mine)
-        backlog_pending = stack.count_where(
-            f"virtual_key_id = {backlog_key} AND status = 'pending'"
-        )
+        backlog_left = stack.count_where(f"virtual_key_id = {backlog_key} AND status = 'pending'")
     finally:
         stack.stop_workers()
         stack.config = base
-    done = f"{mine} AND status = 'completed'"
-    result = {
+    return {
         "backlog": BACKLOG,
         "seed_seconds": round(seed_seconds, 2),
         "rate": RATE,
@@ -485,16 +436,10 @@ def s8_fair_share(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any]:
         "in_flight_per_worker": IN_FLIGHT,
         "submits": submits.to_json(),
         "steady_statuses": stack.count_by(JOBS_TABLE, "status", where=mine),
-        "backlog_pending_after": backlog_pending,
-        "end_to_end_ms": stack.percentiles_of(
-            "extract(epoch FROM completed_at - created_at)", done
-        ),
-        "submit_to_claim_ms": stack.percentiles_of(
-            "extract(epoch FROM started_at - created_at)", done
-        ),
+        "backlog_pending_after": backlog_left,
+        "end_to_end_ms": stack.percentiles_of("completed_at - created_at", mine),
+        "submit_to_claim_ms": stack.percentiles_of("started_at - created_at", mine),
     }
-    stack.truncate()
-    return result
 
 
 SCENARIOS: dict[str, Callable[[BenchStack, Sizes, Log], dict[str, Any]]] = {

@@ -33,32 +33,23 @@ EXPIRED = (
 SELECT
     gen_random_uuid(), 'text_completion', NULL, s.status, 'openai', 'bench-purge',
     '["anthropic/claude-bench"]'::jsonb,
-    jsonb_build_object('prompt', 'Say hello to job ' || s.i, 'max_tokens', 16,
-                       'temperature', 0.7),
+    jsonb_build_object('prompt', 'Say hello to job ' || s.i, 'max_tokens', 16, 'temperature', 0.7),
     3600, 1, 'bench-worker-' || (s.i %% 8), NULL, '[]'::jsonb, false,
     s.done - interval '1500 ms', s.done - interval '1500 ms', s.done - interval '1200 ms',
-    s.done, s.done + interval '3600 s',
-    CASE WHEN s.status = 'failed' THEN 502 ELSE 200 END,
+    s.done, s.done + interval '3600 s', CASE WHEN s.status = 'failed' THEN 502 ELSE 200 END,
     CASE WHEN s.status = 'completed' THEN jsonb_build_object(
-        'id', 'cmpl-bench-' || s.i, 'object', 'text_completion',
-        'created', extract(epoch FROM s.done)::bigint, 'model', 'gpt-bench',
-        'choices', jsonb_build_array(jsonb_build_object(
-            'text', 'Hello, job ' || s.i || '! Nice to meet you.', 'index', 0,
-            'logprobs', NULL, 'finish_reason', 'stop')),
-        'usage', jsonb_build_object('prompt_tokens', 6, 'completion_tokens', 12,
-                                    'total_tokens', 18)) END,
-    CASE WHEN s.status = 'failed' THEN jsonb_build_object(
-        'event_id', gen_random_uuid()::text, 'type', 'api_error', 'is_bifrost_error', false,
-        'status_code', 502,
-        'error', jsonb_build_object('type', 'api_error', 'code', 'bad_gateway',
-                                    'message', 'Upstream returned 502', 'param', NULL,
-                                    'event_id', NULL),
-        'extra_fields', jsonb_build_object('provider', 'openai', 'model_requested',
-                                           'openai/gpt-bench',
-                                           'request_type', 'text_completion')) END
+        'id', 'cmpl-bench-' || s.i, 'created', extract(epoch FROM s.done)::bigint,
+        'choices', jsonb_build_array(jsonb_build_object('text',
+            'Hello, job ' || s.i || '! Nice to meet you.', 'index', 0, 'logprobs', NULL,
+            'finish_reason', 'stop'))) || '{"object": "text_completion", "model": "gpt-bench",
+        "usage": {"prompt_tokens": 6, "completion_tokens": 12, "total_tokens": 18}}' END,
+    CASE WHEN s.status = 'failed' THEN jsonb_build_object('event_id', gen_random_uuid()::text)
+        || '{"type": "api_error", "is_bifrost_error": false, "status_code": 502, "error": {
+            "type": "api_error", "code": "bad_gateway", "message": "Upstream returned 502",
+            "param": null, "event_id": null}, "extra_fields": {"provider": "openai",
+            "model_requested": "openai/gpt-bench", "request_type": "text_completion"}}' END
 FROM (
-    SELECT i,
-           CASE WHEN i %% 20 = 0 THEN 'failed' ELSE 'completed' END AS status,
+    SELECT i, CASE WHEN i %% 20 = 0 THEN 'failed' ELSE 'completed' END AS status,
            now() - interval '2 hours' - i * interval '10 ms' AS done
     FROM generate_series(%(first)s::int, %(last)s::int) AS i
 ) AS s
