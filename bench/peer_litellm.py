@@ -41,13 +41,11 @@ COMPLETIONS_PATH = "/v1/completions"
 REDIS_URL = os.environ.get("BENCH_PEER_REDIS_URL", "redis://127.0.0.1:6379/5")  # not the gateway's
 RESULT_TTL_SECONDS = 3600  # how long the proxy keeps a background result in Redis
 
-# Two uvicorn worker processes: the machine has 2 cores, the gateway's web tier runs 2 workers
-# too, and a background job runs as an asyncio task inside the worker that accepted it, so the
-# workers are also LiteLLM's whole "job runner".
+# Two uvicorn workers, as the gateway's web tier on this 2-core machine; a background job runs as
+# an asyncio task inside the worker that accepted it, so they are also LiteLLM's "job runner".
 WORKERS = 2
-# uvicorn's supervisor kills a worker that has not answered its ping for this long (its default
-# is 5 s). On a loaded machine a busy LiteLLM worker can miss that, and every background job it
-# was running stays "in_progress" in Redis forever; 60 s lets the bench measure throughput.
+# uvicorn kills a worker that has not answered its ping for this long (5 s by default): a busy
+# LiteLLM worker misses that on a loaded machine, and its background jobs stay "in_progress".
 WORKER_HEALTHCHECK_SECONDS = 60
 # Each worker's Redis pool. LiteLLM's default (a blocking pool of 50 that gives up after 5 s)
 # runs dry under load, and LiteLLM swallows the failed Redis call: a submit then answers 200 with

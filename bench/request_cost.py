@@ -4,18 +4,17 @@
     python -m bench.request_cost --instructions  # instructions per request, under callgrind
     python -m bench.request_cost --schemas       # validating each request type's example body
 
-Both call the gateway's WSGI application directly, as a web server thread would, on the bench
-database (Postgres on 127.0.0.1, as ``make bench`` uses), with a valid key: a submit of a small
-valid body and a poll of a completed job, for completions and for chat completions, a
-completions submit with a key that has every limit set (README, "Limits"), high enough never to
-refuse, and a submit with a key that has a budget (which reads its spend first). The broker is
-left out: submits hand their job id to a stub instead of the background publisher, whose cost is
-shared by every submit it batches.
+Requests go straight to the gateway's WSGI application, as a web server thread sends them, on
+the bench database (as ``make bench`` uses): a submit of a small valid body and a poll of a
+completed job, for completions and for chat completions, and a completions submit with a key
+that has every limit set (README, "Limits") and with one that has a budget (its spend is read
+first), neither ever reached. Submits hand their job id to a stub, not the background publisher,
+whose cost every submit it batches shares.
 
-CPU time moves with whatever else the machine runs. Instruction counts do not: the same code
-gives the same count (to within a fraction of a percent), so ``--instructions`` is the figure to
-compare two versions of a change by. It runs this module twice under valgrind's callgrind, once
-with no measured requests and once with ``--requests``, and divides the difference.
+Instruction counts, unlike CPU time, do not move with what else the machine runs (the same code
+gives the same count to within a fraction of a percent): ``--instructions`` is the figure to
+compare two versions of a change by. It runs this module under valgrind's callgrind with no
+measured requests and with ``--requests``, and divides the difference.
 """
 
 from __future__ import annotations

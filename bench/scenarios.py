@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from bench import peer_litellm, reference, seed
+from bench.reference import JOBS_PATH
 from harness.load import LoadResult, closed_loop, open_loop, percentiles, run, submit_and_follow
 from harness.procs import free_port, request_json, tree_rss_bytes
 from harness.runs import Log
@@ -60,15 +61,9 @@ class BenchStack(Stack):
 
     def start_reference(self) -> None:
         """As many processes as the gateway's web server."""
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.reference",
-            "--port",
-            self.reference_url.rsplit(":", 1)[1],
-        ]
-        argv += ["--workers", str(self.config.web_processes)]
-        argv += ["--database-url", self.config.database_url, "--redis-url", REDIS_URL]
+        config, port = self.config, self.reference_url.rsplit(":", 1)[1]
+        argv = [sys.executable, "-m", "bench.reference", "--port", port, "--redis-url", REDIS_URL]
+        argv += ["--workers", str(config.web_processes), "--database-url", config.database_url]
         self.procs.start("reference", argv, cwd=REPO)
         self.procs.wait_http("reference", f"{self.reference_url}/health")
 
@@ -201,7 +196,7 @@ def warm_up(stack: BenchStack, sizes: Sizes, log: Log) -> None:
     reads lower, and each measurement's own warm-up is too short to absorb that."""
     log("warming up every route, not measured")
     targets = [(f"{stack.web_url}{path}", body, stack.auth) for path, body in (COMPLETION, CHAT)]
-    targets.append((f"{stack.reference_url}{reference.JOBS_PATH}", submit_body, JSON))
+    targets.append((f"{stack.reference_url}{JOBS_PATH}", submit_body, JSON))
     for url, body, headers in targets:
         run(closed_loop(url, body=body, headers=headers, duration=2 * sizes.warmup))
 
@@ -211,9 +206,7 @@ def s1_submits(
 ) -> dict[str, Any]:
     """Accepted submits/s against the bare reference handler (which stores the same body),
     workers stopped for both."""
-    return _versus_reference(
-        stack, sizes, log, "S1", shape.path, reference.JOBS_PATH, body=shape.body
-    )
+    return _versus_reference(stack, sizes, log, "S1", shape.path, JOBS_PATH, body=shape.body)
 
 
 def s4_polls(
@@ -225,8 +218,8 @@ def s4_polls(
     stack.wait_terminal(1, timeout=60)
     if stack.count_where("status = 'completed'") != 1:
         raise RuntimeError("S4: the job to poll did not complete")
-    ref_id = request_json(f"{stack.reference_url}{reference.JOBS_PATH}", shape.body(0), JSON)["id"]
-    ours, theirs = f"{shape.path}/{job_id}", f"{reference.JOBS_PATH}/{ref_id}"
+    ref_id = request_json(f"{stack.reference_url}{JOBS_PATH}", shape.body(0), JSON)["id"]
+    ours, theirs = f"{shape.path}/{job_id}", f"{JOBS_PATH}/{ref_id}"
     get = {"method": "GET", "ok_statuses": (200,)}
     return _versus_reference(stack, sizes, log, "S4", ours, theirs, **get)
 
