@@ -373,3 +373,35 @@ def test_measure_completed_all_failed_has_no_completed_rate() -> None:
     assert result["completed"] == 0
     assert result["completed_per_s"] == 0.0
     assert result["seconds"] > 0
+
+
+def test_start_writes_the_config_beside_the_venv_and_starts_the_proxy_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv = tmp_path / ".bench" / "litellm-venv"
+    monkeypatch.setattr(pl, "VENV_DIR", venv)
+
+    def installed(venv_dir: Path, log: Any) -> Path:  # as ensure_venv leaves it
+        (venv_dir / "bin").mkdir(parents=True)
+        return venv_dir / "bin" / "python"
+
+    monkeypatch.setattr(pl, "ensure_venv", installed)
+    started: list[tuple[str, list[str], Path]] = []
+    waited: list[str] = []
+
+    class FakeProcs:
+        def start(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path) -> None:
+            started.append((name, argv, cwd))
+
+        def wait_http(self, name: str, url: str, timeout: float) -> None:
+            waited.append(url)
+
+    url = pl.start(FakeProcs(), "http://127.0.0.1:9100", lambda line: None)  # type: ignore[arg-type]
+
+    config_file = tmp_path / ".bench" / "litellm-config.yaml"
+    assert json.loads(config_file.read_text()) == pl.config("http://127.0.0.1:9100", pl.MODEL)
+    [(name, argv, cwd)] = started
+    assert (name, cwd) == ("peer", tmp_path / ".bench")
+    assert argv[argv.index("--config") + 1] == str(config_file)
+    assert url == f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    assert waited == [f"{url}{pl.HEALTH_PATH}"]
