@@ -28,7 +28,6 @@ BENCH_MODEL = "openai/gpt-bench"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/gateway_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 JSON = {"Content-Type": "application/json"}
-FINISHED = "status IN ('completed', 'failed')"
 
 
 def bench_config(upstream_url: str) -> StackConfig:
@@ -67,14 +66,13 @@ class BenchStack(Stack):
         self.procs.start("reference", argv, cwd=REPO)
         self.procs.wait_http("reference", f"{self.reference_url}/health")
 
-    def percentiles_of(
-        self, interval: str, where: str = "true", less: float = 0
-    ) -> dict[str, float]:
+    def percentiles_of(self, interval: str, where: str, less: float = 0) -> dict[str, float]:
         """``percentiles`` in ms of a completed job's ``interval`` less ``less`` seconds, over
         the completed jobs ``where``."""
         ms = f"(extract(epoch FROM {interval}) - {less}) * 1000"
-        rows = self.query(f"SELECT {ms} FROM {JOBS_TABLE} WHERE {where} AND status = 'completed'")  # noqa: S608
-        return {k: round(v, 2) for k, v in percentiles([float(ms) for (ms,) in rows]).items()}
+        sql = f"SELECT {ms} FROM {JOBS_TABLE} WHERE {where} AND status = 'completed'"  # noqa: S608
+        figures = percentiles([float(x) for (x,) in self.query(sql)])
+        return {name: round(value, 2) for name, value in figures.items()}
 
 
 class Sizes(NamedTuple):
@@ -234,7 +232,7 @@ def _drain(stack: BenchStack, jobs: int, latency_ms: float, log: Log) -> dict[st
         f"SELECT extract(epoch FROM max(completed_at) - min(started_at)), count(*), "  # noqa: S608
         f"percentile_cont(0.1) WITHIN GROUP (ORDER BY {completed_at}), "
         f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {completed_at}) "
-        f"FROM {JOBS_TABLE} WHERE {FINISHED}"
+        f"FROM {JOBS_TABLE} WHERE status IN ('completed', 'failed')"
     )
     seconds, finished, first, last = (float(value or 0) for value in rows[0])
     return {
@@ -270,14 +268,14 @@ def s3_added_latency(stack: BenchStack, sizes: Sizes, log: Log) -> dict[str, Any
     submits = _submits(stack, stack.auth, 50.0, duration=seconds, progress=progress)
     stack.wait_terminal(submits.ok, timeout=120, progress=_progress(log, "finished"))
     upstream = latency / 1000
-    claim_to_done = stack.percentiles_of("completed_at - started_at", less=upstream)
+    claim_to_done = stack.percentiles_of("completed_at - started_at", "true", upstream)
     return {
         "rate": 50.0,
         "upstream_latency_ms": latency,
         "submits": submits.to_json(),
-        "added_ms": stack.percentiles_of("completed_at - created_at", less=upstream),
+        "added_ms": stack.percentiles_of("completed_at - created_at", "true", upstream),
         "parts_ms": {
-            "submit_to_claim": stack.percentiles_of("started_at - created_at"),
+            "submit_to_claim": stack.percentiles_of("started_at - created_at", "true"),
             "claim_to_done_minus_upstream": claim_to_done,
         },
     }

@@ -396,7 +396,8 @@ def test_start_writes_the_config_beside_the_venv_and_starts_the_proxy_there(
         def wait_http(self, name: str, url: str, timeout: float) -> None:
             waited.append(url)
 
-    url = pl.start(FakeProcs(), "http://127.0.0.1:9100", lambda line: None)  # type: ignore[arg-type]
+    procs: Any = FakeProcs()
+    url = pl.start(procs, "http://127.0.0.1:9100", lambda line: None)
 
     config_file = tmp_path / ".bench" / "litellm-config.yaml"
     assert json.loads(config_file.read_text()) == pl.config("http://127.0.0.1:9100", pl.MODEL)
