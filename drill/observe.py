@@ -186,8 +186,11 @@ FINISHED += " AND status IN ('completed', 'failed')"
 # Production defaults in brackets. A dead worker's jobs are re-queued once their lease lapses
 # (10 s [60 s]) at beat's next look (every 15 s), and a hanging upstream fails a call after 8 s
 # [120 s]; the drill's normal upstream answers within 3 s.
-DRILL_SETTINGS = {"GATEWAY_JOB_LEASE_SECONDS": "10", "GATEWAY_UPSTREAM_TIMEOUT": "8"}
-DRILL_SETTINGS["GATEWAY_UPSTREAM_CONNECT_TIMEOUT"] = "2"
+DRILL_SETTINGS = {
+    "GATEWAY_JOB_LEASE_SECONDS": "10",
+    "GATEWAY_UPSTREAM_TIMEOUT": "8",
+    "GATEWAY_UPSTREAM_CONNECT_TIMEOUT": "2",
+}
 
 
 def drill_config(database_url: str, redis_url: str, var_dir: Path) -> StackConfig:
@@ -248,8 +251,11 @@ class Client:
     """One scenario's submits and polls, and the ledger of what they were answered."""
 
     def __init__(self, drill: Drill, session: aiohttp.ClientSession) -> None:
-        self.drill, self.ledger, self._session = drill, Ledger(), session
-        self.url, self.headers = f"{drill.stack.web_url}{SUBMIT_PATH}", drill.stack.auth
+        self.drill = drill
+        self.ledger = Ledger()
+        self.url = f"{drill.stack.web_url}{SUBMIT_PATH}"
+        self.headers = drill.stack.auth
+        self._session = session
         self._polls = asyncio.Semaphore(POLL_CONNECTIONS)
 
     async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

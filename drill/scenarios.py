@@ -71,7 +71,8 @@ def log_from_now(path: Path) -> Callable[[], str]:
 
 def s1_worker_killed(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     """kill -9 a worker with 200 jobs in flight (3 s upstream); a new one starts at once."""
-    stack, jobs, held = drill.stack, 200, dict[str, Any]()
+    stack, jobs = drill.stack, 200
+    held: dict[str, Any] = {}
     # One worker left, so it holds every job when it dies (``Drill.restore`` starts the other).
     stack.procs.stop("worker-1")
 
@@ -289,7 +290,9 @@ def worker_said(text: str) -> dict[str, int]:
 def s7_worker_without_broker(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     """Both workers stopped, then Redis; 200 jobs submitted; one worker started with Redis still
     down runs them from the table, then 10 more once Redis is back."""
-    stack, jobs, figures, engines = drill.stack, BROKERLESS_JOBS, dict[str, Any](), list[str]()
+    stack, jobs = drill.stack, BROKERLESS_JOBS
+    figures: dict[str, Any] = {}
+    engines: list[str] = []
 
     async def load(client: Client) -> None:
         figures["worker_exit_codes"] = await asyncio.to_thread(stack.stop_workers)
@@ -356,7 +359,8 @@ DELIVERIES_TABLE = "webhooks_webhookdelivery"
 def s8_webhooks_through_worker_kill(drill: Drill, sizes: Sizes) -> dict[str, Any]:
     """100 jobs naming a webhook endpoint; the receiver holds its answers; kill -9 the one worker
     with notices in flight and more due; a new worker sends them all, at least once each."""
-    stack, jobs, figures = drill.stack, HOOKED_JOBS, dict[str, Any]()
+    stack, jobs = drill.stack, HOOKED_JOBS
+    figures: dict[str, Any] = {}
     stack.procs.stop("worker-1")  # one worker left, so it holds every notice when it dies
     stack.query(f"TRUNCATE {DELIVERIES_TABLE}")
     port, name = free_port(), drill.marker("s8-hooks")

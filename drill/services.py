@@ -56,7 +56,8 @@ class PrivatePostgres:
     name = "postgres"
 
     def __init__(self, procs: Procs, parent: Path) -> None:
-        self.procs, self.port = procs, free_port()
+        self.procs = procs
+        self.port = free_port()
         parent.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="pg-", dir=parent))
         self.data = self.root / "data"
@@ -107,7 +108,8 @@ class PrivateRedis:
     name = "redis"
 
     def __init__(self, procs: Procs) -> None:
-        self.procs, self.port = procs, free_port()
+        self.procs = procs
+        self.port = free_port()
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -174,8 +176,11 @@ class WebhookReceiver:
     """
 
     def __init__(self, secret: str, port: int) -> None:
-        self.port, self.url = port, f"http://127.0.0.1:{port}{PATH}"
-        self.arrivals, self.held, self._webhook = Arrivals(), list[str](), Webhook(secret)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}{PATH}"
+        self.arrivals = Arrivals()
+        self.held: list[str] = []  # the webhook-ids of the POSTs waiting for their answer
+        self._webhook = Webhook(secret)
         self._released = asyncio.Event()
         app = web.Application()
         app.router.add_post(PATH, self._handle)
