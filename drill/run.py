@@ -15,34 +15,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drill.ledger import Ledger
-from drill.observe import DRILL_PRICE, DRILL_SETTINGS, MODEL, Drill, drill_config
-from drill.private_services import PrivatePostgres, PrivateRedis
+from drill.observe import DRILL_PRICE, DRILL_SETTINGS, MODEL, Drill, Ledger, drill_config, words
 from drill.scenarios import LONG, SCENARIOS, SHORT, Sizes
+from drill.services import PrivatePostgres, PrivateRedis
 from harness import runs
-from harness.procs import Procs, free_port
+from harness.procs import Procs
 from harness.stack import REPO, UNREACHED_LIMITS, Stack, ensure_database
 
 DRILL_DIR = REPO / ".drill"
 REPORT = REPO / "RELIABILITY.md"
 RAW = Path(__file__).resolve().parent / "results.json"
+TITLES = {name: title for name, (title, _) in SCENARIOS.items()}
 
 
-COLUMNS = (
-    "#",
-    "scenario",
-    "submitted",
-    "accepted (202)",
-    "completed",
-    "failed (by code)",
-    "lost",
-    "duplicated",
-    "charged twice",
-    "unanswered",
-    "refused (by status)",
-    "own condition",
-    "result",
-)
+COLUMNS = ["#", "scenario", "submitted", "accepted (202)", "completed", "failed (by code)"]
+COLUMNS += ["lost", "duplicated", "charged twice", "unanswered", "refused (by status)"]
+COLUMNS += ["own condition", "result"]
 # What the table and the verdict already show, or the run's bookkeeping.
 NOT_DETAILED = {*Ledger().summary(), "extra_condition", "extra_ok", "passed", "checks"}
 NOT_DETAILED |= {"postgres_errors", "scenario_seconds", "lost_ids", "changed_after_seen"}
@@ -70,30 +58,20 @@ def row(number: str, title: str, data: dict[str, Any] | None) -> list[str]:
         return [number, title, *["-"] * 10, "not run"]
     if "error" in data:
         return [number, title, *["-"] * 9, f"error: {data['error']}", "FAILED"]
-    twice, uncharged = str(data["charged_twice"]), data["completed_uncharged"]
+    uncharged, miscounted = data["completed_uncharged"], data.get("pending_miscounted", 0)
     notes = [f"{uncharged:,} completed uncharged"] if uncharged else []
-    if miscounted := data.get("pending_miscounted", 0):
-        notes.append(f"pending counters off by {miscounted:,}")
-    return [
-        number,
-        title,
-        f"{data['submitted']:,}",
-        f"{data['accepted']:,}",
-        f"{data['completed']:,}",
-        runs.counts(data["failed"]),
-        str(data["lost"]),
-        str(data["duplicated"]),
-        f"{twice} ({', '.join(notes)})" if notes else twice,
-        f"{data['unanswered']:,}",
-        runs.counts(data["refused"]),
-        f"{data['extra_condition']}: {'yes' if data['extra_ok'] else 'NO'}",
-        "passed" if data["passed"] else "FAILED",
-    ]
+    notes += [f"pending counters off by {miscounted:,}"] if miscounted else []
+    charged = figure(data["charged_twice"]) + (f" ({', '.join(notes)})" if notes else "")
+    cells = [figure(data[name]) for name in ("submitted", "accepted", "completed")]
+    cells += [runs.counts(data["failed"]), figure(data["lost"]), figure(data["duplicated"])]
+    cells += [charged, figure(data["unanswered"]), runs.counts(data["refused"])]
+    own = f"{data['extra_condition']}: {'yes' if data['extra_ok'] else 'NO'}"
+    return [number, title, *cells, own, "passed" if data["passed"] else "FAILED"]
 
 
-def table(results: dict[str, Any], titles: dict[str, str]) -> str:
+def table(results: dict[str, Any]) -> str:
     scenarios = results["scenarios"]
-    return runs.table(COLUMNS, [row(n, title, scenarios.get(n)) for n, title in titles.items()])
+    return runs.table(COLUMNS, [row(n, title, scenarios.get(n)) for n, title in TITLES.items()])
 
 
 def figure(value: Any) -> str:
@@ -107,33 +85,28 @@ def figure(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def details(number: str, data: dict[str, Any]) -> str:
-    """A scenario's own figures (what the table has no column for) and its failed checks."""
-    own = [(k, v) for k, v in data.items() if k not in NOT_DETAILED]
-    text = "; ".join(f"{name.replace('_', ' ')}: {figure(value)}" for name, value in own)
-    failed = [name.replace("_", " ") for name, ok in data.get("checks", {}).items() if not ok]
-    return f"- {number}: {text or 'no further figures'}." + (
-        f" Failed checks: {', '.join(failed)}." if failed else ""
-    )
-
-
-def render(results: dict[str, Any], titles: dict[str, str]) -> str:
-    scenarios = results["scenarios"]
+def render(results: dict[str, Any]) -> str:
+    """The run's facts, the table, its legend, then each scenario's own figures (what the table
+    has no column for) and failed checks, and the ERROR lines in Postgres' log."""
     shortened = ", ".join(f"`{k}={v}`" for k, v in DRILL_SETTINGS.items())
     facts = runs.facts(results, results["command"]) + f" ({results['seconds']:.0f} s)\n"
     facts += f"- Shortened for the drill: {shortened}; beat re-queues lapsed jobs every 15 s."
-    errors = "; ".join(
-        f"{n}: {runs.counts(data['postgres_errors']) if data.get('postgres_errors') else 'none'}"
-        for n, data in scenarios.items()
-    )
-    lines = [details(n, data) for n, data in scenarios.items() if "error" not in data]
-    lines.append(f"- ERROR lines in the drill's Postgres log, by scenario: {errors}.")
-    return "\n\n".join([INTRO, facts, table(results, titles), LEGEND, "\n".join(lines)])
+    lines, errors = [], []
+    for n, data in results["scenarios"].items():
+        logged = data.get("postgres_errors")
+        errors.append(f"{n}: {runs.counts(logged) if logged else 'none'}")
+        if "error" not in data:
+            own = [f"{words(k)}: {figure(v)}" for k, v in data.items() if k not in NOT_DETAILED]
+            failed = [words(name) for name, ok in data.get("checks", {}).items() if not ok]
+            failed_checks = f" Failed checks: {', '.join(failed)}." if failed else ""
+            lines.append(f"- {n}: {'; '.join(own) or 'no further figures'}.{failed_checks}")
+    lines.append(f"- ERROR lines in the drill's Postgres log, by scenario: {'; '.join(errors)}.")
+    return "\n\n".join([INTRO, facts, table(results), LEGEND, "\n".join(lines)])
 
 
-def write(results: dict[str, Any], titles: dict[str, str]) -> Path:
+def write(results: dict[str, Any]) -> Path:
     results["finished_at"] = runs.now()
-    return runs.write(REPORT, RAW, "Reliability drill", results, render(results, titles))
+    return runs.write(REPORT, RAW, "Reliability drill", results, render(results))
 
 
 def _run_scenarios(drill: Drill, names: list[str], sizes: Sizes) -> dict[str, Any]:
@@ -165,26 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = DRILL_DIR / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
     log(f"logs of every process: {log_dir}")
-    results: dict[str, Any] = {"machine": runs.machine(), "sizes": sizes.__dict__}
+    results: dict[str, Any] = {"machine": runs.machine(), "sizes": sizes}
     started = time.monotonic()
     with Procs(log_dir) as procs:
-        postgres = PrivatePostgres(procs, DRILL_DIR)
+        postgres, redis = PrivatePostgres(procs, DRILL_DIR), PrivateRedis(procs)
         try:
             log(f"private Postgres cluster in {postgres.root}, port {postgres.port}")
             postgres.create()
-            postgres.start()
-            redis = PrivateRedis(procs)
             log(f"private Redis on port {redis.port}")
             redis.start()
-            database_url = postgres.url("gateway_drill")
-            ensure_database(database_url)
-            upstream_url = f"http://127.0.0.1:{free_port()}"
-            config = drill_config(database_url, redis.url(), postgres.root / "var", upstream_url)
-            stack = Stack(procs, config)
+            ensure_database(database_url := postgres.url("gateway_drill"))
+            stack = Stack(procs, drill_config(database_url, redis.url(), postgres.root / "var"))
             drill = Drill(stack, postgres, redis, log, tag=f"drill{int(time.time())}")
             log("migrating, making a virtual key")
             stack.prepare("drill", *UNREACHED_LIMITS)
-            stack.truncate()
             stack.manage("set_model_price", MODEL, *DRILL_PRICE)
             log("starting the upstream, the web server, two workers and beat")
             stack.start_upstream()
@@ -200,9 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     results["load_average_at_end"] = os.getloadavg()
     given = argv if argv is not None else sys.argv[1:]
     results["command"] = "make drill" + (f" ARGS='{' '.join(given)}'" if given else "")
-    titles = {name: title for name, (title, _) in SCENARIOS.items()}
-    write(results, titles)
-    print(f"\n{table(results, titles)}\n\nwritten: RELIABILITY.md and drill/results.json")
+    write(results)
+    print(f"\n{table(results)}\n\nwritten: RELIABILITY.md and drill/results.json")
     return 0 if all(results["scenarios"][name].get("passed") for name in names) else 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from drill.ledger import Ledger, Observation, is_error_shape
+from drill.observe import Ledger, Observation, Submission, is_error_shape
 
 
 def accepted(job_id: str) -> bytes:
@@ -36,7 +36,7 @@ def ledger_with(*answers: tuple[str, int | None, bytes]) -> Ledger:
     """A ledger with one submit per answer: (marker, HTTP status or None, body)."""
     ledger = Ledger()
     for marker, status, body in answers:
-        ledger.submitted(marker)
+        ledger.submissions[marker] = Submission()
         if status is not None:
             ledger.answered(marker, status, body, at=1.0)
     return ledger
@@ -112,7 +112,7 @@ def test_two_rows_from_one_submit_are_duplicated():
     ledger = ledger_with(("a", 202, accepted("x")), ("b", 202, accepted("y")))
     ledger.finally_seen("x", completed())
     ledger.finally_seen("y", completed())
-    ledger.table_rows([("x", "a", "completed"), ("x2", "a", "completed"), ("y", "b", "completed")])
+    ledger.rows = [("x", "a", "completed"), ("x2", "a", "completed"), ("y", "b", "completed")]
     summary = ledger.summary()
     assert summary["extra_rows"] == 1
     assert summary["duplicated"] == 1
@@ -120,7 +120,7 @@ def test_two_rows_from_one_submit_are_duplicated():
 
 def test_rows_of_refused_and_unanswered_submits_are_told_apart():
     ledger = ledger_with(("a", 503, error()), ("b", None, b""), ("c", 202, accepted("z")))
-    ledger.table_rows([("x", "a", "completed"), ("y", "b", "pending"), ("z", "c", "completed")])
+    ledger.rows = [("x", "a", "completed"), ("y", "b", "pending"), ("z", "c", "completed")]
     summary = ledger.summary()
     assert summary["created_without_202"] == {
         "after_refusal": 1,
@@ -139,7 +139,7 @@ def test_a_poll_body_becomes_an_observation_of_its_outcome():
     }
     observation = Observation.from_poll(body)
     assert observation.terminal
-    assert observation.outcome == ("failed", 504, None, "upstream_timeout")
+    assert observation == Observation("failed", 504, None, "upstream_timeout")
     assert observation.error_message == "no answer in 8 s"
     assert Observation.from_poll({"status": "completed", "result": {"id": "cmpl-9"}}).result_id == (
         "cmpl-9"
@@ -155,17 +155,21 @@ def test_the_error_shape_needs_every_documented_key():
     assert not is_error_shape(b"[]")
 
 
+def test_an_error_message_is_no_part_of_the_outcome():
+    assert failed("upstream_timeout") == Observation("failed", 502, error_code="upstream_timeout")
+    assert failed("upstream_timeout") != failed("invalid_upstream_response")
+
+
 def test_pending_counters_are_compared_with_the_counted_jobs_pending_or_processing():
-    ledger = Ledger()
-    ledger.counters(pending=4, active_counted=4)
+    # (completed, charged, the spend ledger's charges, pending counters, counted active jobs)
+    ledger = Ledger(counts=(0, 0, 0, 4, 4))
     assert ledger.summary()["pending_miscounted"] == 0
-    ledger.counters(pending=3, active_counted=5)
+    ledger.counts = (0, 0, 0, 3, 5)
     assert ledger.summary()["pending_miscounted"] == -2
 
 
 def test_charges_beyond_one_per_charged_job_and_completed_jobs_uncharged_are_counted():
-    ledger = Ledger()
-    ledger.charges(completed=10, charged=10, ledger=10)
+    ledger = Ledger(counts=(10, 10, 10, 0, 0))
     assert (ledger.summary()["charged_twice"], ledger.summary()["completed_uncharged"]) == (0, 0)
-    ledger.charges(completed=10, charged=9, ledger=11)
+    ledger.counts = (10, 9, 11, 0, 0)
     assert (ledger.summary()["charged_twice"], ledger.summary()["completed_uncharged"]) == (2, 1)

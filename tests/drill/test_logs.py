@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drill.scenarios import LogWindow, WorkerSaid, bells_not_rung
+from drill.scenarios import BELLS_NOT_RUNG, ENGINE_STARTED, log_from_now, worker_said
 
 ENGINE = (
     "2026-11-29 07:30:35,389 INFO jobs.engine job engine vm:28003:694f0013 started: "
@@ -21,37 +21,39 @@ BELL = (
 
 
 def test_a_worker_log_names_its_engines_and_counts_refusals_and_ready_lines():
-    said = WorkerSaid.read("\n".join([ENGINE, REFUSED, RETRY, REFUSED, RETRY, READY]))
-    assert said.engines == ("vm:28003:694f0013",)
-    assert (said.broker_refused, said.ready) == (2, 1)
-    assert said.as_dict() == {"engines_started": 1, "broker_refused_lines": 2, "ready_lines": 1}
+    text = "\n".join([ENGINE, REFUSED, RETRY, REFUSED, RETRY, READY])
+    assert ENGINE_STARTED.findall(text) == ["vm:28003:694f0013"]
+    assert worker_said(text) == {"engines_started": 1, "broker_refused_lines": 2, "ready_lines": 1}
 
 
 def test_a_task_or_a_prompt_mentioning_ready_is_not_the_ready_line():
-    said = WorkerSaid.read("INFO jobs received: ready.\nINFO task jobs.run_jobs[x] ready")
-    assert said.ready == 0
+    said = worker_said("INFO jobs received: ready.\nINFO task jobs.run_jobs[x] ready")
+    assert said["ready_lines"] == 0
 
 
 def test_a_web_log_counts_the_bells_it_could_not_ring():
     text = "\n".join([BELL, "INFO granian listening", BELL.replace("1 bells", "3 bells")])
-    assert bells_not_rung(text) == 2
-    assert bells_not_rung(REFUSED) == 0
+    assert len(BELLS_NOT_RUNG.findall(text)) == 2
+    assert not BELLS_NOT_RUNG.findall(REFUSED)
 
 
 def test_a_window_reads_only_what_was_logged_after_it_was_opened(tmp_path):
     log = tmp_path / "worker-0.log"
     log.write_text(f"{ENGINE}\n{READY}\n")  # an earlier worker of the same name
-    window = LogWindow.from_now(log)
-    assert window.text() == ""
+    since_now = log_from_now(log)
+    assert since_now() == ""
     with log.open("a") as more:
         more.write(f"{REFUSED}\n")
-    said = WorkerSaid.read(window.text())
-    assert (said.engines, said.broker_refused, said.ready) == ((), 1, 0)
+    assert worker_said(since_now()) == {
+        "engines_started": 0,
+        "broker_refused_lines": 1,
+        "ready_lines": 0,
+    }
 
 
 def test_a_window_on_a_log_not_written_yet_reads_all_of_it_once_it_is(tmp_path):
     log = tmp_path / "worker-0.log"
-    window = LogWindow.from_now(log)
-    assert window.text() == ""
+    since_now = log_from_now(log)
+    assert since_now() == ""
     log.write_text(f"{ENGINE}\n")
-    assert WorkerSaid.read(window.text()).engines == ("vm:28003:694f0013",)
+    assert ENGINE_STARTED.findall(since_now()) == ["vm:28003:694f0013"]

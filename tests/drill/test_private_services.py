@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from drill import private_services
+from drill import services
 from drill.observe import verdict
-from drill.private_services import PrivatePostgres
+from drill.services import PrivatePostgres
 from harness.procs import Procs
 
 POSTGRES_LOG = """\
@@ -31,10 +31,10 @@ def test_postgres_errors_are_counted_by_message_from_the_servers_log(tmp_path):
 
 
 def test_as_root_the_cluster_runs_as_the_postgres_account(monkeypatch):
-    monkeypatch.setattr(private_services.os, "geteuid", lambda: 0)
-    assert private_services.as_service_account()[:2] == ["setpriv", "--reuid=postgres"]
-    monkeypatch.setattr(private_services.os, "geteuid", lambda: 1000)
-    assert private_services.as_service_account() == []
+    monkeypatch.setattr(services.os, "geteuid", lambda: 0)
+    assert services.as_service_account()[:2] == ["setpriv", "--reuid=postgres"]
+    monkeypatch.setattr(services.os, "geteuid", lambda: 1000)
+    assert services.as_service_account() == []
 
 
 def test_a_scenario_passes_only_with_nothing_lost_or_duplicated_and_its_own_condition():

@@ -8,8 +8,6 @@ import pytest
 
 from drill import run
 
-TITLES = {"1": "kill -9 a worker", "2": "Redis down", "3": "Postgres restart"}
-
 
 def scenario(**overrides: object) -> dict:
     data = {
@@ -51,7 +49,7 @@ RESULTS = {
 
 
 def rows() -> dict[str, list[str]]:
-    lines = run.table(RESULTS, TITLES).splitlines()[2:]
+    lines = run.table(RESULTS).splitlines()[2:]
     return {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines}
 
 
@@ -63,10 +61,10 @@ def test_a_row_shows_the_counts_and_fails_when_a_job_was_lost():
 
 def test_the_charges_column_shows_charges_beyond_one_per_job_and_completed_jobs_uncharged():
     data = {**RESULTS, "scenarios": {"1": scenario(charged_twice=2, completed_uncharged=3)}}
-    row = run.table(data, {"1": "x"}).splitlines()[2].split(" | ")
+    row = run.table(data).splitlines()[2].split(" | ")
     assert row[8] == "2 (3 completed uncharged)"
     data = {**RESULTS, "scenarios": {"1": scenario(pending_miscounted=2)}}
-    row = run.table(data, {"1": "x"}).splitlines()[2].split(" | ")
+    row = run.table(data).splitlines()[2].split(" | ")
     assert row[8] == "0 (pending counters off by 2)"
 
 
@@ -81,14 +79,14 @@ def test_a_scenario_not_run_says_so():
 
 def test_a_passing_scenario_names_its_own_condition():
     data = {**RESULTS, "scenarios": {"1": scenario(failed={"upstream_timeout": 5})}}
-    row = run.table(data, {"1": "x"}).splitlines()[2]
+    row = run.table(data).splitlines()[2]
     assert "upstream_timeout: 5" in row
     assert "only 503s: yes" in row
     assert row.endswith("passed |")
 
 
 def test_the_report_names_date_machine_command_and_postgres_errors():
-    text = run.render(RESULTS, TITLES)
+    text = run.render(RESULTS)
     assert "2026-11-26 16:00 UTC" in text
     assert "2 CPUs (test cpu)" in text
     assert "at start 1.50/1.25/1.00, at the end 2.00/1.50/1.12" in text
@@ -100,7 +98,7 @@ def test_the_report_names_date_machine_command_and_postgres_errors():
 def test_write_puts_the_table_and_the_raw_figures_side_by_side(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "REPORT", tmp_path / "RELIABILITY.md")
     monkeypatch.setattr(run, "RAW", tmp_path / "results.json")
-    path = run.write(dict(RESULTS), TITLES)
+    path = run.write(dict(RESULTS))
     assert path.read_text().startswith("# Reliability drill")
     assert json.loads((tmp_path / "results.json").read_text())["scenarios"]["1"]["lost"] == 3
 
@@ -122,7 +120,7 @@ def test_a_worker_that_died_in_the_redis_outage_is_named_with_its_last_critical_
         passed=False,
         dead_workers_last_critical_line={"worker-1": line},
     )
-    text = run.render({**RESULTS, "scenarios": {"2": s2}}, TITLES)
+    text = run.render({**RESULTS, "scenarios": {"2": s2}})
     assert "completed during outage: 1,496" in text
     assert f"dead workers last critical line: (worker-1: {line})" in text
 
@@ -154,7 +152,7 @@ def worker_without_broker(**overrides: object) -> dict:
 
 
 def test_the_worker_started_without_a_broker_shows_what_it_claimed_and_logged():
-    text = run.render({**RESULTS, "scenarios": {"7": worker_without_broker()}}, TITLES)
+    text = run.render({**RESULTS, "scenarios": {"7": worker_without_broker()}})
     line = next(line for line in text.splitlines() if line.startswith("- 7:"))
     shown = [
         "worker exit codes: (worker-0: 0, worker-1: 0)",
@@ -176,7 +174,7 @@ def test_the_worker_started_without_a_broker_names_its_failed_checks_and_missed_
         checks={"still_pending_after_wait": False, "no_ready_while_broker_down": True},
         passed=False,
     )
-    text = run.render({**RESULTS, "scenarios": {"7": s7}}, TITLES)
+    text = run.render({**RESULTS, "scenarios": {"7": s7}})
     assert "completed after worker start s: none" in text
     assert "ready after redis s: none" in text
     assert "Failed checks: still pending after wait." in text
@@ -210,7 +208,7 @@ def webhooks_through_worker_kill(**overrides: object) -> dict:
 
 
 def test_the_webhook_scenario_shows_notices_held_delivered_and_duplicated():
-    text = run.render({**RESULTS, "scenarios": {"8": webhooks_through_worker_kill()}}, TITLES)
+    text = run.render({**RESULTS, "scenarios": {"8": webhooks_through_worker_kill()}})
     line = next(line for line in text.splitlines() if line.startswith("- 8:"))
     shown = [
         "held at kill: 50; held arrived again: 50",
@@ -228,5 +226,5 @@ def test_the_webhook_scenario_names_its_failed_checks():
     s8 = webhooks_through_worker_kill(
         checks={"every_job_notified": False, "held_notices_sent_again": True}, passed=False
     )
-    text = run.render({**RESULTS, "scenarios": {"8": s8}}, TITLES)
+    text = run.render({**RESULTS, "scenarios": {"8": s8}})
     assert "Failed checks: every job notified." in text

@@ -10,17 +10,14 @@ from datetime import UTC, datetime
 import aiohttp
 from standardwebhooks import Webhook
 
-from drill.webhooks import Arrivals, WebhookReceiver
+from drill.services import Arrivals, WebhookReceiver
 from harness.procs import free_port
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def arrivals(*posts: tuple[str, str | None, float]) -> Arrivals:
-    seen = Arrivals()
-    for webhook_id, job_id, at in posts:
-        seen.add(webhook_id, job_id, at)
-    return seen
+    return Arrivals(posts)
 
 
 def test_each_job_notified_once_is_delivered_with_no_duplicates():
@@ -85,7 +82,7 @@ async def post(receiver: WebhookReceiver, body: bytes, headers: dict[str, str]) 
 
 
 async def until_held(receiver: WebhookReceiver) -> None:
-    while not receiver.held():
+    while not receiver.held:
         await asyncio.sleep(0.01)
 
 
@@ -95,15 +92,15 @@ def test_the_receiver_holds_a_verified_notice_until_released_then_answers_200():
             sending = asyncio.create_task(post(receiver, *signed("msg_1", "job-1")))
             await asyncio.wait_for(until_held(receiver), timeout=5)
             await asyncio.sleep(0.2)
-            held = receiver.held()
+            held = list(receiver.held)
             assert not sending.done()
             receiver.release()
             status = await sending
-            return held, status, receiver.held(), receiver.arrivals
+            return held, status, receiver.held, receiver.arrivals
 
     held, status, held_after, seen = asyncio.run(scenario())
     assert (held, status, held_after) == (["msg_1"], 200, [])
-    assert [(a.webhook_id, a.job_id) for a in seen.arrivals] == [("msg_1", "job-1")]
+    assert [(webhook_id, job_id) for webhook_id, job_id, _ in seen] == [("msg_1", "job-1")]
 
 
 def test_the_receiver_answers_400_to_a_notice_signed_with_another_secret():
@@ -116,5 +113,5 @@ def test_the_receiver_answers_400_to_a_notice_signed_with_another_secret():
 
     status, seen = asyncio.run(scenario())
     assert status == 400
-    assert [(a.webhook_id, a.job_id) for a in seen.arrivals] == [("msg_2", None)]
+    assert [(webhook_id, job_id) for webhook_id, job_id, _ in seen] == [("msg_2", None)]
     assert seen.summary(["job-2"])["invalid_signatures"] == 1

@@ -6,12 +6,7 @@ from typing import Any
 
 import pytest
 
-from drill.scenarios import (
-    AFTER_BROKER_JOBS,
-    BROKERLESS_JOBS,
-    WorkerSaid,
-    worker_without_broker_checks,
-)
+from drill.scenarios import AFTER_BROKER_JOBS, BROKERLESS_JOBS, worker_without_broker_checks
 
 ENGINE = "vm:28003:694f0013"
 TOTAL = BROKERLESS_JOBS + AFTER_BROKER_JOBS
@@ -33,15 +28,18 @@ def figures(**overrides: Any) -> dict[str, Any]:
     } | overrides
 
 
-SAID = WorkerSaid(engines=(ENGINE,), broker_refused=1, ready=0)
+def said(broker_refused: int = 1, ready: int = 0) -> dict[str, int]:
+    return {"engines_started": 1, "broker_refused_lines": broker_refused, "ready_lines": ready}
 
 
 def failed(
     summary_: dict[str, Any] | None = None,
     figures_: dict[str, Any] | None = None,
-    said: WorkerSaid = SAID,
+    said_: dict[str, int] | None = None,
+    engines: tuple[str, ...] = (ENGINE,),
 ) -> list[str]:
-    checks = worker_without_broker_checks(summary_ or summary(), figures_ or figures(), said)
+    figures_ = (figures_ or figures()) | {"worker_log_while_down": said_ or said()}
+    checks = worker_without_broker_checks(summary_ or summary(), figures_, list(engines))
     return [name for name, ok in checks.items() if not ok]
 
 
@@ -76,18 +74,16 @@ def test_jobs_claimed_by_an_engine_other_than_the_started_one_fail_the_claim_che
 
 
 def test_a_worker_that_started_two_engines_fails_the_claim_check():
-    said = WorkerSaid(engines=(ENGINE, "vm:28004:0badf00d"), broker_refused=1, ready=0)
-    assert failed(said=said) == ["one_engine_claimed_each_once"]
+    engines = (ENGINE, "vm:28004:0badf00d")
+    assert failed(engines=engines) == ["one_engine_claimed_each_once"]
 
 
 def test_a_ready_line_while_the_broker_was_down_fails():
-    said = WorkerSaid(engines=(ENGINE,), broker_refused=1, ready=1)
-    assert failed(said=said) == ["no_ready_while_broker_down"]
+    assert failed(said_=said(ready=1)) == ["no_ready_while_broker_down"]
 
 
 def test_a_worker_that_never_said_it_could_not_reach_the_broker_fails():
-    said = WorkerSaid(engines=(ENGINE,), broker_refused=0, ready=0)
-    assert failed(said=said) == ["worker_logged_broker_refused"]
+    assert failed(said_=said(broker_refused=0)) == ["worker_logged_broker_refused"]
 
 
 def test_a_refused_submit_or_an_unfinished_job_fails_its_check():
