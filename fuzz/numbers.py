@@ -57,13 +57,11 @@ def numeric_members(schema: Mapping[str, Any]) -> dict[str, st.SearchStrategy[An
     """For each numeric member of an object ``schema``: a strategy for its extreme values."""
     members: dict[str, st.SearchStrategy[Any]] = {}
     for name, declared in schema.get("properties", {}).items():
-        member = _not_null(declared)
-        if member is None:
-            continue
-        values = _not_null(member.get("additionalProperties"))
+        member = _not_null(declared) or {}
+        values = _not_null(member.get("additionalProperties")) or {}
         if member.get("type") in NUMERIC:
             members[name] = extreme_number(member)
-        elif values is not None and values.get("type") in NUMERIC:
+        elif values.get("type") in NUMERIC:
             members[name] = _number_map(values)
     return members
 
@@ -89,32 +87,18 @@ def _number_map(values: Mapping[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     return huge_value | huge_key
 
 
-def with_extreme_numbers(
-    body: dict[str, Any], members: Mapping[str, st.SearchStrategy[Any]]
-) -> st.SearchStrategy[dict[str, Any]]:
-    """``body`` with one or more of ``members`` set to an extreme value."""
-    names = st.lists(st.sampled_from(sorted(members)), min_size=1, unique=True)
-    return names.flatmap(
-        lambda chosen: st.fixed_dictionaries({name: members[name] for name in chosen})
-    ).map(lambda extremes: {**body, **extremes})
-
-
 def add_extreme_numbers(schema: schemathesis.BaseSchema) -> None:
-    """Make half the JSON object bodies generated from ``schema`` carry extreme numbers."""
+    """Make half the JSON object bodies generated from ``schema`` carry extreme numbers: one or
+    more of their numeric members set to an extreme value."""
 
     @schema.hook("flatmap_body")
     def extreme_numbers(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
-        members = _members_of(context)
+        members: dict[str, st.SearchStrategy[Any]] = {}
+        for declared in context.operation.body if context.operation is not None else []:
+            if declared.media_type == "application/json" and declared.resolved_schema is not None:
+                members.update(numeric_members(declared.resolved_schema))
         if not isinstance(body, dict) or not members:
             return st.just(body)
-        return st.just(body) | with_extreme_numbers(body, members)
-
-
-def _members_of(context: schemathesis.HookContext) -> dict[str, st.SearchStrategy[Any]]:
-    operation = context.operation
-    members: dict[str, st.SearchStrategy[Any]] = {}
-    for body in operation.body if operation is not None else []:
-        schema = body.resolved_schema
-        if body.media_type == "application/json" and schema is not None:
-            members.update(numeric_members(schema))
-    return members
+        names = st.lists(st.sampled_from(sorted(members)), min_size=1, unique=True)
+        extremes = names.flatmap(lambda some: st.fixed_dictionaries({n: members[n] for n in some}))
+        return st.just(body) | extremes.map(lambda chosen: {**body, **chosen})

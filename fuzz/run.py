@@ -53,6 +53,7 @@ CHECKS = [
 ]
 CHECK_NAMES = tuple(check.__name__ for check in CHECKS)
 CONFORMANCE_CHECKS = CHECK_NAMES[1:]
+FAILURE_FIELDS = ("check", "operation", "title", "message", "example", "count")
 
 
 @dataclass
@@ -70,52 +71,32 @@ class Tally:
     engine_errors: list[str] = field(default_factory=list)
 
     def add(self, recorder: ScenarioRecorder) -> None:
+        operation = recorder.label
         for case_id, interaction in recorder.interactions.items():
-            response = interaction.response
+            response, request = interaction.response, interaction.request
             status = str(response.status_code) if response is not None else "no response"
             self.requests += 1
             self.statuses[status] += 1
-            self.by_operation[recorder.label] += 1
-            if response is not None and response.status_code >= 500:
-                self.server_errors += 1
-            failed = [
-                check
-                for check in recorder.checks.get(case_id, [])
-                if check.status == Status.FAILURE and check.name in CHECK_NAMES
-            ]
-            if any(check.name in CONFORMANCE_CHECKS for check in failed):
-                self.nonconforming += 1
+            self.by_operation[operation] += 1
+            self.server_errors += response is not None and response.status_code >= 500
+            checks = recorder.checks.get(case_id, [])
+            failed = [c for c in checks if c.status == Status.FAILURE and c.name in CHECK_NAMES]
+            self.nonconforming += any(check.name in CONFORMANCE_CHECKS for check in failed)
             for check in failed:
-                self._remember(recorder.label, check, interaction, status)
-
-    def _remember(self, operation: str, check: Any, interaction: Any, status: str) -> None:
-        failure = check.failure_info.failure if check.failure_info else None
-        title = failure.title if failure is not None else check.name
-        entry = self.failures.setdefault(
-            (check.name, operation, title),
-            {
-                "check": check.name,
-                "operation": operation,
-                "title": title,
-                "message": (failure.message if failure is not None else "")[:MESSAGE_CHARS],
+                failure = check.failure_info.failure if check.failure_info else None
+                title = failure.title if failure is not None else check.name
+                key = (check.name, operation, title)
+                message = (failure.message if failure is not None else "")[:MESSAGE_CHARS]
                 # Method, path and status only: the request's headers carry the virtual key.
-                "example": f"{interaction.request.method} {_path_qs(interaction.request.uri)} "
-                f"-> {status}",
-                "count": 0,
-            },
-        )
-        entry["count"] += 1
+                example = f"{request.method} {_path_qs(request.uri)} -> {status}"
+                entry = dict(zip(FAILURE_FIELDS, (*key, message, example, 0), strict=True))
+                self.failures.setdefault(key, entry)["count"] += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "rounds": self.rounds,
+        return vars(self) | {
             "statuses": dict(sorted(self.statuses.items())),
             "by_operation": dict(sorted(self.by_operation.items())),
-            "server_errors": self.server_errors,
-            "nonconforming": self.nonconforming,
             "failures": sorted(self.failures.values(), key=lambda f: (f["check"], f["operation"])),
-            "engine_errors": self.engine_errors,
         }
 
 

@@ -18,17 +18,20 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp import ClientSession as Session
 
 from harness.upstream import new_event_loop
 
 T = TypeVar("T")
 Body = bytes | Callable[[int], bytes] | None
 Url = str | Callable[[int], str]
+Headers = dict[str, str] | None
+Outcome = tuple[int, bytes] | None  # (status, body); None: a transport error
 OnResponse = Callable[[int, int, bytes], None]  # (request index, status, body)
 Progress = Callable[[int], None]
 
@@ -68,14 +71,23 @@ class LoadResult:
 @dataclass
 class _Tally:
     ok_statuses: tuple[int, ...]
+    on_response: OnResponse | None
+    progress: Progress | None
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
 
-    def response(self, status: int, latency: float) -> None:
-        self.statuses[status] += 1
-        if status in self.ok_statuses:
-            self.latencies.append(latency * 1000)
+    def add(self, index: int, outcome: Outcome, latency: float, counted: bool) -> None:
+        """One request's outcome; ``on_response`` sees it even when it is not ``counted``."""
+        if outcome is None:
+            self.errors += counted
+            return
+        if counted:
+            self.statuses[outcome[0]] += 1
+            if outcome[0] in self.ok_statuses:
+                self.latencies.append(latency * 1000)
+        if self.on_response is not None:
+            self.on_response(index, *outcome)
 
     def result(self, seconds: float) -> LoadResult:
         ok = len(self.latencies)
@@ -89,40 +101,34 @@ class _Tally:
             latency_ms=percentiles(self.latencies),
         )
 
-    async def run(self, work: Coroutine[Any, Any, None], progress: Progress | None) -> None:
-        """Runs ``work`` while calling ``progress(done)`` about once a second, and at the end."""
+    async def run(self, connections: int, work: Callable[[Session], Awaitable[Any]]) -> None:
+        """``work`` on a session of ``connections`` while calling ``progress(done)`` about once a
+        second, and at the end."""
+        report = self.progress or (lambda _: None)
 
         async def tick() -> None:
-            while progress is not None:
+            while True:
                 await asyncio.sleep(PROGRESS_SECONDS)
-                progress(self.statuses.total())
+                report(self.statuses.total())
 
         ticker = asyncio.create_task(tick())
         try:
-            await work
+            async with _session(connections) as session:
+                await work(session)
         finally:
             ticker.cancel()
-            if progress is not None:
-                progress(self.statuses.total())
+            report(self.statuses.total())
 
 
-def _session(connections: int) -> aiohttp.ClientSession:
+def _session(connections: int) -> Session:
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, ttl_dns_cache=None)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-        skip_auto_headers=("User-Agent",),
-    )
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    return Session(connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",))
 
 
 async def _send(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: Url,
-    body: Body,
-    index: int,
-    headers: dict[str, str] | None,
-) -> tuple[int, bytes] | None:
+    session: Session, method: str, url: Url, body: Body, index: int, headers: Headers
+) -> Outcome:
     """Request ``index``: (status, body), or None on a transport error."""
     url = url(index) if callable(url) else url
     data = body(index) if callable(body) else body
@@ -138,7 +144,7 @@ async def closed_loop(
     *,
     method: str = "POST",
     body: Body = None,
-    headers: dict[str, str] | None = None,
+    headers: Headers = None,
     connections: int = 64,
     duration: float | None = None,
     total: int | None = None,
@@ -155,41 +161,34 @@ async def closed_loop(
     """
     if duration is None and total is None:
         raise ValueError("closed_loop needs a duration or a total")
-    tally = _Tally(ok_statuses)
-    started = time.perf_counter()
-    measure_from = started + warmup
+    tally = _Tally(ok_statuses, on_response, progress)
+    measure_from = time.perf_counter() + warmup
     stop_at = measure_from + duration if duration is not None else math.inf
-    sequence = 0
-    counted = 0
+    sequence = 0  # requests started
+    counted = 0  # requests started after the warm-up
     last_end = measure_from
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(session: Session) -> None:
         nonlocal sequence, counted, last_end
-        while True:
-            begin = time.perf_counter()
+        while (begin := time.perf_counter()) < stop_at:
             measured = begin >= measure_from
-            if begin >= stop_at or (measured and total is not None and counted >= total):
+            if measured and total is not None and counted >= total:
                 return
             counted += measured
             index = sequence
             sequence += 1
             outcome = await _send(session, method, url, body, index, headers)
             end = time.perf_counter()
+            tally.add(index, outcome, end - begin, measured)
             if outcome is None:
-                tally.errors += measured
                 await asyncio.sleep(ERROR_PAUSE)
-                continue
-            if measured:
-                tally.response(outcome[0], end - begin)
+            elif measured:
                 last_end = max(last_end, end)
-            if on_response is not None:
-                on_response(index, *outcome)
 
-    async def all_workers() -> None:
-        async with _session(connections) as session:
-            await asyncio.gather(*(worker(session) for _ in range(connections)))
+    async def all_workers(session: Session) -> None:
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
 
-    await tally.run(all_workers(), progress)
+    await tally.run(connections, all_workers)
     return tally.result(max(last_end, time.perf_counter()) - measure_from)
 
 
@@ -200,7 +199,7 @@ async def open_loop(
     duration: float,
     method: str = "POST",
     body: Body = None,
-    headers: dict[str, str] | None = None,
+    headers: Headers = None,
     ok_statuses: tuple[int, ...] = (200, 202),
     on_response: OnResponse | None = None,
     progress: Progress | None = None,
@@ -209,33 +208,24 @@ async def open_loop(
     of ``OPEN_LOOP_CONNECTIONS`` counts in a request's latency."""
     if rate <= 0 or duration <= 0:
         raise ValueError("open_loop needs a positive rate and duration")
-    tally = _Tally(ok_statuses)
+    tally = _Tally(ok_statuses, on_response, progress)
     planned = round(rate * duration)
     start = time.perf_counter()
 
-    async def one(session: aiohttp.ClientSession, index: int) -> None:
-        due = start + index / rate
+    async def one(session: Session, index: int) -> None:
         outcome = await _send(session, method, url, body, index, headers)
-        if outcome is None:
-            tally.errors += 1
-            return
-        tally.response(outcome[0], time.perf_counter() - due)
-        if on_response is not None:
-            on_response(index, *outcome)
+        tally.add(index, outcome, time.perf_counter() - (start + index / rate), True)
 
-    async def schedule() -> None:
-        async with _session(OPEN_LOOP_CONNECTIONS) as session:
-            tasks: list[asyncio.Task[None]] = []
-            while len(tasks) < planned:
-                due_now = min(planned, int((time.perf_counter() - start) * rate) + 1)
-                tasks.extend(
-                    asyncio.create_task(one(session, i)) for i in range(len(tasks), due_now)
-                )
-                if len(tasks) < planned:
-                    await asyncio.sleep(max(0.0, start + len(tasks) / rate - time.perf_counter()))
-            await asyncio.gather(*tasks)
+    async def schedule(session: Session) -> None:
+        tasks: list[asyncio.Task[None]] = []
+        while len(tasks) < planned:
+            due_now = min(planned, int((time.perf_counter() - start) * rate) + 1)
+            tasks += [asyncio.create_task(one(session, i)) for i in range(len(tasks), due_now)]
+            if len(tasks) < planned:
+                await asyncio.sleep(max(0.0, start + len(tasks) / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
 
-    await tally.run(schedule(), progress)
+    await tally.run(OPEN_LOOP_CONNECTIONS, schedule)
     return tally.result(time.perf_counter() - start)
 
 
@@ -271,8 +261,11 @@ async def submit_and_follow(
     error of each kind. It never raises on what the server answers.
     """
     ids: list[str] = []
-    first: dict[str, str] = {}
+    first: dict[str, str] = {}  # the first error of each kind: submit, poll, failure
     counts: Counter[str] = Counter()
+    last_answer: dict[str, str] = {}  # by job: its status, or the HTTP status that said none
+    first_404: dict[str, float] = {}  # by job: when a run of 404s began
+    unfinished: list[str] = []
 
     def submitted(index: int, status: int, answer: bytes) -> None:
         job_id = _field(answer, "id") if status in (200, 202) else None
@@ -282,51 +275,46 @@ async def submit_and_follow(
             ids.append(job_id)
 
     started = time.monotonic()
-    deadline = started + timeout
+    deadline, last_terminal = started + timeout, started
     submits = await closed_loop(
-        submit_url, body=body, headers=headers, connections=connections, total=jobs,
-        ok_statuses=(200, 202), on_response=submitted,
-    )  # fmt: skip
+        submit_url,
+        body=body,
+        headers=headers,
+        connections=connections,
+        total=jobs,
+        ok_statuses=(200, 202),
+        on_response=submitted,
+    )
     if submits.errors:
         first.setdefault("submit", f"no answer to {submits.errors} submits")
-    last_answer: dict[str, str] = {}
-    first_404: dict[str, float] = {}
-    last_terminal = started
-    unfinished: list[str] = []
 
-    async def poll(session: aiohttp.ClientSession, job_id: str) -> bool:
+    async def follow(session: Session, job_id: str) -> None:
         nonlocal last_terminal
-        counts["polls"] += 1
-        outcome = await _send(session, "GET", poll_url(job_id), None, 0, headers)
-        if outcome is None:
-            counts["poll_errors"] += 1
-            first.setdefault("poll", "no answer")
-            return True
-        status, answer = outcome
-        job_status = _field(answer, "status") if status in (200, 202) else None
-        last_answer[job_id] = job_status or str(status)
-        now = time.monotonic()
-        if status == 404:
-            counts["not_found"] += 1
-            first.setdefault("poll", f"404 {answer[:300].decode('utf-8', 'replace')}")
-            if now - first_404.setdefault(job_id, now) < unknown_after:
-                return True
-            counts["unknown"] += 1
-            return False
-        first_404.pop(job_id, None)
-        if job_status in terminal:
-            last_terminal = now
-            counts["completed" if job_status == "completed" else "failed"] += 1
-            if job_status != "completed":
-                first.setdefault("failure", answer[:300].decode("utf-8", "replace"))
-            return False
-        if job_status is None:
-            counts["poll_errors"] += 1
-            first.setdefault("poll", f"{status} {answer[:300].decode('utf-8', 'replace')}")
-        return True
-
-    async def follow(session: aiohttp.ClientSession, job_id: str) -> None:
-        while await poll(session, job_id):
+        while True:
+            counts["polls"] += 1
+            outcome = await _send(session, "GET", poll_url(job_id), None, 0, headers)
+            now = time.monotonic()
+            if outcome is None:
+                counts["poll_errors"] += 1
+                first.setdefault("poll", "no answer")
+            else:
+                status, answer = outcome
+                job_status = _field(answer, "status") if status in (200, 202) else None
+                last_answer[job_id] = job_status or str(status)
+                if job_status in terminal:
+                    last_terminal = now
+                    counts["completed" if job_status == "completed" else "failed"] += 1
+                    if job_status != "completed":
+                        first.setdefault("failure", answer[:300].decode("utf-8", "replace"))
+                    return
+                if job_status is None:
+                    counts["not_found" if status == 404 else "poll_errors"] += 1
+                    first.setdefault("poll", f"{status} {answer[:300].decode('utf-8', 'replace')}")
+                if status != 404:
+                    first_404.pop(job_id, None)
+                elif now - first_404.setdefault(job_id, now) >= unknown_after:
+                    counts["unknown"] += 1
+                    return
             if time.monotonic() >= deadline:
                 unfinished.append(job_id)
                 return

@@ -16,12 +16,13 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -72,8 +73,7 @@ def descendants(pids: Iterable[int]) -> set[int]:
     found: set[int] = set()
     todo = [pid for pid in pids if pid in stats]
     while todo:
-        pid = todo.pop()
-        found.add(pid)
+        found.add(pid := todo.pop())
         todo += [child for child, (ppid, _) in stats.items() if ppid == pid and child not in found]
     return found
 
@@ -122,13 +122,14 @@ class Procs:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._procs: dict[str, tuple[subprocess.Popen[Any], IO[bytes]]] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._previous_sigterm: Any = None
         atexit.register(self.stop_all)
 
     def __enter__(self) -> Procs:
         if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            # SIGTERM ends the run as an exception would, so every process is stopped.
+            self._previous_sigterm = signal.signal(signal.SIGTERM, lambda n, _: sys.exit(128 + n))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -149,14 +150,12 @@ class Procs:
         argv: list[str],
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
-    ) -> subprocess.Popen[Any]:
+    ) -> subprocess.Popen[bytes]:
         """Starts ``argv`` as ``name``; ``env`` is its whole environment (None: ours)."""
         if self.alive(name):
             raise ValueError(f"a process named {name!r} is already running")
-        self._forget(name)
-        log = self.log_path(name).open("ab")
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - the tools' own commands
+        with self.log_path(name).open("ab") as log:  # the child writes to a copy of its own
+            self._procs[name] = subprocess.Popen(  # noqa: S603 - the tools' own commands
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -165,22 +164,14 @@ class Procs:
                 cwd=cwd,
                 start_new_session=True,
             )
-        except BaseException:
-            log.close()
-            raise
-        self._procs[name] = (proc, log)
-        return proc
+        return self._procs[name]
 
     def stop(self, name: str, timeout: float = 15.0) -> int | None:
         """SIGTERM to the group, SIGKILL what is left after ``timeout``; the leader's exit code."""
-        if name not in self._procs:
+        if (proc := self._procs.pop(name, None)) is None:
             return None
-        proc, _ = self._procs[name]
-        try:
-            if not _stop_group(proc, signal.SIGTERM, timeout):
-                _stop_group(proc, signal.SIGKILL, 5.0)
-        finally:
-            self._forget(name)
+        if not _stop_group(proc, signal.SIGTERM, timeout):
+            _stop_group(proc, signal.SIGKILL, 5.0)
         return proc.returncode
 
     def stop_all(self) -> None:
@@ -189,19 +180,15 @@ class Procs:
 
     def pids(self, prefix: str = "") -> list[int]:
         """Pids of the running processes whose name starts with ``prefix``."""
-        return [
-            proc.pid
-            for name, (proc, _) in self._procs.items()
-            if name.startswith(prefix) and proc.poll() is None
-        ]
+        return [p.pid for n, p in self._procs.items() if n.startswith(prefix) and p.poll() is None]
 
     def alive(self, name: str) -> bool:
-        return name in self._procs and self._procs[name][0].poll() is None
+        return name in self._procs and self._procs[name].poll() is None
 
     def check_alive(self, *names: str) -> None:
         """RuntimeError, with its log's tail, for the first of ``names`` that has exited."""
         for name in names:
-            if name in self._procs and (proc := self._procs[name][0]).poll() is not None:
+            if (proc := self._procs.get(name)) is not None and proc.poll() is not None:
                 log = self.log_path(name)
                 raise RuntimeError(
                     f"{name} exited with {proc.returncode}; log {log}:\n{log_tail(log)}"
@@ -227,12 +214,3 @@ class Procs:
         log = self.log_path(name)
         found = lambda: re.search(pattern, log.read_text(errors="replace")) is not None  # noqa: E731
         self.wait_until(name, found, repr(pattern), timeout)
-
-    def _forget(self, name: str) -> None:
-        _, log = self._procs.pop(name, (None, None))
-        if log is not None:
-            log.close()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)

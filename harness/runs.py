@@ -39,8 +39,7 @@ def arguments(
     args = options.parse_args(argv)
     names = list(scenarios)
     picked = [name.strip().lower() for name in args.only.split(",") if name.strip()]
-    unknown = [name for name in picked if name not in names]
-    if unknown:
+    if unknown := [name for name in picked if name not in names]:
         options.error(f"unknown scenarios: {', '.join(unknown)} (there are {', '.join(names)})")
     return args, [name for name in names if not picked or name in picked]
 
@@ -87,8 +86,7 @@ def loads(averages: Sequence[float] | None) -> str:
 
 def facts(results: dict[str, Any], command: str) -> str:
     """The lines every report starts with: when, on what, by which command."""
-    info = results.get("machine", {})
-    end = results.get("load_average_at_end")
+    info, end = results.get("machine", {}), results.get("load_average_at_end")
     at_end = f", at the end {loads(end)}" if end else ""
     return (
         f"- Date: {results.get('finished_at') or now()}\n"

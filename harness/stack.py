@@ -65,30 +65,27 @@ class StackConfig:
         return Path(self.settings.get("GATEWAY_METRICS_DIR", self.var_dir / "metrics"))
 
     def env(self) -> dict[str, str]:
-        """The whole environment of every gateway process."""
-        env = {k: v for k, v in os.environ.items() if not GATEWAY_VARIABLE.fullmatch(k)}
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "gateway.settings",
-                "SECRET_KEY": self.secret_key,
-                "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "DATABASE_URL": self.database_url,
-                "GATEWAY_VAR_DIR": str(self.var_dir),
-                "GATEWAY_QUEUE": self.queue,
-                "GATEWAY_METRICS_DIR": str(self.metrics_dir),
-                "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
-                "OPENAI_BASE_URL": f"{self.upstream_url}/v1",
-                "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
-                "ANTHROPIC_BASE_URL": self.upstream_url,
-                "LOG_LEVEL": "INFO",
-                "PYTHONUNBUFFERED": "1",
-                # The processes run in the var dir, so the project comes from the path.
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-                **({"CELERY_BROKER_URL": self.broker_url} if self.broker_url else {}),
-                **self.settings,
-            }
-        )
-        return env
+        """The whole environment of every gateway process; the processes run in the var dir, so
+        the project comes from the path."""
+        inherited = {k: v for k, v in os.environ.items() if not GATEWAY_VARIABLE.fullmatch(k)}
+        return inherited | {
+            "DJANGO_SETTINGS_MODULE": "gateway.settings",
+            "SECRET_KEY": self.secret_key,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": self.database_url,
+            "GATEWAY_VAR_DIR": str(self.var_dir),
+            "GATEWAY_QUEUE": self.queue,
+            "GATEWAY_METRICS_DIR": str(self.metrics_dir),
+            "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
+            "OPENAI_BASE_URL": f"{self.upstream_url}/v1",
+            "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
+            "ANTHROPIC_BASE_URL": self.upstream_url,
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), inherited.get("PYTHONPATH")])),
+            **({"CELERY_BROKER_URL": self.broker_url} if self.broker_url else {}),
+            **self.settings,
+        }
 
 
 def ensure_database(database_url: str) -> None:
@@ -105,10 +102,10 @@ class Stack:
     def __init__(self, procs: Procs, config: StackConfig) -> None:
         self.procs = procs
         self.config = config
+        self.key = ""
         config.var_dir.mkdir(parents=True, exist_ok=True)
         reset_metrics_dir(config.metrics_dir)
         self.web_url = f"http://127.0.0.1:{free_port()}"
-        self.key = ""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -116,13 +113,9 @@ class Stack:
 
     def manage(self, *args: str) -> str:
         """``manage.py args`` in the stack's environment; its stdout. RuntimeError on failure."""
+        argv = [PYTHON, str(REPO / "manage.py"), *args]
         done = subprocess.run(  # noqa: S603 - our own fixed command
-            [PYTHON, str(REPO / "manage.py"), *args],
-            cwd=self.config.var_dir,
-            env=self.config.env(),
-            capture_output=True,
-            text=True,
-            check=False,
+            argv, cwd=self.config.var_dir, env=self.config.env(), capture_output=True, text=True
         )
         if done.returncode != 0:
             raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
@@ -134,10 +127,10 @@ class Stack:
         made = self.manage("create_virtual_key", "--name", key_name, *key_options)
         self.key = made.strip().splitlines()[-1]
 
+    # --- processes ------------------------------------------------------------------------------
     def _start(self, name: str, argv: list[str]) -> None:
         self.procs.start(name, argv, env=self.config.env(), cwd=self.config.var_dir)
 
-    # --- processes ------------------------------------------------------------------------------
     def start_upstream(self) -> None:
         """The fake upstream as a process of its own, at ``config.upstream_url``."""
         port = self.config.upstream_url.rsplit(":")[-1]
@@ -147,14 +140,8 @@ class Stack:
     def start_web(self) -> None:
         """The web server exactly as ``rungateway`` and docker-compose.yml start it."""
         port = int(self.web_url.rsplit(":", 1)[1])
-        config = self.config
-        argv = web_command(
-            PYTHON,
-            host="127.0.0.1",
-            port=port,
-            workers=config.web_processes,
-            threads=config.web_threads,
-        )
+        processes, threads = self.config.web_processes, self.config.web_threads
+        argv = web_command(PYTHON, host="127.0.0.1", port=port, workers=processes, threads=threads)
         self._start("web", argv)
         self.procs.wait_http("web", f"{self.web_url}/health")
 
@@ -164,10 +151,9 @@ class Stack:
 
     def start_worker(self, n: int, log_level: str = "") -> None:
         """Worker ``n``; ``log_level`` (Celery's) instead of the config's, for one worker."""
-        argv = [PYTHON, "-m", "celery", "-A", "gateway", "worker"]
-        level = log_level or self.config.worker_log_level
-        argv += ["--loglevel", level, "-n", f"{self.config.queue}-{n}@%h"]
-        self._start(f"worker-{n}", argv)
+        level, node = log_level or self.config.worker_log_level, f"{self.config.queue}-{n}@%h"
+        celery = [PYTHON, "-m", "celery", "-A", "gateway"]
+        self._start(f"worker-{n}", [*celery, "worker", "--loglevel", level, "-n", node])
 
     def start_workers(self, ready_with: str = "") -> None:
         """All the workers; with a model, until they have run a first job of it."""
@@ -247,9 +233,8 @@ class Stack:
         """Rows of ``table`` counted by one column, or by two (nested); none while it is away."""
         names = ", ".join(columns)
         sql = f"SELECT {names}, count(*) FROM {table} WHERE {where} GROUP BY {names}"  # noqa: S608
-        sql += f" ORDER BY {names}"
         counts: dict[str, Any] = {}
-        for *keys, n in self.query(sql, quiet=True):
+        for *keys, n in self.query(f"{sql} ORDER BY {names}", quiet=True):
             inner = counts
             for key in keys[:-1]:
                 inner = inner.setdefault(str(key), {})

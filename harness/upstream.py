@@ -3,30 +3,26 @@
 One aiohttp server speaks OpenAI (``POST /v1/completions``, ``/v1/chat/completions``,
 ``/v1/embeddings`` and ``/v1/responses``, the last also streamed as one ``response.completed``
 event when asked, for the benchmark's LiteLLM peer) and Anthropic (``POST /v1/messages``). The
-requested model picks the behaviour, the same on every path, so one server serves every scenario
-at once:
+requested model picks the behaviour, the same on every path, so one server serves every scenario:
 
-- any model not named below: succeed after the current latency (0 unless set); the text is
-  ``reply_text(prompt)``, where the prompt is the user's text (a chat's or a message request's
-  last user message), and an embedding is ``embedding_of(input)``. A Messages request with
-  ``tools`` whose user text says "weather" gets a ``tool_use`` of the first tool instead.
-- ``fail-500``: always 500. ``flaky-503``: 503 on the first call for a prompt, then succeed.
-- ``bad-400``: 400 with an error that echoes the caller's API key, as careless providers do.
-- ``slow-<ms>``: sleep that long, then succeed.
-- ``leak-500`` (a 500), ``leak-garbled`` (a 200 no adapter can read) and ``leak-200`` (a
-  success): each echoes the caller's API key.
-- ``redirect-302``, ``redirect-307``, ``redirect-308``: that redirect, with a body of its own, to
-  the trap (a second listener that answers anything and records it) with a token in the query.
-- ``html-502``: a proxy's 502 page that echoes the key and holds control characters.
+- any model not named below: success after the current latency (0 unless set) with
+  ``reply_text`` of the user's text (a chat's or a Messages request's last user message), or
+  ``embedding_of`` each input; a Messages request with ``tools`` whose user text says "weather"
+  gets a ``tool_use`` of the first tool. ``slow-<ms>``: the same after sleeping that long.
+- ``fail-500``: always 500. ``flaky-503``: 503 on the first call for a prompt, then success.
+- ``bad-400`` (a 400), ``leak-500`` (a 500), ``leak-garbled`` (a 200 no adapter can read),
+  ``leak-200`` (a success) and ``html-502`` (a proxy's page holding control characters) echo
+  the caller's API key, as careless providers do.
+- ``redirect-302``, ``-307``, ``-308``: that redirect, with a body of its own, to the trap (a
+  second listener that answers anything and records it) with a token in the query.
 - ``fault-hang`` (no answer for ``hang_seconds``), ``fault-bad-json`` (a 200 JSON reply that does
   not parse), ``fault-wrong-type`` (a 200 HTML page), ``fault-truncated`` (half the announced
   body, then the connection is cut) and ``fault-close`` (cut before any answer).
 
-``POST /__upstream/latency`` (``{"ms": N}``), ``GET /__upstream/stats`` and
-``POST /__upstream/reset`` steer and read it while it runs. In-process, ``FakeUpstream().start()``
-serves from a thread with its own event loop and records every call; as a process,
-``python -m harness.upstream --port P [--latency-ms N]`` keeps counters only, which costs little
-at thousands of calls a second.
+``POST /__upstream/latency`` (``{"ms": N}``), ``GET /__upstream/stats`` and ``POST
+/__upstream/reset`` steer and read it while it runs. In-process, ``FakeUpstream().start()`` serves
+from a thread with its own event loop and records every call; ``python -m harness.upstream --port
+P [--latency-ms N]`` keeps counters only, which costs little at thousands of calls a second.
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import signal
 import socket
@@ -67,12 +64,8 @@ HTML_ERROR_MARKER = "proxy-page-MARKER"
 
 FAULTS = ("fault-hang", "fault-bad-json", "fault-wrong-type", "fault-truncated", "fault-close")
 BROKEN_JSON = b'{"id": "cmpl-broken", "object": "text_completion", "choices": [{"text": "Hel'
-
-
 EMBEDDING_SIZE = 8
-
-# What a tool call made on a "weather" question asks for.
-TOOL_INPUT = {"city": "Paris"}
+TOOL_INPUT = {"city": "Paris"}  # what a tool call made on a "weather" question asks for
 
 
 def reply_text(prompt: str) -> str:
@@ -119,29 +112,20 @@ def _error(
 
 
 def _prompts(path: str, body: dict[str, Any]) -> tuple[str, ...]:
-    """The user's text in a request: what a reply is derived from and a ``Call`` records."""
-    if path in (ANTHROPIC_PATH, CHAT_PATH):
-        return (_last_user_text(body.get("messages")),)
-    if path == RESPONSES_PATH:
-        given = body.get("input", "")
-        return (given if isinstance(given, str) else _last_user_text(given),)
-    given = body.get("input" if path == EMBEDDINGS_PATH else "prompt", "")
-    return (given,) if isinstance(given, str) else tuple(str(p) for p in given)
-
-
-def _last_user_text(messages: Any) -> str:
-    """The text of the last user message, in OpenAI's, the Responses' or Anthropic's shape."""
-    for message in reversed(messages if isinstance(messages, list) else []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            return "".join(
-                part["text"]
-                for part in (content if isinstance(content, list) else [])
-                if isinstance(part, dict) and isinstance(part.get("text"), str)
-            )
-    return ""
+    """The user's text in a request: what a reply is derived from and a ``Call`` records. A chat,
+    a Messages request and a Responses input list give their last user message's text."""
+    if path in (OPENAI_PATH, EMBEDDINGS_PATH):
+        given = body.get("input" if path == EMBEDDINGS_PATH else "prompt", "")
+        return (given,) if isinstance(given, str) else tuple(str(p) for p in given)
+    given = body.get("input", "") if path == RESPONSES_PATH else body.get("messages")
+    if isinstance(given, str) and path == RESPONSES_PATH:
+        return (given,)
+    users = [m for m in given if isinstance(m, dict)] if isinstance(given, list) else []
+    content = next((m.get("content") for m in reversed(users) if m.get("role") == "user"), "")
+    if isinstance(content, str):
+        return (content,)
+    parts = [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+    return ("".join(p["text"] for p in parts if isinstance(p.get("text"), str)),)
 
 
 def _words(texts: Any) -> int:
@@ -151,10 +135,16 @@ def _words(texts: Any) -> int:
 def reply(
     path: str, reply_id: str, model: str, prompts: tuple[str, ...], body: dict[str, Any], echo: str
 ) -> dict[str, Any]:
-    """A successful answer in the protocol of ``path``; ``echo`` is appended to what it names."""
-    n, now = int(body.get("n") or 1), int(time.time())
-    name, words_in = model + echo, _words(prompts)
+    """A successful answer in the protocol of ``path``; ``echo`` is appended to what it names. A
+    Messages reply is a ``tool_use`` of the first tool when the request offers tools and the user
+    asks about the weather."""
+    n = int(body.get("n") or 1)
+    name = model + echo  # the model the reply names
+    now = int(time.time())
     text = reply_text(prompts[0]) + echo if prompts else ""
+    words_in, words_out = _words(prompts), _words([text])
+    answer: dict[str, Any]
+    usage: dict[str, Any]
     if path == EMBEDDINGS_PATH:
         data = [
             {"object": "embedding", "index": i, "embedding": embedding_of(given)}
@@ -163,37 +153,52 @@ def reply(
         usage = {"prompt_tokens": words_in, "total_tokens": words_in}
         return {"object": "list", "data": data, "model": name, "usage": usage}
     if path == ANTHROPIC_PATH:
-        return _message(reply_id, echo, model, prompts[0], words_in, body.get("tools"))
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        stop, tools = "end_turn", body.get("tools")
+        if tools and isinstance(tools, list) and "weather" in prompts[0].lower():
+            tool = str(tools[0].get("name", "")) if isinstance(tools[0], dict) else ""
+            use = {"type": "tool_use", "id": f"toolu_{reply_id}", "name": tool, "input": TOOL_INPUT}
+            content, stop, words_out = [use], "tool_use", 5
+        return {
+            "id": f"msg_{reply_id}{echo}",
+            "type": "message",
+            "role": "assistant",
+            "model": name,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": words_in, "output_tokens": words_out},
+        }
     if path == RESPONSES_PATH:
-        item = {"type": "message", "id": f"msg_{reply_id}", "status": "completed"}
         content = [{"type": "output_text", "text": text, "annotations": []}]
-        words_out = _words([text])
+        output = {"type": "message", "id": f"msg_{reply_id}", "status": "completed"}
+        usage = {
+            "input_tokens": words_in,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": words_out,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": words_in + words_out,
+        }
         return {
             "id": f"resp_{reply_id}{echo}",
             "object": "response",
             "created_at": now,
             "status": "completed",
             "model": name,
-            "output": [{**item, "role": "assistant", "content": content}],
+            "output": [output | {"role": "assistant", "content": content}],
             "parallel_tool_calls": True,
             "tool_choice": "auto",
             "tools": [],
-            "usage": {
-                "input_tokens": words_in,
-                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                "output_tokens": words_out,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": words_in + words_out,
-            },
+            "usage": usage,
         }
     if path == CHAT_PATH:
-        message = {"role": "assistant", "content": text, "refusal": None}
-        choices: list[dict[str, Any]] = [
-            {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"}
+        said = {"role": "assistant", "content": text, "refusal": None}
+        choices = [
+            {"index": i, "message": said, "logprobs": None, "finish_reason": "stop"}
             for i in range(n)
         ]
-        answer: dict[str, Any] = {"id": f"chatcmpl-{reply_id}{echo}", "object": "chat.completion"}
-        words_out = _words([text]) * n
+        answer = {"id": f"chatcmpl-{reply_id}{echo}", "object": "chat.completion"}
+        words_out *= n
     else:
         texts = [reply_text(prompt) for prompt in prompts]
         choices = [
@@ -204,39 +209,12 @@ def reply(
         answer = {"id": f"cmpl-{reply_id}{echo}", "object": "text_completion"}
         answer["system_fingerprint"] = echo or None
         words_out = _words(texts) * n
-    usage = {"prompt_tokens": words_in, "completion_tokens": words_out}
-    return answer | {
-        "created": now,
-        "model": name,
-        "choices": choices,
-        "usage": {**usage, "total_tokens": words_in + words_out},
+    usage = {
+        "prompt_tokens": words_in,
+        "completion_tokens": words_out,
+        "total_tokens": words_in + words_out,
     }
-
-
-def _message(
-    reply_id: str, echo: str, model: str, prompt: str, words_in: int, tools: Any
-) -> dict[str, Any]:
-    """A Messages reply: a ``tool_use`` of the first tool when the user asks about the weather
-    and the request offers tools, else the reply text."""
-    text = reply_text(prompt) + echo
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    stop_reason, output = "end_turn", _words([text])
-    if tools and isinstance(tools, list) and "weather" in prompt.lower():
-        name = str(tools[0].get("name", "")) if isinstance(tools[0], dict) else ""
-        content = [
-            {"type": "tool_use", "id": f"toolu_{reply_id}", "name": name, "input": TOOL_INPUT}
-        ]
-        stop_reason, output = "tool_use", 5
-    return {
-        "id": f"msg_{reply_id}{echo}",
-        "type": "message",
-        "role": "assistant",
-        "model": model + echo,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": {"input_tokens": words_in, "output_tokens": output},
-    }
+    return answer | {"created": now, "model": name, "choices": choices, "usage": usage}
 
 
 def _listening_socket(port: int) -> socket.socket:
@@ -256,7 +234,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class FakeUpstream:
-    """The upstream and the trap, served from a daemon thread; ``stop()`` shuts both down."""
+    """The upstream and the trap, served from a daemon thread; ``stop()`` shuts both down.
+
+    The handlers run on that thread's loop alone; the lock guards what other threads read."""
 
     def __init__(
         self,
@@ -276,17 +256,15 @@ class FakeUpstream:
         self._in_flight: Counter[str | None] = Counter()  # by model; None: all of them
         self._peak: Counter[str | None] = Counter()
         self._by_model: Counter[str] = Counter()
-        self._serial = 0  # reply ids: a counter is cheaper than uuid4, and never reset
-        self._sock = _listening_socket(port)
-        self.port: int = self._sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._trap_sock = _listening_socket(0)
-        self.trap_url = f"http://127.0.0.1:{self._trap_sock.getsockname()[1]}"
+        self._ids = itertools.count(1)  # reply ids: cheaper than uuid4, and never reset
+        self._socks = _listening_socket(port), _listening_socket(0)  # the upstream's, the trap's
+        self.base_url, self.trap_url = (
+            f"http://127.0.0.1:{s.getsockname()[1]}" for s in self._socks
+        )
         self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="upstream", daemon=True)
         self._runners: list[web.AppRunner] = []
 
-    # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeUpstream:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
@@ -306,14 +284,13 @@ class FakeUpstream:
         self._loop.close()
 
     async def _serve(self) -> None:
-        upstream = web.Application(client_max_size=8 * 1024 * 1024)
+        upstream, trap = (web.Application(client_max_size=8 * 1024 * 1024) for _ in range(2))
         for path in (OPENAI_PATH, CHAT_PATH, EMBEDDINGS_PATH, RESPONSES_PATH, ANTHROPIC_PATH):
             upstream.router.add_post(path, self._model)
         upstream.router.add_route("*", CONTROL + "/{what}", self._control)
         upstream.router.add_get("/health", self._control)
-        trap = web.Application(client_max_size=8 * 1024 * 1024)
         trap.router.add_route("*", "/{tail:.*}", self._trap)
-        for app, sock in ((upstream, self._sock), (trap, self._trap_sock)):
+        for app, sock in zip((upstream, trap), self._socks, strict=True):
             # Hanging calls are cut after a second on stop; the gateway's workers open hundreds
             # of connections at once, and a short accept queue would stall some for a SYN retry.
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -323,13 +300,11 @@ class FakeUpstream:
 
     # --- what a caller reads --------------------------------------------------------------------
     def calls(self, *, model: str | None = None, prompt: str | None = None) -> list[Call]:
+        """The calls recorded: all, or those of ``model`` and with ``prompt`` among theirs."""
         with self._lock:
-            calls = list(self._calls)
-        return [
-            call
-            for call in calls
-            if (model is None or call.model == model) and (prompt is None or prompt in call.prompts)
-        ]
+            return [
+                c for c in self._calls if model in (None, c.model) and prompt in (None, *c.prompts)
+            ]
 
     def trap_calls(self) -> list[TrapCall]:
         with self._lock:
@@ -381,6 +356,7 @@ class FakeUpstream:
         return web.json_response({"trapped": True})
 
     async def _model(self, request: web.Request) -> web.StreamResponse:
+        """The answer of the model a request names, counted (and recorded) as it goes."""
         path = request.path
         try:
             body = json.loads(await request.read())
@@ -390,23 +366,12 @@ class FakeUpstream:
             return _error(path, 400, "invalid_request_error", "The body must be a JSON object.")
         model, prompts = str(body.get("model", "")), _prompts(path, body)
         with self._lock:
-            self._serial += 1
-            reply_id = f"fake{self._serial:010d}"
             self._by_model[model] += 1
-            first_prompt = prompts[0] if prompts else ""
-            first_try = model == "flaky-503" and first_prompt not in self._flaky_seen
-            if first_try:
-                self._flaky_seen.add(first_prompt)
             for name in (model, None):
                 self._in_flight[name] += 1
                 self._peak[name] = max(self._peak[name], self._in_flight[name])
         try:
-            if first_try:
-                response: web.StreamResponse = _error(
-                    path, 503, "overloaded_error", "Overloaded, try again."
-                )
-            else:
-                response = await self._answer(request, body, model, prompts, reply_id)
+            response = await self._answer(request, body, model, prompts)
         finally:
             with self._lock:
                 self._in_flight.subtract((model, None))
@@ -418,25 +383,24 @@ class FakeUpstream:
         return response
 
     async def _answer(
-        self,
-        request: web.Request,
-        body: dict[str, Any],
-        model: str,
-        prompts: tuple[str, ...],
-        reply_id: str,
+        self, request: web.Request, body: dict[str, Any], model: str, prompts: tuple[str, ...]
     ) -> web.StreamResponse:
-        path = request.path
+        path, reply_id = request.path, f"fake{next(self._ids):010d}"
         auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
         key = request.headers.get("x-api-key", "") if path == ANTHROPIC_PATH else auth
+        first = prompts[0] if prompts else ""
+        if model == "flaky-503" and first not in self._flaky_seen:
+            self._flaky_seen.add(first)
+            return _error(path, 503, "overloaded_error", "Overloaded, try again.")
         if model in FAULTS:
             return await self._fault(request, model)
         if model == "fail-500":
             return _error(path, 500, "api_error", "The upstream is broken.")
+        if model == "leak-500":
+            return _error(path, 500, "api_error", f"Internal error for key {key}.")
         if model == "bad-400":
             message = f"bad-400 rejects every request (key used: {key})."
             return _error(path, 400, "invalid_request_error", message, param="prompt")
-        if model == "leak-500":
-            return _error(path, 500, "api_error", f"Internal error for key {key}.")
         if model == "leak-garbled":
             return web.json_response({"choices": {"key": key}, "content": key})
         if model == "html-502":
@@ -458,10 +422,8 @@ class FakeUpstream:
         if path != RESPONSES_PATH:
             return _error(path, 400, "invalid_request_error", "This endpoint does not stream.")
         event = {"type": "response.completed", "sequence_number": 0, "response": answer}
-        return web.Response(
-            text=f"data: {json.dumps(event)}\n\n",
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-        )
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        return web.Response(text=f"data: {json.dumps(event)}\n\n", headers=headers)
 
     async def _fault(self, request: web.Request, model: str) -> web.StreamResponse:
         if model == "fault-hang":
@@ -486,8 +448,7 @@ class FakeUpstream:
 def control(base_url: str, what: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     """Steer or read a running upstream: ``latency`` (with ``{"ms": N}``), ``stats``, ``reset``."""
     body = None if what == "stats" else json.dumps(payload or {}).encode()
-    answer: dict[str, Any] = request_json(f"{base_url}{CONTROL}/{what}", body)
-    return answer
+    return request_json(f"{base_url}{CONTROL}/{what}", body)  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> None:

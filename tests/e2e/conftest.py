@@ -68,14 +68,9 @@ class Database:
                 return
             self.check_alive()
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{len(job_ids) - done} of {len(job_ids)} jobs not finished after {timeout:g} s"
-                )
+                left = f"{len(job_ids) - done} of {len(job_ids)} jobs"
+                raise AssertionError(f"{left} not finished after {timeout:g} s")
             time.sleep(0.25)
-
-
-def _original_database_name() -> str:
-    return str(dj_database_url.parse(settings.DATABASE_URL)["NAME"])
 
 
 def _database_url(db: dict[str, Any]) -> str:
@@ -92,11 +87,12 @@ def e2e_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[Database]:
 
     # pytest-django creates the test database only when a collected test asks for `db`; run
     # alone, this tier must create it itself (and never let the children use the real one).
+    original = dj_database_url.parse(settings.DATABASE_URL)["NAME"]
     own_setup = None
     with django_db_blocker.unblock():
-        if connection.settings_dict["NAME"] == _original_database_name():
+        if connection.settings_dict["NAME"] == original:
             own_setup = setup_databases(verbosity=0, interactive=False, aliases={"default"})
-        assert connection.settings_dict["NAME"] != _original_database_name()
+        assert connection.settings_dict["NAME"] != original
     database = Database(django_db_blocker)
     yield database
     with django_db_blocker.unblock():
@@ -121,9 +117,8 @@ class Gateway:
         return self.stack.web_url
 
     def logs(self) -> dict[str, str]:
-        return {
-            name: self.stack.procs.log_path(name).read_text(errors="replace") for name in PROCESSES
-        }
+        procs = self.stack.procs
+        return {name: procs.log_path(name).read_text(errors="replace") for name in PROCESSES}
 
     def check_alive(self, *, with_tail: bool = True) -> None:
         try:
@@ -135,9 +130,8 @@ class Gateway:
 
 @pytest.fixture(scope="package")
 def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
+    with FakeUpstream() as server:
+        yield server
 
 
 @pytest.fixture(scope="package")
@@ -148,9 +142,9 @@ def gateway(
 
     root = tmp_path_factory.mktemp("e2e")
     config = StackConfig(
-        database_url=_database_url(connection.settings_dict),
-        var_dir=root / "var",
-        queue=f"e2e-{uuid.uuid4().hex}",
+        _database_url(connection.settings_dict),
+        root / "var",
+        f"e2e-{uuid.uuid4().hex}",
         broker_url=os.environ.get("CELERY_BROKER_URL", ""),
         upstream_url=upstream.base_url,
         # Keys are stored as an HMAC peppered with SECRET_KEY: the processes must share ours.
@@ -189,20 +183,16 @@ class GatewayClient:
         self.check_alive = check_alive
         # A server may close an idle keep-alive connection at any time; dropping ours after 1 s
         # avoids sending a request down a connection the server is closing ("connection reset").
-        self.http = httpx.Client(
-            base_url=base_url,
-            timeout=30,
-            limits=httpx.Limits(
-                max_connections=64, max_keepalive_connections=64, keepalive_expiry=1.0
-            ),
+        limits = httpx.Limits(
+            max_connections=64, max_keepalive_connections=64, keepalive_expiry=1.0
         )
+        self.http = httpx.Client(base_url=base_url, timeout=30, limits=limits)
         self._lock = threading.Lock()
         self.bodies: list[str] = []
 
     def _seen(self, response: httpx.Response) -> httpx.Response:
         with self._lock:
-            self.bodies.append(response.text)
-            self.bodies.append(json.dumps(dict(response.headers)))
+            self.bodies += [response.text, json.dumps(dict(response.headers))]
         return response
 
     def submit(
@@ -216,10 +206,8 @@ class GatewayClient:
     ) -> httpx.Response:
         """Submit ``body`` to the route at ``path`` (completions unless said otherwise)."""
         sent = {"Authorization": f"Bearer {key}"} if key else {}
-        if ttl is not None:
-            sent["x-bf-async-job-result-ttl"] = str(ttl)
-        sent.update(headers or {})
-        return self._seen(self.http.post(path, json=body, headers=sent))
+        sent |= {"x-bf-async-job-result-ttl": str(ttl)} if ttl is not None else {}
+        return self._seen(self.http.post(path, json=body, headers=sent | (headers or {})))
 
     def submit_ok(self, key: str, body: dict[str, Any], **kwargs: Any) -> str:
         """Submit, insist on 202, return the job id."""
@@ -238,17 +226,14 @@ class GatewayClient:
     ) -> httpx.Response:
         """Poll until the job is completed or failed (HTTP 200); fails on anything but 202."""
         deadline = time.monotonic() + timeout
-        while True:
-            response = self.poll(key, job_id, path)
-            if response.status_code != 202:
-                assert response.status_code == 200, response.text
-                return response
+        while (response := self.poll(key, job_id, path)).status_code == 202:
             self.check_alive()
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"job {job_id} still {response.json()['status']} after {timeout:g} s"
-                )
+                status = response.json()["status"]
+                raise AssertionError(f"job {job_id} still {status} after {timeout:g} s")
             time.sleep(0.1)
+        assert response.status_code == 200, response.text
+        return response
 
     def close(self) -> None:
         self.http.close()
