@@ -43,8 +43,13 @@ class PostgresRedisBackend:
 
     def __init__(self) -> None:
         # Autocommit: each statement is its own transaction, one round trip per request.
-        url, kwargs = os.environ[DATABASE_URL_ENV], {"autocommit": True}
-        self.pool = AsyncConnectionPool(url, max_size=16, kwargs=kwargs, open=False)  # min_size 4
+        self.pool = AsyncConnectionPool(
+            os.environ[DATABASE_URL_ENV],
+            min_size=4,
+            max_size=16,
+            kwargs={"autocommit": True},
+            open=False,
+        )
         self.redis = redis.asyncio.Redis.from_url(os.environ[REDIS_URL_ENV])
 
     @classmethod

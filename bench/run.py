@@ -21,9 +21,16 @@ from harness.stack import REPO
 
 BENCH_DIR = Path(__file__).resolve().parent
 Figures = dict[str, Any]
-# A scenario's row: what it measures, its target, its figure (a ``str.format`` template of its
-# results) and whether the target was met.
-Target = tuple[str, str, str, Callable[[Figures], bool]]
+
+
+class Target(NamedTuple):
+    """A scenario's row: what it measures, its target, its figure (a ``str.format`` template of
+    its results) and whether the target was met."""
+
+    what: str
+    target: str
+    figure: str
+    met: Callable[[Figures], bool]
 
 
 class Row(NamedTuple):
@@ -32,15 +39,15 @@ class Row(NamedTuple):
     figure: str
     target: str
     met: bool | None  # None: not measured in this run
-    verdict: str
 
-
-VERDICTS = {True: "met", False: "NOT met", None: "not run"}
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT met", None: "not run"}[self.met]
 
 
 def _versus_reference(what: str) -> Target:
     figure = "{ratio:.2f} ({gateway[rate]:.0f}/s vs {reference[rate]:.0f}/s)"
-    return (f"{what} ÷ bare reference", "≥ 0.45", figure, lambda d: d["ratio"] >= 0.45)
+    return Target(f"{what} ÷ bare reference", "≥ 0.45", figure, lambda d: d["ratio"] >= 0.45)
 
 
 def _fair_share_met(d: Figures) -> bool:
@@ -56,7 +63,7 @@ def _fair_share_met(d: Figures) -> bool:
 TARGETS: dict[str, Target] = {
     "s1": _versus_reference("accepted completions submits/s (64 connections)"),
     "s1chat": _versus_reference("accepted chat completions submits/s (64 connections)"),
-    "s2": (
+    "s2": Target(
         "jobs completed/s at 1 s ÷ at 0 latency (backlog drained, steady rate)",
         "≥ 0.8 and ≥ 300/s at 1 s",
         "{ratio:.2f} ({one_second[jobs_per_s]:.0f}/s vs {zero[jobs_per_s]:.0f}/s, "
@@ -64,7 +71,7 @@ TARGETS: dict[str, Target] = {
         "vs {zero[whole_run_jobs_per_s]:.0f}/s)",
         lambda d: d["ratio"] >= 0.8 and d["one_second"]["jobs_per_s"] >= 300,
     ),
-    "s3": (
+    "s3": Target(
         "added latency at a steady 50 jobs/s",
         "p50 ≤ 15 ms, p99 ≤ 100 ms",
         "p50 {added_ms[p50]:.1f} ms, p99 {added_ms[p99]:.1f} ms ({added_ms[n]:.0f} jobs)",
@@ -74,14 +81,14 @@ TARGETS: dict[str, Target] = {
     ),
     "s4": _versus_reference("polls/s of a completed completion job"),
     "s4chat": _versus_reference("polls/s of a completed chat completion job"),
-    "s5": (
+    "s5": Target(
         "peak RSS of all workers, 1,000 jobs in flight at 5 s",
         "≤ 1 GiB",
         "{peak_rss_mib:.0f} MiB ({workers} workers, {peak_in_flight_upstream} calls in flight at "
         "the upstream)",
         lambda d: d["peak_rss_bytes"] <= 2**30 and (d["peak_in_flight_upstream"] or 0) >= d["jobs"],
     ),
-    "s6": (
+    "s6": Target(
         "purge of expired rows while submits continue",
         "≥ 100k rows/s, longest statement ≤ 1 s",
         "{purge[rows_per_s]:,.0f} rows/s, longest {purge[longest_statement_s]:.3f} s "
@@ -93,7 +100,7 @@ TARGETS: dict[str, Target] = {
             and d["submits_during"]["not_accepted"] == 0
         ),
     ),
-    "s7": (
+    "s7": Target(
         "vs LiteLLM 1.108.7: submits/s and completed jobs/s (1 s latency)",
         "both ≥ 3x",
         "submits {submit_ratio:.1f}x ({gateway_submits[rate]:.0f}/s vs "
@@ -103,7 +110,7 @@ TARGETS: dict[str, Target] = {
         "{peer_plain_completions[rate]:.0f}/s",
         lambda d: d["submit_ratio"] >= 3 and d["completed_ratio"] >= 3,
     ),
-    "s8": (
+    "s8": Target(
         "another key's jobs behind one key's 20,000-job backlog, 1 s latency, 10 jobs/s",
         "p99 ≤ latency + 2 s (3,000 ms)",
         "p50 {end_to_end_ms[p50]:.0f} ms, p99 {end_to_end_ms[p99]:.0f} ms submit to completed "
@@ -124,7 +131,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         elif data is not None:
             figure, met = template.format(**data), met_by(data)
         label = f"{key[:2].upper()} {key[2:]}".strip()  # s1chat: S1 chat
-        out.append(Row(label, what, figure, target, met, VERDICTS[met]))
+        out.append(Row(label, what, figure, target, met))
     return out
 
 

@@ -53,7 +53,6 @@ CHECKS = [
 ]
 CHECK_NAMES = tuple(check.__name__ for check in CHECKS)
 CONFORMANCE_CHECKS = CHECK_NAMES[1:]
-FAILURE_FIELDS = ("check", "operation", "title", "message", "example", "count")
 
 
 @dataclass
@@ -89,8 +88,18 @@ class Tally:
                 message = (failure.message if failure is not None else "")[:MESSAGE_CHARS]
                 # Method, path and status only: the request's headers carry the virtual key.
                 example = f"{request.method} {_path_qs(request.uri)} -> {status}"
-                entry = dict(zip(FAILURE_FIELDS, (*key, message, example, 0), strict=True))
-                self.failures.setdefault(key, entry)["count"] += 1
+                entry = self.failures.setdefault(
+                    key,
+                    {
+                        "check": check.name,
+                        "operation": operation,
+                        "title": title,
+                        "message": message,
+                        "example": example,
+                        "count": 0,
+                    },
+                )
+                entry["count"] += 1
 
     def as_dict(self) -> dict[str, Any]:
         return vars(self) | {
