@@ -45,6 +45,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import NOT_PROVIDED, Field, FloatField, Value
 
 from gateway.access.models import KeySpend, VirtualKey
+from jobs.log_flush import FLUSH_SQL, shared_flush
 from jobs.models import AsyncJob, JobStatus, KeyCounters
 
 
@@ -265,8 +266,8 @@ def _gated_insert_sql(
     (``synchronous_commit`` off for that transaction alone), so the key's row lock is released
     at once: every submit of one key takes that lock in turn, and holding it through each
     commit's disk flush made them one at a time (docs/measurements.md, "One key's submits share
-    its counters row"). The caller then waits for the flush with ``_make_durable`` before the
-    job is reported accepted."""
+    its counters row"). The submit then waits for the log's flush (``jobs/log_flush.py``)
+    before the job is reported accepted."""
     conn = connections[alias]
     fields = _inserted(left)
     columns = ", ".join(conn.ops.quote_name(field.column) for field in fields)
@@ -279,18 +280,14 @@ def _gated_insert_sql(
     )
 
 
-# A transaction that writes to the log commits synchronously, and its flush takes every record
-# before its own with it. An empty message written to the log is the cheapest such write: it
-# takes no lock and touches no table. (A transaction that only takes an id writes nothing to the
-# log but its commit, which is then asynchronous: it would not do.) Logical decoding, where it
-# is used, sees these messages under this prefix.
-FLUSH_SQL = "SELECT pg_logical_emit_message(true, 'gateway.flush', '')"
+def _flush_log(alias: str) -> None:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(FLUSH_SQL)
 
 
 def _make_durable(alias: str) -> None:
-    """Wait until the write-ahead log is on disk up to here."""
-    with connections[alias].cursor() as cursor:
-        cursor.execute(FLUSH_SQL)
+    """Wait until the write-ahead log is on disk up to here (``jobs/log_flush.py``)."""
+    shared_flush(alias).wait(functools.partial(_flush_log, alias))
 
 
 def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
@@ -314,7 +311,8 @@ def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
             cursor.execute(statement, _gate_params(gate, conn) + values)
             admitted = cursor.rowcount == 1
             if admitted and not conn.in_atomic_block:
-                cursor.execute(FLUSH_SQL)  # committed already (autocommit): durable now
+                # Committed already (autocommit): durable once the log is flushed past it.
+                shared_flush(alias).wait(functools.partial(cursor.execute, FLUSH_SQL))
             elif admitted:
                 # Once the caller's transaction has committed (it shares the statement's
                 # asynchronous commit), before any later on_commit callback.

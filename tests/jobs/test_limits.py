@@ -20,7 +20,8 @@ from rest_framework.test import APIClient
 from gateway.access.principals import Principal
 from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from gateway.http.errors import TooManyRequests
-from jobs import limits, services, sql
+from jobs import limits, services
+from jobs.log_flush import FLUSH_SQL
 from jobs.models import AsyncJob, IdempotencyKey, JobStatus, KeyCounters, RequestType
 from jobs.webhooks.models import WebhookDelivery
 from jobs.webhooks.services import create_endpoint
@@ -323,7 +324,7 @@ def test_a_counted_key_submits_with_one_statement_and_a_flush_on_postgres(
     if connection.vendor == "postgresql":
         # The gated INSERT, committed without waiting for the disk, then the wait for it.
         assert len(statements) == 2, statements
-        assert "synchronous_commit" in statements[0] and statements[1] == sql.FLUSH_SQL
+        assert "synchronous_commit" in statements[0] and statements[1] == FLUSH_SQL
     else:  # the gate's UPDATE, then the INSERT, in one transaction
         assert [s.split()[0] for s in statements] == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
 
