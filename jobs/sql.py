@@ -295,8 +295,9 @@ def insert_counted_job(job: AsyncJob, gate: KeyGate) -> bool:
     (and then counted in them); False, and nothing written, when a limit is reached, the budget
     is spent or the key has no counters row yet.
 
-    Postgres: one statement, committed asynchronously, then one that waits for the log's flush
-    (``_gated_insert_sql``): the job is durable when this returns in autocommit, and when the
+    Postgres: one statement, committed asynchronously (``_gated_insert_sql``), then a wait for
+    the log's flush, shared with the process's other submits waiting at the same time
+    (``jobs/log_flush.py``): the job is durable when this returns in autocommit, and when the
     caller's transaction has committed inside one. SQLite has one writer at a time: the UPDATE,
     then the INSERT, in one transaction (the caller's, when it has one).
     """
