@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.urls import reverse
 
+from gateway.access.principals import Principal
 from gateway.http.errors import WWW_AUTHENTICATE
+from jobs import services
+from jobs.models import RequestType
 
 SUBMIT_URL = "/v1/async/completions"
 VALID_BODY = {"model": "openai/gpt-test", "prompt": "Say hi", "max_tokens": 5}
@@ -18,6 +23,28 @@ VALID_BODY = {"model": "openai/gpt-test", "prompt": "Say hi", "max_tokens": 5}
 ERROR_KEYS = {"event_id", "type", "is_bifrost_error", "status_code", "error", "extra_fields"}
 ERROR_DETAIL_KEYS = {"type", "code", "message", "param", "event_id"}
 EXTRA_FIELD_KEYS = {"provider", "model_requested", "request_type"}
+
+
+def in_threads(target: Callable[[], None], count: int, timeout: float = 30.0) -> None:
+    """Run ``target`` in ``count`` threads at once; return when all have ended."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+
+
+def submit_directly(key: Any) -> Any:
+    """A completion job of ``key`` submitted through the service, as the view submits one."""
+    return services.submit_job(
+        principal=Principal(virtual_key=key),
+        request_type=RequestType.TEXT_COMPLETION,
+        provider="openai",
+        model="gpt-4o-mini",
+        fallbacks=[],
+        request={"prompt": "x"},
+        result_ttl=60,
+    )
 
 
 def poll_url(job_id: uuid.UUID | str) -> str:

@@ -17,16 +17,15 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from gateway.access.principals import Principal
 from gateway.access.tokens import ROLE_ADMIN, ROLE_VIRTUAL_KEY, issue_token
 from gateway.http.errors import TooManyRequests
 from jobs import limits, services
 from jobs.log_flush import FLUSH_SQL
-from jobs.models import AsyncJob, IdempotencyKey, JobStatus, KeyCounters, RequestType
+from jobs.models import AsyncJob, IdempotencyKey, JobStatus, KeyCounters
 from jobs.webhooks.models import WebhookDelivery
 from jobs.webhooks.services import create_endpoint
 from tests.factories import VirtualKeyFactory
-from tests.helpers import assert_error_shape
+from tests.helpers import assert_error_shape, in_threads, submit_directly
 
 pytestmark = pytest.mark.django_db
 
@@ -391,18 +390,6 @@ def test_a_refusal_that_finds_room_again_tries_again(clock, dispatched, monkeypa
     assert submit(key).status_code == 202
 
 
-def submit_directly(key: Any) -> AsyncJob:
-    return services.submit_job(
-        principal=Principal(virtual_key=key),
-        request_type=RequestType.TEXT_COMPLETION,
-        provider="openai",
-        model="gpt-4o-mini",
-        fallbacks=[],
-        request={"prompt": "x"},
-        result_ttl=60,
-    )
-
-
 # --- races --------------------------------------------------------------------------------------
 
 
@@ -421,11 +408,7 @@ def race_submits(key: Any, count: int) -> list[int]:
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    in_threads(one, count)
     return statuses
 
 

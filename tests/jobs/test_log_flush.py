@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from gateway.access.principals import Principal
-from jobs import services
 from jobs.log_flush import FLUSH_SQL, SharedFlush, shared_flush
-from jobs.models import AsyncJob, KeyCounters, RequestType
+from jobs.models import AsyncJob, KeyCounters
 from tests.factories import VirtualKeyFactory
+from tests.helpers import in_threads, submit_directly
 
 WAIT = 10.0  # seconds any step of these tests may take before it is a hang
 
@@ -140,15 +139,7 @@ def test_counted_submits_at_once_each_return_with_their_commit_on_disk(dispatche
         try:
             start.wait(WAIT)
             with connection.execute_wrapper(note):
-                services.submit_job(
-                    principal=Principal(virtual_key=key),
-                    request_type=RequestType.TEXT_COMPLETION,
-                    provider="openai",
-                    model="gpt-4o-mini",
-                    fallbacks=[],
-                    request={"prompt": "x"},
-                    result_ttl=60,
-                )
+                submit_directly(key)
             if connection.vendor == "postgresql":
                 (on_disk,) = connection.connection.execute(
                     "SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", written_up_to
@@ -160,11 +151,7 @@ def test_counted_submits_at_once_each_return_with_their_commit_on_disk(dispatche
         finally:
             connection.close()
 
-    workers = [threading.Thread(target=one) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(WAIT * 3)
+    in_threads(one, threads, WAIT * 3)
     assert not errors and not behind, (errors, behind)
     assert AsyncJob.objects.filter(virtual_key=key, counted=True).count() == threads
     assert KeyCounters.objects.get(virtual_key=key).pending == threads
