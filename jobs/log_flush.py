@@ -13,6 +13,7 @@ submits").
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -31,17 +32,24 @@ class SharedFlush:
         self._turn = threading.Condition(threading.Lock())
         self._begun = 0  # the number of the last flush begun
         self._done = 0  # the number of the last flush that reached the disk
+        self._failed = 0  # the number of the last flush that raised
         self._running = False
 
     def wait(self, flush: Callable[[], object]) -> None:
         """Return once a flush begun after this call has ended; ``flush`` runs one on the
-        caller's own connection when it is the caller's turn. A flush that fails raises in the
-        thread that ran it, and serves nobody: the next caller in line runs another."""
+        caller's own connection when it is the caller's turn.
+
+        A flush that fails raises in the thread that ran it, and serves nobody. The callers that
+        waited for that very flush then run one each, at once, as if flushes were not shared:
+        when the database is away, each learns it after one wait of its own rather than after
+        every caller before it has waited in turn."""
         with self._turn:
             # A flush running now may have begun before the caller's commit: only a later one
             # is sure to cover it.
             needed = self._begun + 1
             while self._done < needed:
+                if self._failed >= needed:
+                    break
                 if self._running:
                     self._turn.wait()
                     continue
@@ -58,10 +66,17 @@ class SharedFlush:
                     self._running = False
                     if flushed:
                         self._done = number
+                    else:
+                        self._failed = number
                     self._turn.notify_all()
+            else:
+                return
+        flush()
 
 
 _shared: dict[str, SharedFlush] = {}
+# A process forked while one of its threads held a turn would wait for that turn forever.
+os.register_at_fork(after_in_child=_shared.clear)
 
 
 def shared_flush(alias: str) -> SharedFlush:

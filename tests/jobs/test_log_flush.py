@@ -3,6 +3,8 @@ and a counted submit that returns only once its commit is on disk, however many 
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from jobs import log_flush
 from jobs.log_flush import FLUSH_SQL, SharedFlush, shared_flush
 from jobs.models import AsyncJob, KeyCounters
 from tests.factories import VirtualKeyFactory
@@ -20,24 +23,30 @@ WAIT = 10.0  # seconds any step of these tests may take before it is a hang
 
 
 class Disk:
-    """A flush that records when it began and ended, and can be held until released."""
+    """A flush that records when each call began and ended (numbered from 1 in the order they
+    began); a call can be held until released, or made to fail."""
 
-    def __init__(self) -> None:
-        self.begun: list[float] = []
-        self.ended: list[float] = []
-        self.release = threading.Event()
-        self.release.set()
-        self.running = threading.Event()
-        self.fail_next = False
+    def __init__(self, fail: frozenset[int] = frozenset()) -> None:
+        self.begun: list[int] = []
+        self.ended: list[int] = []
+        self.fail = fail
+        self._numbers = itertools.count(1)
+        self._holds: dict[int, threading.Event] = {}
+
+    def hold(self, *numbers: int) -> threading.Event:
+        """Calls ``numbers`` wait, once begun, until the event returned is set."""
+        release = threading.Event()
+        self._holds |= dict.fromkeys(numbers, release)
+        return release
 
     def flush(self) -> None:
-        self.begun.append(time.monotonic())
-        self.running.set()
-        assert self.release.wait(WAIT)
-        if self.fail_next:
-            self.fail_next = False
+        number = next(self._numbers)
+        self.begun.append(number)
+        if number in self._holds:
+            assert self._holds[number].wait(WAIT)
+        if number in self.fail:
             raise OSError("the database went away")
-        self.ended.append(time.monotonic())
+        self.ended.append(number)
 
 
 def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -62,50 +71,89 @@ def wait_until(condition: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
-def queue_behind(shared: SharedFlush, count: int) -> bool:
-    """Whether at least ``count`` threads wait on ``shared`` for a flush to end."""
-    return len(shared._turn._waiters) >= count  # type: ignore[attr-defined]
+def waiting_on(shared: SharedFlush) -> int:
+    """How many threads wait on ``shared`` for a flush to end (the condition's own count)."""
+    return len(shared._turn._waiters)  # type: ignore[attr-defined]
+
+
+def callers(
+    shared: SharedFlush, disk: Disk, count: int
+) -> list[tuple[threading.Thread, list[Any]]]:
+    """``count`` threads calling ``shared.wait`` with ``disk``'s flush."""
+    return [in_thread(lambda: shared.wait(disk.flush)) for _ in range(count)]
+
+
+def ended(started: list[tuple[threading.Thread, list[Any]]]) -> list[Any]:
+    """Each thread's outcome, once all have ended."""
+    for thread, _ in started:
+        thread.join(WAIT)
+    return [outcome[0] if outcome else "still running" for _, outcome in started]
 
 
 def test_a_caller_alone_runs_its_own_flush_at_once():
     disk = Disk()
     SharedFlush().wait(disk.flush)
-    assert len(disk.begun) == len(disk.ended) == 1
+    assert disk.begun == disk.ended == [1]
 
 
 def test_callers_that_ask_while_a_flush_runs_share_the_next_one():
     disk, shared = Disk(), SharedFlush()
-    disk.release.clear()
-    first, first_outcome = in_thread(lambda: shared.wait(disk.flush))
-    assert disk.running.wait(WAIT)
-    asked_at = time.monotonic()
-    later = [in_thread(lambda: shared.wait(disk.flush)) for _ in range(5)]
-    wait_until(lambda: queue_behind(shared, 5))
+    release = disk.hold(1)
+    first = callers(shared, disk, 1)
+    wait_until(lambda: disk.begun == [1])
+    later = callers(shared, disk, 5)
+    wait_until(lambda: waiting_on(shared) == 5)
     assert all(outcome == [] for _, outcome in later)  # none is served by the running flush
-    disk.release.set()
-    for thread, _ in [(first, first_outcome), *later]:
-        thread.join(WAIT)
-    assert first_outcome == [None] and all(outcome == [None] for _, outcome in later)
+    release.set()
+    assert ended(first + later) == [None] * 6
     # Two flushes for six callers: the second began after the five asked, and served them all.
-    assert len(disk.begun) == len(disk.ended) == 2
-    assert disk.begun[1] > asked_at
+    assert disk.begun == disk.ended == [1, 2]
 
 
 def test_a_flush_that_fails_raises_in_its_thread_and_serves_nobody():
-    disk, shared = Disk(), SharedFlush()
-    disk.release.clear()
-    disk.fail_next = True
-    failing, failing_outcome = in_thread(lambda: shared.wait(disk.flush))
-    assert disk.running.wait(WAIT)
-    waiting, waiting_outcome = in_thread(lambda: shared.wait(disk.flush))
-    wait_until(lambda: queue_behind(shared, 1))
-    disk.release.set()
-    failing.join(WAIT)
-    waiting.join(WAIT)
-    assert isinstance(failing_outcome[0], OSError)
-    # The waiter was not told the failed flush reached the disk: it ran one of its own.
-    assert waiting_outcome == [None]
-    assert len(disk.begun) == 2 and len(disk.ended) == 1
+    disk, shared = Disk(fail=frozenset({1})), SharedFlush()
+    release = disk.hold(1)
+    failing = callers(shared, disk, 1)
+    wait_until(lambda: disk.begun == [1])
+    waiting = callers(shared, disk, 1)
+    wait_until(lambda: waiting_on(shared) == 1)
+    release.set()
+    (error,) = ended(failing)
+    assert isinstance(error, OSError)
+    # The waiter was not told the failed flush reached the disk: the next flush served it.
+    assert ended(waiting) == [None]
+    assert disk.begun == [1, 2] and disk.ended == [2]
+
+
+def test_the_callers_of_a_flush_that_fails_each_run_one_at_once():
+    """Three callers wait for flush 2, which fails: its runner raises, and the other two run a
+    flush each, both at the same time rather than in turn (a database that is away costs each
+    caller one wait, not one per caller before it)."""
+    disk, shared = Disk(fail=frozenset({2})), SharedFlush()
+    release_first, release_own = disk.hold(1), disk.hold(3, 4)
+    first = callers(shared, disk, 1)
+    wait_until(lambda: disk.begun == [1])
+    three = callers(shared, disk, 3)
+    wait_until(lambda: waiting_on(shared) == 3)
+    release_first.set()
+    wait_until(lambda: sorted(disk.begun) == [1, 2, 3, 4])  # 3 and 4 run together
+    assert disk.ended == [1]
+    release_own.set()
+    outcomes = ended(first + three)
+    assert outcomes[0] is None
+    errors = [outcome for outcome in outcomes[1:] if isinstance(outcome, OSError)]
+    assert len(errors) == 1 and outcomes[1:].count(None) == 2
+    assert sorted(disk.ended) == [1, 3, 4]
+
+
+def test_a_forked_process_starts_with_no_flush_of_its_parent():
+    shared_flush("default")
+    child = os.fork()
+    if child == 0:  # the child: its table of flushes must be empty
+        os._exit(0 if not log_flush._shared else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "default" in log_flush._shared
 
 
 def test_each_database_has_its_own_shared_flush():
