@@ -97,14 +97,16 @@ def test_ctrl_c_stops_the_web_server_worker_and_beat_within_seconds(tmp_path):
         if name not in {"DATABASE_URL", "CELERY_BROKER_URL", "PORT", "HOST"}
     }
     env.update(GATEWAY_VAR_DIR=str(tmp_path), PORT=str(port), HOST="127.0.0.1")
-    gateway = subprocess.Popen(
-        [sys.executable, "manage.py", "rungateway"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = tmp_path / "rungateway.log"  # its children's output too: they write where it does
+    with log.open("wb") as output:
+        gateway = subprocess.Popen(
+            [sys.executable, "manage.py", "rungateway"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -119,7 +121,14 @@ def test_ctrl_c_stops_the_web_server_worker_and_beat_within_seconds(tmp_path):
 
         stopping = time.monotonic()
         os.killpg(gateway.pid, signal.SIGINT)
-        gateway.wait(timeout=30)
+        try:
+            gateway.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            alive = [pid for pid in children if _alive(pid)]
+            tail = log.read_text(errors="replace")[-4000:]
+            pytest.fail(
+                f"rungateway still running 30 s after Ctrl-C; children alive {alive}:\n{tail}"
+            )
         assert time.monotonic() - stopping < 15
         assert not [pid for pid in children if _alive(pid)]
     finally:
