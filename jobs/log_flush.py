@@ -33,7 +33,12 @@ class SharedFlush:
         self._begun = 0  # the number of the last flush begun
         self._done = 0  # the number of the last flush that reached the disk
         self._failed = 0  # the number of the last flush that raised
-        self._running = False
+
+    @property
+    def _running(self) -> bool:
+        """Whether a flush has begun and not ended (one runs at a time, and each that ends
+        is either done or failed)."""
+        return self._begun > max(self._done, self._failed)
 
     def wait(self, flush: Callable[[], object]) -> None:
         """Return once a flush begun after this call has ended; ``flush`` runs one on the
@@ -53,7 +58,6 @@ class SharedFlush:
                 if self._running:
                     self._turn.wait()
                     continue
-                self._running = True
                 self._begun += 1
                 number = self._begun
                 flushed = False
@@ -63,7 +67,6 @@ class SharedFlush:
                     flushed = True
                 finally:
                     self._turn.acquire()
-                    self._running = False
                     if flushed:
                         self._done = number
                     else:
