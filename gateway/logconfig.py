@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 FORMATS = ("json", "plain")
 
@@ -36,13 +37,19 @@ _PRE_CHAIN: list[Any] = [
 
 def formatter(log_format: str) -> dict[str, Any]:
     """The ``logging.config`` formatter of ``log_format``."""
+    # A traceback names each frame and line, never a frame's local variables: those hold
+    # provider keys, credentials in base URLs and request headers.
     if log_format == "json":
+        frames = ExceptionDictTransformer(show_locals=False)
         render: list[Any] = [
-            structlog.processors.dict_tracebacks,
+            structlog.processors.ExceptionRenderer(frames),
             structlog.processors.JSONRenderer(),
         ]
     else:
-        render = [structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)]
+        plain = structlog.dev.plain_traceback
+        render = [
+            structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0, exception_formatter=plain)
+        ]
     return {
         "()": structlog.stdlib.ProcessorFormatter,
         "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,6 +116,36 @@ def test_an_exception_is_one_json_line_with_its_traceback(json_lines):
     (line,) = _parsed(json_lines)
     assert line["event"] == "failed"
     assert line["exception"][0]["exc_type"] == "ValueError"
+
+
+def _failing_call_with_a_secret_at_hand() -> None:
+    headers = {"Authorization": "Bearer sk-provider-SECRET-in-a-local"}
+    raise ConnectionError(f"refused ({len(headers)} headers)")
+
+
+def test_a_traceback_as_json_shows_no_local_variable_a_secret_could_be_in(json_lines):
+    try:
+        _failing_call_with_a_secret_at_hand()
+    except ConnectionError:
+        logging.getLogger("providers.routing").exception("adapter failed")
+    (line,) = _parsed(json_lines)
+    frames = line["exception"][0]["frames"]
+    assert [f["name"] for f in frames][-1] == "_failing_call_with_a_secret_at_hand"
+    assert not [f for f in frames if f.get("locals")]
+    assert "SECRET" not in json_lines.getvalue()
+
+
+def test_a_traceback_in_the_plain_format_shows_no_local_variable_either():
+    config = formatter("plain")
+    make = config.pop("()")
+    try:
+        _failing_call_with_a_secret_at_hand()
+    except ConnectionError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("providers.routing", logging.ERROR, "", 0, "failed", (), exc_info)
+    text = make(**config).format(record)
+    assert "_failing_call_with_a_secret_at_hand" in text and "ConnectionError" in text
+    assert "SECRET" not in text
 
 
 def test_the_plain_format_is_readable_key_value_lines():
