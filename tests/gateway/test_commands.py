@@ -162,6 +162,14 @@ def test_blank_name_is_refused():
         run("create_virtual_key", "--name", "   ")
 
 
+def test_a_name_longer_than_the_column_is_refused_with_its_limit_not_a_traceback():
+    longest = VirtualKey._meta.get_field("name").max_length
+    with pytest.raises(CommandError, match=f"at most {longest} characters"):
+        run("create_virtual_key", "--name", "k" * (longest + 1))
+    run("create_virtual_key", "--name", "k" * longest)
+    assert VirtualKey.objects.filter(name="k" * longest).exists()
+
+
 # --- issue_jwt ----------------------------------------------------------------------------------
 
 

@@ -103,6 +103,9 @@ class Command(BaseCommand):
         name = options["name"].strip()
         if not name:
             raise CommandError("--name must not be empty")
+        longest = VirtualKey._meta.get_field("name").max_length
+        if longest is not None and len(name) > longest:
+            raise CommandError(f"--name must be at most {longest} characters")
         if VirtualKey.objects.filter(name=name).exists():
             raise CommandError(f"a virtual key named {name!r} already exists")
         expires_at = None
