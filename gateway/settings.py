@@ -27,8 +27,21 @@ from gateway.logconfig import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
-# The embedded database, the secret key and the broker's messages: for this user's eyes only.
-VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _own_directory(variable: str, path: Path) -> None:
+    """Create ``path`` (the directory ``variable`` names) for this user's eyes only."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"{variable} must name a directory this process can create or use: "
+            f"{path} ({exc.strerror})"
+        ) from None
+
+
+# The embedded database, the secret key and the broker's messages.
+_own_directory("GATEWAY_VAR_DIR", VAR_DIR)
 
 
 def _create_owner_only(path: Path, text: str) -> None:
@@ -278,7 +291,7 @@ GATEWAY_PROVIDER_CACHE_SECONDS = env_float("GATEWAY_PROVIDER_CACHE_SECONDS", 5.0
 # sums. The web, worker and beat processes of one host (or containers sharing a volume) must
 # name the same directory; launchers empty it at start (gateway/metrics_dir.py).
 GATEWAY_METRICS_DIR = Path(env_str("GATEWAY_METRICS_DIR", str(VAR_DIR / "metrics")))
-GATEWAY_METRICS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+_own_directory("GATEWAY_METRICS_DIR", GATEWAY_METRICS_DIR)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(GATEWAY_METRICS_DIR)
 # A bearer token that may read /metrics besides admin JWTs (a scraper's); none when unset.
 GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gateway.checks import gateway_settings_check
 from gateway.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from gateway.settings import BASE_DIR
 
 
 def ids(problems: list) -> set[str]:
@@ -239,3 +240,21 @@ def test_in_process_caches_are_not_closed_after_each_request_and_others_would_be
     assert close_caches not in receivers
     memcached = {"default": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache"}}
     assert not closes_nothing(memcached)
+
+
+@pytest.mark.parametrize("variable", ["GATEWAY_VAR_DIR", "GATEWAY_METRICS_DIR"])
+def test_a_directory_that_cannot_be_made_stops_start_up_naming_its_variable(variable, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "GATEWAY_VAR_DIR": str(tmp_path / "var"), variable: str(blocker / "d")}
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert f"{variable} must name a directory this process can create or use" in out.stderr
+    assert "Traceback" not in out.stderr
